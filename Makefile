@@ -1,0 +1,12 @@
+# The two commands of the README, and the set-up they both run first.
+.PHONY: setup run test
+PY := .venv/bin/python
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@$(PY) -m mlff_distiller.cli run-main
+
+test: setup
+	@$(PY) -m pytest -q tests

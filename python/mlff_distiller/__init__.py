@@ -1,0 +1,3 @@
+"""mlff-distiller: a distilled PaiNN force field with analytic forces, for LAMMPS."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,275 @@
+"""Cheap sampling of off-equilibrium geometries for the teacher to label.
+
+The student must see distorted geometries, not only minima, to learn forces. We get them
+without the teacher, from short molecular dynamics with cheap classical force fields:
+
+* molecules from SMILES: RDKit builds conformers (ETKDG + MMFF94 optimisation), then ASE
+  Langevin dynamics on the MMFF94 surface at a few temperatures; snapshots are taken
+  `snapshot_interval` steps apart so that they are not near-copies of each other;
+* liquid water: random boxes of rigid TIP3P water run with ASE Langevin (RATTLE keeps the
+  molecules rigid), and each snapshot is then rattled so that bonds and angles vary too.
+
+Every function takes a seed and is deterministic. Every returned `Atoms` carries in `info`
+where it came from (``molecule``, ``temperature``, ...) so that a data set can be analysed
+afterwards; its momenta are removed and it has no constraints and no calculator attached.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.tip3p import TIP3P, angleHOH, rOH
+from ase.constraints import FixBondLengths
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+
+KCAL_PER_MOL = units.kcal / units.mol  # RDKit works in kcal/mol; ASE in eV
+WATER_MASS_G_PER_MOL = 18.015
+
+
+# ----------------------------------------------------------------------------- molecules
+
+
+def molecule_from_smiles(smiles: str):
+    """Parse `smiles` into an RDKit molecule with explicit hydrogens (ValueError if invalid)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}; check it for typos")
+    return Chem.AddHs(mol)
+
+
+def embed_conformers(smiles: str, n_conformers: int, seed: int):
+    """RDKit molecule of `smiles` with `n_conformers` ETKDG conformers, each MMFF94-optimised."""
+    from rdkit.Chem import AllChem
+
+    mol = molecule_from_smiles(smiles)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed  # makes the embedding deterministic
+    conformer_ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=n_conformers, params=params))
+    if not conformer_ids:
+        raise ValueError(f"RDKit could not embed 3D coordinates for the SMILES {smiles!r}")
+    if not AllChem.MMFFHasAllMoleculeParams(mol):
+        raise ValueError(f"MMFF94 has no parameters for the SMILES {smiles!r}")
+    AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
+    return mol
+
+
+def conformer_to_atoms(mol, conformer_id: int) -> Atoms:
+    """ASE Atoms of one RDKit conformer; formal charges become initial charges (xTB uses them)."""
+    symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
+    positions = mol.GetConformer(conformer_id).GetPositions()
+    atoms = Atoms(symbols=symbols, positions=positions)
+    formal_charges = [atom.GetFormalCharge() for atom in mol.GetAtoms()]
+    if any(formal_charges):
+        atoms.set_initial_charges(formal_charges)
+    return atoms
+
+
+class MMFFCalculator(Calculator):
+    """ASE calculator for the RDKit MMFF94 force field of one molecule (fixed bonding).
+
+    The RDKit force field object is built once and then evaluated at arbitrary positions,
+    so this is cheap enough to drive thousands of MD steps.
+    """
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, mol, **kwargs):
+        from rdkit.Chem import AllChem
+
+        super().__init__(**kwargs)
+        self._mol = mol  # the force field refers to the molecule: keep it alive
+        properties = AllChem.MMFFGetMoleculeProperties(mol)
+        self._force_field = AllChem.MMFFGetMoleculeForceField(mol, properties)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        flat_positions = self.atoms.positions.ravel().tolist()
+        energy = self._force_field.CalcEnergy(flat_positions)
+        gradient = np.asarray(self._force_field.CalcGrad(flat_positions)).reshape(-1, 3)
+        self.results["energy"] = energy * KCAL_PER_MOL
+        self.results["forces"] = -gradient * KCAL_PER_MOL
+
+
+def run_langevin_snapshots(
+    atoms: Atoms,
+    temperature_K: float,
+    n_snapshots: int,
+    rng: np.random.Generator,
+    timestep_fs: float,
+    equilibration_steps: int,
+    snapshot_interval: int,
+    friction_per_fs: float = 0.02,
+) -> list[Atoms]:
+    """Langevin MD on `atoms` (calculator attached); copies taken every `snapshot_interval` steps.
+
+    The run starts from Maxwell-Boltzmann velocities at `temperature_K` and is equilibrated
+    for `equilibration_steps` before the first snapshot. Snapshots keep positions and cell only.
+    """
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(atoms)  # no drift of the whole system
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+    dynamics = Langevin(
+        atoms,
+        timestep=timestep_fs * units.fs,
+        temperature_K=temperature_K,
+        friction=friction_per_fs / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+    dynamics.run(equilibration_steps)
+    snapshots = []
+    for _ in range(n_snapshots):
+        dynamics.run(snapshot_interval)
+        snapshots.append(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc))
+        if "initial_charges" in atoms.arrays:
+            snapshots[-1].set_initial_charges(atoms.get_initial_charges())
+    return snapshots
+
+
+def sample_molecule(
+    smiles: str,
+    name: str | None = None,
+    n_conformers: int = 3,
+    temperatures: Sequence[float] = (300.0, 600.0, 900.0),
+    snapshots_per_run: int = 15,
+    seed: int = 0,
+    timestep_fs: float = 0.5,
+    equilibration_steps: int = 200,
+    snapshot_interval: int = 40,
+) -> list[Atoms]:
+    """Off-equilibrium geometries of the molecule `smiles` from MMFF94 Langevin dynamics.
+
+    One MD run per (conformer, temperature) pair, each giving `snapshots_per_run` snapshots:
+    n_conformers * len(temperatures) * snapshots_per_run structures in all. High temperatures
+    (e.g. 900 K) push bonds and angles further from equilibrium than room temperature would,
+    which the student needs to learn forces away from minima.
+    """
+    mol = embed_conformers(smiles, n_conformers, seed)
+    name = name or smiles
+    structures = []
+    for conformer_index, conformer_id in enumerate(c.GetId() for c in mol.GetConformers()):
+        for temperature in temperatures:
+            # One generator per run, seeded from everything identifying the run.
+            rng = np.random.default_rng([seed, conformer_index, int(round(temperature))])
+            atoms = conformer_to_atoms(mol, conformer_id)
+            atoms.calc = MMFFCalculator(mol)
+            snapshots = run_langevin_snapshots(
+                atoms, temperature, snapshots_per_run, rng,
+                timestep_fs, equilibration_steps, snapshot_interval,
+            )
+            for snapshot_index, snapshot in enumerate(snapshots):
+                snapshot.info.update(
+                    molecule=name, smiles=smiles, conformer=conformer_index,
+                    temperature=float(temperature), snapshot=snapshot_index,
+                )
+            structures.extend(snapshots)
+    return structures
+
+
+# ----------------------------------------------------------------------------- liquid water
+
+
+def water_box_length(n_molecules: int, density_g_cm3: float) -> float:
+    """Edge (A) of the cubic box holding `n_molecules` waters at `density_g_cm3`."""
+    grams = n_molecules * WATER_MASS_G_PER_MOL / units.mol
+    volume_A3 = grams / density_g_cm3 * 1e24  # 1 cm^3 = 1e24 A^3
+    return volume_A3 ** (1.0 / 3.0)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def water_molecule_geometry() -> np.ndarray:
+    """O, H, H positions (A) of a TIP3P water centred on its oxygen."""
+    half_angle = np.radians(angleHOH) / 2
+    return np.array([
+        [0.0, 0.0, 0.0],
+        [rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
+        [-rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
+    ])
+
+
+def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: int = 0) -> Atoms:
+    """Periodic cubic box of randomly oriented waters (atom order O H H, O H H, ...).
+
+    Oxygens sit on the sites of a simple cubic grid (chosen at random when the grid has more
+    sites than molecules), shifted by a small random jitter; the grid spacing (~3.1 A at
+    1 g/cm^3) keeps molecules from overlapping whatever their orientation. Hydrogens may stick
+    out of the cell: molecules are kept whole, as the TIP3P calculator requires.
+    """
+    rng = np.random.default_rng(seed)
+    length = water_box_length(n_molecules, density_g_cm3)
+    per_edge = int(np.ceil(n_molecules ** (1.0 / 3.0) - 1e-9))
+    spacing = length / per_edge
+    grid = np.array([(i, j, k) for i in range(per_edge) for j in range(per_edge)
+                     for k in range(per_edge)], dtype=float)
+    sites = grid[np.sort(rng.choice(len(grid), size=n_molecules, replace=False))]
+    oxygens = (sites + 0.5) * spacing + rng.uniform(-0.2, 0.2, size=sites.shape)
+    geometry = water_molecule_geometry()
+    positions = [oxygen + geometry @ random_rotation(rng).T for oxygen in oxygens]
+    atoms = Atoms("OH2" * n_molecules, positions=np.concatenate(positions),
+                  cell=[length] * 3, pbc=True)
+    return atoms  # not wrapped: TIP3P needs each molecule's atoms next to each other
+
+
+def rigid_water_constraint(n_molecules: int) -> FixBondLengths:
+    """RATTLE constraint keeping every water rigid: O-H1, O-H2 and H1-H2 distances fixed."""
+    pairs = [(3 * m + a, 3 * m + b) for m in range(n_molecules) for a, b in ((0, 1), (0, 2), (1, 2))]
+    return FixBondLengths(pairs)
+
+
+def sample_water_boxes(
+    n_snapshots: int,
+    n_molecules: int = 27,
+    temperatures: Sequence[float] = (300.0, 350.0, 400.0),
+    density_g_cm3: float = 1.0,
+    seed: int = 0,
+    rattle_stdev: float = 0.04,
+    timestep_fs: float = 1.0,
+    equilibration_steps: int = 1000,
+    snapshot_interval: int = 50,
+) -> list[Atoms]:
+    """`n_snapshots` liquid water boxes from rigid TIP3P Langevin MD, spread over `temperatures`.
+
+    TIP3P water is rigid, so every snapshot is then rattled (Gaussian displacement of
+    `rattle_stdev` A per coordinate, about the thermal O-H bond fluctuation) to give the
+    teacher distorted molecules as well as a liquid arrangement. Each temperature runs its own
+    box, equilibrated for `equilibration_steps` from the random start.
+    """
+    # TIP3P's Coulomb cutoff must not exceed half the box.
+    cutoff = min(5.0, water_box_length(n_molecules, density_g_cm3) / 2 - 0.01)
+    counts = np.full(len(temperatures), n_snapshots // len(temperatures))
+    counts[: n_snapshots % len(temperatures)] += 1  # spread the remainder over the first runs
+    structures = []
+    for run_index, (temperature, count) in enumerate(zip(temperatures, counts)):
+        if count == 0:
+            continue
+        rng = np.random.default_rng([seed, run_index, int(round(temperature))])
+        atoms = random_water_box(n_molecules, density_g_cm3, seed=int(rng.integers(2**31)))
+        atoms.set_constraint(rigid_water_constraint(n_molecules))
+        atoms.calc = TIP3P(rc=cutoff, width=min(1.0, cutoff / 4))
+        snapshots = run_langevin_snapshots(
+            atoms, temperature, int(count), rng,
+            timestep_fs, equilibration_steps, snapshot_interval,
+        )
+        for snapshot_index, snapshot in enumerate(snapshots):
+            snapshot.positions += rng.normal(scale=rattle_stdev, size=snapshot.positions.shape)
+            snapshot.wrap()
+            snapshot.info.update(
+                molecule=f"water{n_molecules}", temperature=float(temperature),
+                snapshot=snapshot_index,
+            )
+        structures.extend(snapshots)
+    return structures

@@ -1,0 +1,278 @@
+"""The blocks of the PaiNN student, each with its forward and its analytic backward side by side.
+
+Every block follows one convention, the way a ``torch.autograd.Function`` does:
+
+* ``forward(...) -> (outputs, ctx)``: ``ctx`` holds what the backward needs;
+* ``backward(ctx, grad_outputs...) -> grad_inputs``: the vector-Jacobian product, written by hand.
+
+The backward functions use only differentiable torch operations, so a loss on the analytic forces
+can itself be back-propagated to the weights during training. Shapes: ``N`` atoms, ``E`` edges,
+``F`` features, ``K`` radial functions; ``i``/``j`` index the receiving/sending atom of an edge.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+# ----------------------------------------------------------------------------------------------
+# Edge geometry
+# ----------------------------------------------------------------------------------------------
+class EdgeGeometry:
+    """Length and direction of each edge vector.
+
+    forward: r_ij [E,3] -> d [E], u [E,3] with d = |r_ij|, u = r_ij / d.
+    """
+
+    @staticmethod
+    def forward(r_ij: Tensor):
+        d = torch.linalg.vector_norm(r_ij, dim=1)
+        u = r_ij / d[:, None]
+        return (d, u), (d, u)
+
+    @staticmethod
+    def backward(ctx, grad_d: Tensor, grad_u: Tensor) -> Tensor:
+        """dL/dr = g_d u + (g_u - (g_u . u) u) / d  ->  [E,3]."""
+        d, u = ctx
+        radial = grad_d - (grad_u * u).sum(1) / d
+        return torch.addcmul(radial[:, None] * u, grad_u, (1.0 / d)[:, None])
+
+
+class RadialBasis:
+    """PaiNN's radial functions sin(n pi d / rc) / d, n = 1..K.
+
+    forward: d [E] -> rbf [E,K].  backward: g_rbf [E,K] -> g_d [E].
+    """
+
+    def __init__(self, n_radial: int, cutoff: float):
+        self.cutoff = cutoff
+        self.n_radial = n_radial
+
+    def frequencies(self, like: Tensor) -> Tensor:
+        return torch.arange(1, self.n_radial + 1, dtype=like.dtype, device=like.device) * (math.pi / self.cutoff)
+
+    def forward(self, d: Tensor):
+        arg = d[:, None] * self.frequencies(d)
+        inv_d = (1.0 / d)[:, None]
+        sin = torch.sin(arg)
+        return sin * inv_d, (arg, sin, inv_d)
+
+    def derivative(self, ctx) -> Tensor:
+        """d rbf / d d  ->  [E,K]:  (w cos(w d) - sin(w d) / d) / d."""
+        arg, sin, inv_d = ctx
+        return (torch.cos(arg) * self.frequencies(arg) - sin * inv_d) * inv_d
+
+    def backward(self, ctx, grad_rbf: Tensor) -> Tensor:
+        return (grad_rbf * self.derivative(ctx)).sum(1)
+
+
+class CosineCutoff:
+    """fc(d) = (cos(pi d / rc) + 1) / 2 inside the cutoff, 0 outside; smooth to first order at rc.
+
+    forward: d [E] -> fc [E].  backward: g_fc [E] -> g_d [E].
+    """
+
+    def __init__(self, cutoff: float):
+        self.cutoff = cutoff
+
+    def forward(self, d: Tensor):
+        inside = d < self.cutoff
+        arg = d * (math.pi / self.cutoff)
+        fc = torch.where(inside, 0.5 * (torch.cos(arg) + 1.0), torch.zeros_like(d))
+        return fc, (arg, inside)
+
+    def derivative(self, ctx) -> Tensor:
+        arg, inside = ctx
+        return torch.where(inside, (-0.5 * math.pi / self.cutoff) * torch.sin(arg), torch.zeros_like(arg))
+
+    def backward(self, ctx, grad_fc: Tensor) -> Tensor:
+        return grad_fc * self.derivative(ctx)
+
+
+class EdgeFilter(nn.Module):
+    """The continuous filters of all layers at once: W_e = (rbf(d_e) A + b) * fc(d_e).
+
+    forward: d [E] -> filt [E, L*3F] (layer l uses columns l*3F .. (l+1)*3F).
+    The backward is split in two so the layers never hold all of g_filt at once:
+    ``contract(g_filt_l, l)`` -> [E, K+1] (the gradient projected on [A_l | b_l]; sum it over
+    layers), then ``backward(ctx, contracted)`` -> g_d [E].  Because fc multiplies the whole
+    filter, every edge term, the direction term included, vanishes smoothly at the cutoff.
+    """
+
+    def __init__(self, n_radial: int, cutoff: float, n_out: int):
+        super().__init__()
+        self.radial = RadialBasis(n_radial, cutoff)
+        self.cutoff_fn = CosineCutoff(cutoff)
+        self.linear = nn.Linear(n_radial, n_out)
+
+    def forward(self, d: Tensor):
+        rbf, rbf_ctx = self.radial.forward(d)
+        fc, fc_ctx = self.cutoff_fn.forward(d)
+        filt = torch.addmm(self.linear.bias, rbf, self.linear.weight.t()) * fc[:, None]
+        return filt, (rbf, rbf_ctx, fc, fc_ctx)
+
+    def contract(self, grad_filt_layer: Tensor, layer: int) -> Tensor:
+        n = grad_filt_layer.shape[1]
+        rows = slice(layer * n, (layer + 1) * n)
+        weight_and_bias = torch.cat((self.linear.weight[rows], self.linear.bias[rows, None]), dim=1)
+        return grad_filt_layer @ weight_and_bias
+
+    def backward(self, ctx, contracted: Tensor) -> Tensor:
+        rbf, rbf_ctx, fc, fc_ctx = ctx
+        g_pre_rbf, g_bias = contracted[:, :-1], contracted[:, -1]
+        # d filt / d d = (rbf' A) fc + (rbf A + b) fc'
+        g_fc = (g_pre_rbf * rbf).sum(1) + g_bias
+        g_d_rbf = (g_pre_rbf * self.radial.derivative(rbf_ctx)).sum(1)
+        return torch.addcmul(g_fc * self.cutoff_fn.derivative(fc_ctx), g_d_rbf, fc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-atom networks
+# ----------------------------------------------------------------------------------------------
+class SiLUMLP(nn.Module):
+    """Dense - SiLU - Dense.
+
+    forward: x [N,Fin] -> y [N,Fout],  y = W2 silu(W1 x + b1) + b2.
+    backward: g_y [N,Fout] -> g_x [N,Fin],  g_x = ((g_y W2) * silu'(z)) W1.
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        self.inner = nn.Linear(n_in, n_hidden)
+        self.outer = nn.Linear(n_hidden, n_out)
+
+    def forward(self, x: Tensor):
+        z = torch.addmm(self.inner.bias, x, self.inner.weight.t())
+        sig = torch.sigmoid(z)
+        y = torch.addmm(self.outer.bias, z * sig, self.outer.weight.t())
+        return y, (z, sig)
+
+    def backward(self, ctx, grad_y: Tensor) -> Tensor:
+        z, sig = ctx
+        # silu'(z) = sig (1 + z (1 - sig))
+        dsilu = sig * (1.0 + z * (1.0 - sig))
+        return ((grad_y @ self.outer.weight) * dsilu) @ self.inner.weight
+
+
+# ----------------------------------------------------------------------------------------------
+# PaiNN interaction: message and update
+# ----------------------------------------------------------------------------------------------
+class Message(nn.Module):
+    """PaiNN message block: every atom i gathers from its senders j over edges e = (i, j).
+
+    m_e = phi(s_j) * W_e, split in three [E,F] channels (m_s, m_vv, m_vs), where W_e is this
+    layer's slice of the edge filter (radial basis times cutoff, computed once for all layers).
+        ds_i = sum_e m_s
+        dv_i = sum_e m_vv v_j + m_vs u_e
+    forward: s [N,F], v [N,3,F], filt [E,3F], u [E,3], edge_i [E], edge_j [E]
+             -> s + ds [N,F], v + dv [N,3,F]
+    backward: g_s, g_v (on the outputs) -> g_s, g_v (on the inputs), g_filt [E,3F], g_u [E,3].
+    ``v_is_zero`` (first layer) drops the terms that vanish when all v are 0.
+    """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.n_features = n_features
+        self.phi = SiLUMLP(n_features, n_features, 3 * n_features)
+
+    def forward(self, s, v, filt, u, edge_i, edge_j, v_is_zero: bool = False):
+        F = self.n_features
+        x, phi_ctx = self.phi(s)
+        x_j = x.index_select(0, edge_j)
+        m = x_j * filt
+        m_s, m_vv, m_vs = m[:, :F], m[:, F:2 * F], m[:, 2 * F:]
+        dv_e = m_vs[:, None, :] * u[:, :, None]
+        if not v_is_zero:
+            dv_e = torch.addcmul(dv_e, m_vv[:, None, :], v.index_select(0, edge_j))
+        s_out = s.index_add(0, edge_i, m_s)
+        v_out = v.index_add(0, edge_i, dv_e)
+        return (s_out, v_out), (x, phi_ctx, filt, m_vv, m_vs, v, u, edge_i, edge_j, v_is_zero)
+
+    def backward(self, ctx, grad_s, grad_v, need_input_grads: bool = True):
+        """Returns (g_s_in, g_v_in, g_filt, g_u); g_s_in and g_v_in are None when not needed."""
+        x, phi_ctx, filt, m_vv, m_vs, v, u, edge_i, edge_j, v_is_zero = ctx
+        gs_i = grad_s.index_select(0, edge_i)
+        gv_i = grad_v.index_select(0, edge_i)  # [E,3,F]
+        g_mvs = (gv_i * u[:, :, None]).sum(1)
+        g_u = (gv_i * m_vs[:, None, :]).sum(2)
+        if v_is_zero:
+            g_mvv = torch.zeros_like(g_mvs)
+        else:
+            g_mvv = (gv_i * v.index_select(0, edge_j)).sum(1)
+        g_m = torch.cat((gs_i, g_mvv, g_mvs), dim=1)
+        g_filt = g_m * x.index_select(0, edge_j)
+        if not need_input_grads:
+            return None, None, g_filt, g_u
+        g_x = torch.zeros_like(x).index_add_(0, edge_j, g_m * filt)
+        g_s_in = grad_s + self.phi.backward(phi_ctx, g_x)
+        g_v_in = grad_v
+        if not v_is_zero:
+            g_v_in = grad_v.index_add(0, edge_j, m_vv[:, None, :] * gv_i)
+        return g_s_in, g_v_in, g_filt, g_u
+
+
+class Update(nn.Module):
+    """PaiNN update block, per atom.
+
+        Uv = v U, Vv = v V, n = sqrt(|Vv|^2 + eps)
+        (a_vv, a_sv, a_ss) = MLP([s, n])
+        s' = s + a_sv <Uv, Vv> + a_ss,   v' = v + a_vv Uv
+    forward: s [N,F], v [N,3,F] -> s' [N,F], v' [N,3,F].
+    backward: g_s', g_v' -> g_s, g_v.
+    """
+
+    def __init__(self, n_features: int, epsilon: float = 1e-8):
+        super().__init__()
+        self.n_features = n_features
+        self.epsilon = epsilon
+        self.U = nn.Linear(n_features, n_features, bias=False)
+        self.V = nn.Linear(n_features, n_features, bias=False)
+        self.mlp = SiLUMLP(2 * n_features, n_features, 3 * n_features)
+
+    def forward(self, s, v):
+        F = self.n_features
+        Uv = v @ self.U.weight.t()
+        Vv = v @ self.V.weight.t()
+        norm = torch.sqrt((Vv * Vv).sum(1) + self.epsilon)
+        a, mlp_ctx = self.mlp(torch.cat((s, norm), dim=1))
+        a_vv, a_sv, a_ss = a[:, :F], a[:, F:2 * F], a[:, 2 * F:]
+        dot = (Uv * Vv).sum(1)
+        s_out = s + torch.addcmul(a_ss, a_sv, dot)
+        v_out = torch.addcmul(v, a_vv[:, None, :], Uv)
+        return (s_out, v_out), (Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx)
+
+    def backward(self, ctx, grad_s, grad_v):
+        F = self.n_features
+        Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx = ctx
+        g_a = torch.cat(((grad_v * Uv).sum(1), grad_s * dot, grad_s), dim=1)
+        g_h = self.mlp.backward(mlp_ctx, g_a)
+        g_dot = (grad_s * a_sv)[:, None, :]
+        g_Uv = torch.addcmul(g_dot * Vv, grad_v, a_vv[:, None, :])
+        g_Vv = torch.addcmul(g_dot * Uv, Vv, (g_h[:, F:] / norm)[:, None, :])
+        g_v = grad_v + g_Uv @ self.U.weight + g_Vv @ self.V.weight
+        return grad_s + g_h[:, :F], g_v
+
+
+class Readout(nn.Module):
+    """Per-atom energy: E_a = scale[z_a] * MLP(s_a) + shift[z_a].
+
+    forward: s [N,F], species [N] -> energies [N].  backward: g_E [N] -> g_s [N,F].
+    """
+
+    def __init__(self, n_features: int, n_elements: int):
+        super().__init__()
+        self.mlp = SiLUMLP(n_features, n_features // 2, 1)
+        self.register_buffer("shift", torch.zeros(n_elements))
+        self.register_buffer("scale", torch.ones(n_elements))
+
+    def forward(self, s, species):
+        y, mlp_ctx = self.mlp(s)
+        scale = self.scale.index_select(0, species)
+        energies = torch.addcmul(self.shift.index_select(0, species), scale, y[:, 0])
+        return energies, (scale, mlp_ctx)
+
+    def backward(self, ctx, grad_energies):
+        scale, mlp_ctx = ctx
+        return self.mlp.backward(mlp_ctx, (grad_energies * scale)[:, None])

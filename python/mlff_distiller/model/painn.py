@@ -1,0 +1,135 @@
+"""The PaiNN student and its one entry point, ``energies_and_edge_gradients``.
+
+The analytic backward walks the blocks of ``blocks.py`` in reverse, layer by layer, and returns
+dE/dr_ij for every edge: no autograd at run time. ``method="autograd"`` runs the very same
+forward and lets torch differentiate it; tests and benchmarks swap the two.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update
+
+METHODS = ("analytic", "autograd")
+
+
+@dataclass
+class PaiNNConfig:
+    """Hyper-parameters; stored in model files, so keep it to plain types."""
+
+    elements: list[str] = field(default_factory=lambda: ["H", "C", "N", "O"])
+    n_features: int = 128
+    n_layers: int = 3
+    n_radial: int = 20
+    cutoff: float = 5.0
+    epsilon: float = 1e-8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PaiNN(nn.Module):
+    """PaiNN (Schuett, Unke, Gastegger 2021) with per-element energy shift and scale."""
+
+    def __init__(self, config: PaiNNConfig):
+        super().__init__()
+        self.config = config
+        F, L = config.n_features, config.n_layers
+        self.embedding = nn.Embedding(len(config.elements), F)
+        self.edge_filter = EdgeFilter(config.n_radial, config.cutoff, L * 3 * F)
+        self.messages = nn.ModuleList(Message(F) for _ in range(L))
+        self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
+        self.readout = Readout(F, len(config.elements))
+
+    @property
+    def cutoff(self) -> float:
+        return self.config.cutoff
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.config.elements)
+
+    # ------------------------------------------------------------------------------------------
+    def energies_and_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor,
+                                    r_ij: Tensor, n_counted: int | None = None,
+                                    method: str = "analytic") -> tuple[Tensor, Tensor]:
+        """Per-atom energies and dE/dr_ij, the entry point everything else uses.
+
+        species [N]: index of each atom's element in ``config.elements``.
+        edge_i, edge_j [E]: directed edges, "j sends to i"; r_ij [E,3] = x_j - x_i.
+        n_counted: the leading atoms whose energies count (default all N); the others only
+            send messages (ghost atoms, for example).
+        Returns energies [n_counted] and dE/dr_ij [E,3], the gradient of the summed energy of
+        the counted atoms, in the dtype of the model.
+        """
+        n_atoms = species.shape[0]
+        n_counted = n_atoms if n_counted is None else int(n_counted)
+        species, edge_i, edge_j = self._check_inputs(species, edge_i, edge_j, r_ij, n_counted)
+        if method == "analytic":
+            return self._analytic(species, edge_i, edge_j, r_ij, n_counted)
+        if method == "autograd":
+            return self._autograd(species, edge_i, edge_j, r_ij, n_counted)
+        raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+
+    def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic"):
+        return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method)
+
+    # ------------------------------------------------------------------------------------------
+    def _check_inputs(self, species, edge_i, edge_j, r_ij, n_counted):
+        n_elements = len(self.config.elements)
+        if species.numel() and (int(species.min()) < 0 or int(species.max()) >= n_elements):
+            bad = species[(species < 0) | (species >= n_elements)][0].item()
+            raise ValueError(f"element index {bad} is outside this model's elements "
+                             f"{self.config.elements} (indices 0..{n_elements - 1}); map the "
+                             "structure's elements to the model's list first")
+        if not 0 <= n_counted <= species.shape[0]:
+            raise ValueError(f"n_counted={n_counted} must lie in 0..{species.shape[0]}")
+        if r_ij.dtype != self.embedding.weight.dtype:
+            raise ValueError(f"r_ij is {r_ij.dtype} but the model is {self.embedding.weight.dtype}; "
+                             "convert one of them")
+        return species.long(), edge_i.long(), edge_j.long()
+
+    def _forward(self, species, edge_i, edge_j, r_ij, n_counted):
+        """Energies [n_counted] and the context the analytic backward needs."""
+        F = self.config.n_features
+        (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
+        filt, filter_ctx = self.edge_filter(d)
+        s = self.embedding(species)
+        v = s.new_zeros(s.shape[0], 3, F)
+        layer_ctx = []
+        for layer, (message, update) in enumerate(zip(self.messages, self.updates)):
+            filt_l = filt[:, layer * 3 * F:(layer + 1) * 3 * F]
+            (s, v), message_ctx = message(s, v, filt_l, u, edge_i, edge_j, v_is_zero=layer == 0)
+            (s, v), update_ctx = update(s, v)
+            layer_ctx.append((message_ctx, update_ctx))
+        energies, readout_ctx = self.readout(s[:n_counted], species[:n_counted])
+        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v)
+
+    def _analytic(self, species, edge_i, edge_j, r_ij, n_counted):
+        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v) = self._forward(
+            species, edge_i, edge_j, r_ij, n_counted)
+        g_s = s.new_zeros(s.shape)
+        g_s[:n_counted] = self.readout.backward(readout_ctx, torch.ones_like(energies))
+        g_v = v.new_zeros(v.shape)
+        g_u = r_ij.new_zeros(r_ij.shape)
+        contracted = 0
+        for layer in reversed(range(self.config.n_layers)):
+            message_ctx, update_ctx = layer_ctx[layer]
+            g_s, g_v = self.updates[layer].backward(update_ctx, g_s, g_v)
+            g_s, g_v, g_filt, g_u_layer = self.messages[layer].backward(
+                message_ctx, g_s, g_v, need_input_grads=layer > 0)
+            contracted = contracted + self.edge_filter.contract(g_filt, layer)
+            g_u = g_u + g_u_layer
+        g_d = self.edge_filter.backward(filter_ctx, contracted)
+        return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
+
+    def _autograd(self, species, edge_i, edge_j, r_ij, n_counted):
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        with torch.enable_grad():
+            r = r_ij.detach().requires_grad_(True)
+            energies = self._forward(species, edge_i, edge_j, r, n_counted)[0]
+            (grad,) = torch.autograd.grad(energies.sum(), r, create_graph=training)
+        return energies, grad
