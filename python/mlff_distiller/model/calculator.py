@@ -1,0 +1,34 @@
+"""ASE calculator around the student: energy, free_energy, forces, stress, per-atom energies."""
+from __future__ import annotations
+
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .graph import forces_from_edge_gradients, graph_from_atoms, strain_derivative
+from .io import load_model
+from .painn import PaiNN
+
+
+class StudentCalculator(Calculator):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model: PaiNN | str = "default", method: str = "analytic", dtype=torch.float64, **kwargs):
+        super().__init__(**kwargs)
+        self.model = load_model(model, dtype) if not isinstance(model, PaiNN) else model
+        self.method = method
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        dtype = self.model.embedding.weight.dtype
+        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, dtype)
+        with torch.no_grad():
+            energies, grad = self.model.energies_and_edge_gradients(
+                graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method)
+        energy = float(energies.sum())
+        self.results["energy"] = self.results["free_energy"] = energy
+        self.results["energies"] = energies.double().numpy()
+        forces = forces_from_edge_gradients(graph.edge_i, graph.edge_j, grad, len(self.atoms))
+        self.results["forces"] = forces.double().numpy()
+        if self.atoms.cell.rank == 3:
+            sigma = (strain_derivative(graph.r_ij, grad) / self.atoms.get_volume()).double().numpy()
+            self.results["stress"] = sigma.flat[[0, 4, 8, 5, 2, 1]]

@@ -1,0 +1,60 @@
+"""Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .painn import PaiNN, PaiNNConfig
+
+FORMAT = "mlff-distiller-model"
+FORMAT_VERSION = 1
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A path to a model file, or the name of a model shipped with the package (e.g. ``default``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
+                            f"(shipped: {', '.join(shipped_models()) or 'none'})")
+
+
+def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+                "state_dict": state, "metadata": dict(metadata or {})}, path)
+    return path
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> PaiNN:
+    """Load a model file (or a shipped model by name) in ``dtype``, frozen for inference."""
+    path = resolve_model_path(name_or_path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
+        raise ValueError(f"{path} is not a readable mlff-distiller model file (damaged, truncated, or another "
+                         f"format): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is a torch file but not an mlff-distiller model (no '{FORMAT}' header)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path} has model format version {version}, this mlff-distiller reads version "
+                         f"{FORMAT_VERSION}: re-export it with a matching mlff-distiller")
+    try:
+        model = PaiNN(PaiNNConfig(**payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"{path} is damaged: its config and weights do not form a model ({exc})") from exc
+    model.metadata = payload.get("metadata", {})
+    return model.to(dtype).eval().requires_grad_(False)
