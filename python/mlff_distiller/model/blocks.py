@@ -92,36 +92,42 @@ class CosineCutoff:
 
 
 class EdgeFilter(nn.Module):
-    """The continuous filters of all layers at once: W_e = (rbf(d_e) A + b) * fc(d_e).
+    """The continuous filters of every layer: W_e = (rbf(d_e) A_l + b_l) * fc(d_e).
 
-    forward: d [E] -> filt [E, L*3F] (layer l uses columns l*3F .. (l+1)*3F).
-    The backward is split in two so the layers never hold all of g_filt at once:
-    ``contract(g_filt_l, l)`` -> [E, K+1] (the gradient projected on [A_l | b_l]; sum it over
-    layers), then ``backward(ctx, contracted)`` -> g_d [E].  Because fc multiplies the whole
-    filter, every edge term, the direction term included, vanishes smoothly at the cutoff.
+    forward: d [E] -> list of L filters [E,3F].
+    The backward is split in two so no layer ever holds a full [E,3F] gradient: the message block
+    projects its filter gradient on ``weights(l)`` = [A_l | b_l] chunk by chunk, giving [E,K+1];
+    ``backward(ctx, projected)`` turns the sum of those over layers into g_d [E]. Because fc
+    multiplies the whole filter, every edge term, the direction term included, vanishes
+    smoothly at the cutoff.
     """
 
-    def __init__(self, n_radial: int, cutoff: float, n_out: int):
+    def __init__(self, n_radial: int, cutoff: float, n_layers: int, n_per_layer: int):
         super().__init__()
         self.radial = RadialBasis(n_radial, cutoff)
         self.cutoff_fn = CosineCutoff(cutoff)
-        self.linear = nn.Linear(n_radial, n_out)
+        self.n_per_layer = n_per_layer
+        self.linear = nn.Linear(n_radial, n_layers * n_per_layer)
 
     def forward(self, d: Tensor):
         rbf, rbf_ctx = self.radial.forward(d)
         fc, fc_ctx = self.cutoff_fn.forward(d)
-        filt = torch.addmm(self.linear.bias, rbf, self.linear.weight.t()) * fc[:, None]
-        return filt, (rbf, rbf_ctx, fc, fc_ctx)
+        n_layers = self.linear.out_features // self.n_per_layer
+        filters = [torch.addmm(self.linear.bias[rows], rbf, self.linear.weight[rows].t()) * fc[:, None]
+                   for rows in map(self._rows, range(n_layers))]
+        return filters, (rbf, rbf_ctx, fc, fc_ctx)
 
-    def contract(self, grad_filt_layer: Tensor, layer: int) -> Tensor:
-        n = grad_filt_layer.shape[1]
-        rows = slice(layer * n, (layer + 1) * n)
-        weight_and_bias = torch.cat((self.linear.weight[rows], self.linear.bias[rows, None]), dim=1)
-        return grad_filt_layer @ weight_and_bias
+    def _rows(self, layer: int) -> slice:
+        return slice(layer * self.n_per_layer, (layer + 1) * self.n_per_layer)
 
-    def backward(self, ctx, contracted: Tensor) -> Tensor:
+    def weights(self, layer: int) -> Tensor:
+        """[A_l | b_l]  ->  [3F, K+1]."""
+        rows = self._rows(layer)
+        return torch.cat((self.linear.weight[rows], self.linear.bias[rows, None]), dim=1)
+
+    def backward(self, ctx, projected: Tensor) -> Tensor:
         rbf, rbf_ctx, fc, fc_ctx = ctx
-        g_pre_rbf, g_bias = contracted[:, :-1], contracted[:, -1]
+        g_pre_rbf, g_bias = projected[:, :-1], projected[:, -1]
         # d filt / d d = (rbf' A) fc + (rbf A + b) fc'
         g_fc = (g_pre_rbf * rbf).sum(1) + g_bias
         g_d_rbf = (g_pre_rbf * self.radial.derivative(rbf_ctx)).sum(1)
@@ -159,16 +165,31 @@ class SiLUMLP(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # PaiNN interaction: message and update
 # ----------------------------------------------------------------------------------------------
+def xyz_dot(a: Tensor, b: Tensor) -> Tensor:
+    """sum_x a[:, x] * b[:, x] for [n,3,F] tensors (b may broadcast, e.g. [n,3,1]) -> [n,F].
+    Three fused multiply-adds run faster on CPU than a strided reduction over the middle axis."""
+    return torch.addcmul(torch.addcmul(a[:, 0] * b[:, 0], a[:, 1], b[:, 1]), a[:, 2], b[:, 2])
+
+
+def edge_chunks(n_edges: int, chunk: int):
+    """Slices covering 0..n_edges in pieces of ``chunk``: the per-edge temporaries of one piece
+    stay in cache and are reused, instead of streaming [E,3,F] arrays through memory."""
+    return [slice(a, min(a + chunk, n_edges)) for a in range(0, n_edges, chunk)] or [slice(0, 0)]
+
+
 class Message(nn.Module):
     """PaiNN message block: every atom i gathers from its senders j over edges e = (i, j).
 
     m_e = phi(s_j) * W_e, split in three [E,F] channels (m_s, m_vv, m_vs), where W_e is this
-    layer's slice of the edge filter (radial basis times cutoff, computed once for all layers).
+    layer's edge filter.
         ds_i = sum_e m_s
         dv_i = sum_e m_vv v_j + m_vs u_e
     forward: s [N,F], v [N,3,F], filt [E,3F], u [E,3], edge_i [E], edge_j [E]
              -> s + ds [N,F], v + dv [N,3,F]
-    backward: g_s, g_v (on the outputs) -> g_s, g_v (on the inputs), g_filt [E,3F], g_u [E,3].
+    backward: g_s, g_v (on the outputs), filter weights [3F,K+1]
+              -> g_s, g_v (on the inputs), g_filt projected on the filter weights [E,K+1], g_u [E,3].
+    Edges are processed in chunks; nothing per edge is kept for the backward, which recomputes
+    the messages from the per-atom x = phi(s) and the stored filter.
     ``v_is_zero`` (first layer) drops the terms that vanish when all v are 0.
     """
 
@@ -177,40 +198,51 @@ class Message(nn.Module):
         self.n_features = n_features
         self.phi = SiLUMLP(n_features, n_features, 3 * n_features)
 
-    def forward(self, s, v, filt, u, edge_i, edge_j, v_is_zero: bool = False):
+    def forward(self, s, v, filt, u, edge_i, edge_j, v_is_zero: bool = False, chunk: int = 1 << 30):
         F = self.n_features
         x, phi_ctx = self.phi(s)
-        x_j = x.index_select(0, edge_j)
-        m = x_j * filt
-        m_s, m_vv, m_vs = m[:, :F], m[:, F:2 * F], m[:, 2 * F:]
-        dv_e = m_vs[:, None, :] * u[:, :, None]
-        if not v_is_zero:
-            dv_e = torch.addcmul(dv_e, m_vv[:, None, :], v.index_select(0, edge_j))
-        s_out = s.index_add(0, edge_i, m_s)
-        v_out = v.index_add(0, edge_i, dv_e)
-        return (s_out, v_out), (x, phi_ctx, filt, m_vv, m_vs, v, u, edge_i, edge_j, v_is_zero)
+        ds, dv = torch.zeros_like(s), torch.zeros_like(v)
+        for c in edge_chunks(edge_i.shape[0], chunk):
+            i, j = edge_i[c], edge_j[c]
+            m = x.index_select(0, j) * filt[c]
+            dv_e = m[:, None, 2 * F:] * u[c, :, None]
+            if not v_is_zero:
+                dv_e = torch.addcmul(dv_e, m[:, None, F:2 * F], v.index_select(0, j))
+            ds.index_add_(0, i, m[:, :F])
+            dv.index_add_(0, i, dv_e)
+        return (s + ds, v + dv), (x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
 
-    def backward(self, ctx, grad_s, grad_v, need_input_grads: bool = True):
-        """Returns (g_s_in, g_v_in, g_filt, g_u); g_s_in and g_v_in are None when not needed."""
-        x, phi_ctx, filt, m_vv, m_vs, v, u, edge_i, edge_j, v_is_zero = ctx
-        gs_i = grad_s.index_select(0, edge_i)
-        gv_i = grad_v.index_select(0, edge_i)  # [E,3,F]
-        g_mvs = (gv_i * u[:, :, None]).sum(1)
-        g_u = (gv_i * m_vs[:, None, :]).sum(2)
-        if v_is_zero:
-            g_mvv = torch.zeros_like(g_mvs)
-        else:
-            g_mvv = (gv_i * v.index_select(0, edge_j)).sum(1)
-        g_m = torch.cat((gs_i, g_mvv, g_mvs), dim=1)
-        g_filt = g_m * x.index_select(0, edge_j)
+    def backward(self, ctx, grad_s, grad_v, filter_weights, need_input_grads: bool = True):
+        """Returns (g_s_in, g_v_in, projected g_filt, g_u); g_s_in, g_v_in are None when not needed."""
+        F = self.n_features
+        x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk = ctx
+        g_x = torch.zeros_like(x) if need_input_grads else None
+        g_v_acc = torch.zeros_like(v) if need_input_grads and not v_is_zero else None
+        projected, g_u = [], []
+        for c in edge_chunks(edge_i.shape[0], chunk):
+            i, j, f = edge_i[c], edge_j[c], filt[c]
+            x_j = x.index_select(0, j)
+            gv_i = grad_v.index_select(0, i)  # [C,3,F]
+            m_vs = x_j[:, 2 * F:] * f[:, 2 * F:]
+            g_mvs = xyz_dot(gv_i, u[c, :, None])
+            g_u.append((gv_i * m_vs[:, None, :]).sum(2))
+            if v_is_zero:
+                g_mvv = torch.zeros_like(g_mvs)
+            else:
+                g_mvv = xyz_dot(gv_i, v.index_select(0, j))
+            g_m = torch.cat((grad_s.index_select(0, i), g_mvv, g_mvs), dim=1)
+            projected.append((g_m * x_j) @ filter_weights)
+            if need_input_grads:
+                g_x.index_add_(0, j, g_m * f)
+                if not v_is_zero:
+                    m_vv = x_j[:, F:2 * F] * f[:, F:2 * F]
+                    g_v_acc.index_add_(0, j, m_vv[:, None, :] * gv_i)
+        projected, g_u = torch.cat(projected), torch.cat(g_u)
         if not need_input_grads:
-            return None, None, g_filt, g_u
-        g_x = torch.zeros_like(x).index_add_(0, edge_j, g_m * filt)
+            return None, None, projected, g_u
         g_s_in = grad_s + self.phi.backward(phi_ctx, g_x)
-        g_v_in = grad_v
-        if not v_is_zero:
-            g_v_in = grad_v.index_add(0, edge_j, m_vv[:, None, :] * gv_i)
-        return g_s_in, g_v_in, g_filt, g_u
+        g_v_in = grad_v if v_is_zero else grad_v + g_v_acc
+        return g_s_in, g_v_in, projected, g_u
 
 
 class Update(nn.Module):
@@ -235,10 +267,10 @@ class Update(nn.Module):
         F = self.n_features
         Uv = v @ self.U.weight.t()
         Vv = v @ self.V.weight.t()
-        norm = torch.sqrt((Vv * Vv).sum(1) + self.epsilon)
+        norm = torch.sqrt(xyz_dot(Vv, Vv) + self.epsilon)
         a, mlp_ctx = self.mlp(torch.cat((s, norm), dim=1))
         a_vv, a_sv, a_ss = a[:, :F], a[:, F:2 * F], a[:, 2 * F:]
-        dot = (Uv * Vv).sum(1)
+        dot = xyz_dot(Uv, Vv)
         s_out = s + torch.addcmul(a_ss, a_sv, dot)
         v_out = torch.addcmul(v, a_vv[:, None, :], Uv)
         return (s_out, v_out), (Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx)
@@ -246,7 +278,7 @@ class Update(nn.Module):
     def backward(self, ctx, grad_s, grad_v):
         F = self.n_features
         Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx = ctx
-        g_a = torch.cat(((grad_v * Uv).sum(1), grad_s * dot, grad_s), dim=1)
+        g_a = torch.cat((xyz_dot(grad_v, Uv), grad_s * dot, grad_s), dim=1)
         g_h = self.mlp.backward(mlp_ctx, g_a)
         g_dot = (grad_s * a_sv)[:, None, :]
         g_Uv = torch.addcmul(g_dot * Vv, grad_v, a_vv[:, None, :])

@@ -39,10 +39,12 @@ class PaiNN(nn.Module):
         self.config = config
         F, L = config.n_features, config.n_layers
         self.embedding = nn.Embedding(len(config.elements), F)
-        self.edge_filter = EdgeFilter(config.n_radial, config.cutoff, L * 3 * F)
+        self.edge_filter = EdgeFilter(config.n_radial, config.cutoff, L, 3 * F)
         self.messages = nn.ModuleList(Message(F) for _ in range(L))
         self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
         self.readout = Readout(F, len(config.elements))
+        # bytes of one [chunk, 3F] edge temporary in the analytic path: small enough to stay in cache
+        self.chunk_bytes = 1 << 20
 
     @property
     def cutoff(self) -> float:
@@ -92,17 +94,20 @@ class PaiNN(nn.Module):
                              "convert one of them")
         return species.long(), edge_i.long(), edge_j.long()
 
-    def _forward(self, species, edge_i, edge_j, r_ij, n_counted):
+    def edge_chunk(self) -> int:
+        """Edges per chunk for the analytic path (see ``Message``)."""
+        bytes_per_edge = 3 * self.config.n_features * self.embedding.weight.element_size()
+        return max(64, self.chunk_bytes // bytes_per_edge)
+
+    def _forward(self, species, edge_i, edge_j, r_ij, n_counted, chunk):
         """Energies [n_counted] and the context the analytic backward needs."""
-        F = self.config.n_features
         (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
-        filt, filter_ctx = self.edge_filter(d)
+        filters, filter_ctx = self.edge_filter(d)
         s = self.embedding(species)
-        v = s.new_zeros(s.shape[0], 3, F)
+        v = s.new_zeros(s.shape[0], 3, self.config.n_features)
         layer_ctx = []
         for layer, (message, update) in enumerate(zip(self.messages, self.updates)):
-            filt_l = filt[:, layer * 3 * F:(layer + 1) * 3 * F]
-            (s, v), message_ctx = message(s, v, filt_l, u, edge_i, edge_j, v_is_zero=layer == 0)
+            (s, v), message_ctx = message(s, v, filters[layer], u, edge_i, edge_j, layer == 0, chunk)
             (s, v), update_ctx = update(s, v)
             layer_ctx.append((message_ctx, update_ctx))
         energies, readout_ctx = self.readout(s[:n_counted], species[:n_counted])
@@ -110,26 +115,27 @@ class PaiNN(nn.Module):
 
     def _analytic(self, species, edge_i, edge_j, r_ij, n_counted):
         energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v) = self._forward(
-            species, edge_i, edge_j, r_ij, n_counted)
+            species, edge_i, edge_j, r_ij, n_counted, self.edge_chunk())
         g_s = s.new_zeros(s.shape)
         g_s[:n_counted] = self.readout.backward(readout_ctx, torch.ones_like(energies))
         g_v = v.new_zeros(v.shape)
         g_u = r_ij.new_zeros(r_ij.shape)
-        contracted = 0
+        projected = 0
         for layer in reversed(range(self.config.n_layers)):
             message_ctx, update_ctx = layer_ctx[layer]
             g_s, g_v = self.updates[layer].backward(update_ctx, g_s, g_v)
-            g_s, g_v, g_filt, g_u_layer = self.messages[layer].backward(
-                message_ctx, g_s, g_v, need_input_grads=layer > 0)
-            contracted = contracted + self.edge_filter.contract(g_filt, layer)
+            g_s, g_v, projected_layer, g_u_layer = self.messages[layer].backward(
+                message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0)
+            projected = projected + projected_layer
             g_u = g_u + g_u_layer
-        g_d = self.edge_filter.backward(filter_ctx, contracted)
+        g_d = self.edge_filter.backward(filter_ctx, projected)
         return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
 
     def _autograd(self, species, edge_i, edge_j, r_ij, n_counted):
         training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with torch.enable_grad():
             r = r_ij.detach().requires_grad_(True)
-            energies = self._forward(species, edge_i, edge_j, r, n_counted)[0]
+            # one chunk: autograd keeps every temporary anyway, and chunking only adds graph nodes
+            energies = self._forward(species, edge_i, edge_j, r, n_counted, max(1, edge_i.shape[0]))[0]
             (grad,) = torch.autograd.grad(energies.sum(), r, create_graph=training)
         return energies, grad
