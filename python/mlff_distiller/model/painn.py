@@ -138,4 +138,4 @@ class PaiNN(nn.Module):
             # one chunk: autograd keeps every temporary anyway, and chunking only adds graph nodes
             energies = self._forward(species, edge_i, edge_j, r, n_counted, max(1, edge_i.shape[0]))[0]
             (grad,) = torch.autograd.grad(energies.sum(), r, create_graph=training)
-        return energies, grad
+        return (energies, grad) if training else (energies.detach(), grad)
