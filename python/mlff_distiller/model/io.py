@@ -38,8 +38,9 @@ def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> 
 
 
 def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> PaiNN:
-    """Load a model file (or a shipped model by name) in ``dtype``, frozen for inference."""
-    path = resolve_model_path(name_or_path)
+    """Load a model file (a path, a shipped model's name, or an open binary file) in ``dtype``,
+    frozen for inference."""
+    path = name_or_path if hasattr(name_or_path, "read") else resolve_model_path(name_or_path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file

@@ -1,0 +1,189 @@
+"""`mlff-distiller bench`: analytic vs autograd forces (and schnetpack's PaiNN when installed).
+
+Every case runs in its own subprocess with one torch thread, so its peak memory (the rise of the
+process's peak resident set over its state before the first force call) is its own. The cases of
+one system and dtype run back to back in one invocation, and the ratio is taken between them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SYSTEMS = {"aspirin": "aspirin (21 atoms)", "water1k": "water, 1029 atoms", "water8k": "water, 8232 atoms"}
+REPEATS = {"aspirin": 100, "water1k": 5, "water8k": 2}
+ASPIRIN = "CC(=O)OC1=CC=CC=C1C(=O)O"
+MEMORY_LIMIT = 20 * 2**30  # a case that needs more fails cleanly instead of waking the OOM killer
+
+
+def build_system(name: str):
+    from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers, random_water_box
+
+    if name == "aspirin":
+        mol = embed_conformers(ASPIRIN, 1, seed=0)
+        return conformer_to_atoms(mol, mol.GetConformer().GetId())
+    n_molecules = {"water1k": 343, "water8k": 2744}[name]
+    return random_water_box(n_molecules, 1.0, seed=0)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def student_call(system: str, dtype_name: str, method: str):
+    import torch
+
+    from mlff_distiller.model.graph import graph_from_atoms
+    from mlff_distiller.model.painn import PaiNN, PaiNNConfig
+
+    dtype = getattr(torch, dtype_name)
+    atoms = build_system(system)
+    elements = sorted(set(atoms.get_chemical_symbols()))
+    model = PaiNN(PaiNNConfig(elements=elements)).to(dtype).requires_grad_(False)
+    g = graph_from_atoms([atoms], elements, model.cutoff, dtype)
+
+    def call():
+        with torch.no_grad():
+            model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, method=method)
+
+    return call, len(atoms), len(g.edge_i)
+
+
+def schnetpack_call(system: str, dtype_name: str):
+    """schnetpack's PaiNN, same hyper-parameters, energy and forces by autograd, its own neighbour
+    list done beforehand (not timed), like ours."""
+    import schnetpack as spk
+    import schnetpack.transform as trn
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    atoms = build_system(system)
+    converter = spk.interfaces.AtomsConverter(neighbor_list=trn.ASENeighborList(cutoff=5.0), dtype=dtype)
+    inputs = converter(atoms)
+    painn = spk.representation.PaiNN(n_atom_basis=128, n_interactions=3,
+                                      radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
+                                      cutoff_fn=spk.nn.CosineCutoff(5.0))
+    model = spk.model.NeuralNetworkPotential(
+        representation=painn, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).to(dtype)
+    model.requires_grad_(False)
+
+    def call():
+        model({k: v.clone() for k, v in inputs.items()})
+
+    return call, len(atoms), int(inputs[spk.properties.idx_i].shape[0])
+
+
+def run_case(system: str, dtype_name: str, method: str) -> dict:
+    """One case, in this process: median time per force call and peak memory rise."""
+    import torch
+
+    torch.set_num_threads(1)
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    if method == "schnetpack":
+        call, n_atoms, n_edges = schnetpack_call(system, dtype_name)
+    else:
+        call, n_atoms, n_edges = student_call(system, dtype_name, method)
+    before = rss_bytes()
+    times = []
+    try:
+        for _ in range(REPEATS[system] + 1):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    except RuntimeError as exc:  # torch's "can't allocate memory" under the limit
+        return {"error": str(exc).splitlines()[0][:200], "atoms": n_atoms, "edges": n_edges}
+    return {"ms": 1e3 * statistics.median(times[1:]), "peak_mb": (peak_rss_bytes() - before) / 2**20,
+            "atoms": n_atoms, "edges": n_edges}
+
+
+def case_in_subprocess(system: str, dtype_name: str, method: str) -> dict:
+    cmd = [sys.executable, "-m", "mlff_distiller.bench", "--case", system, dtype_name, method]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail[:200]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def schnetpack_available() -> bool:
+    try:
+        import schnetpack  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def format_row(system, dtype_name, results) -> str:
+    def cell(r):
+        if "error" in r:
+            return f"{'failed':>10} {'':>9}"
+        return f"{r['ms']:10.2f} {r['peak_mb']:9.1f}"
+
+    ana, auto = results["analytic"], results["autograd"]
+    ratio = f"{auto['ms'] / ana['ms']:6.2f}x" if "ms" in ana and "ms" in auto else "   n/a"
+    mem = f"{auto['peak_mb'] / max(ana['peak_mb'], 1e-3):6.2f}x" if "ms" in ana and "ms" in auto else "   n/a"
+    spk = f"  {cell(results['schnetpack'])}" if "schnetpack" in results else ""
+    return f"{SYSTEMS[system]:<20} {dtype_name:<8} {cell(ana)} {cell(auto)} {ratio} {mem}{spk}"
+
+
+def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True) -> dict:
+    methods = ["analytic", "autograd"] + (["schnetpack"] if peers and schnetpack_available() else [])
+    header = (f"{'system':<20} {'dtype':<8} {'analytic ms':>10} {'peak MB':>9} {'autograd ms':>10} {'peak MB':>9}"
+              f" {'speed':>7} {'memory':>7}" + ("  schnetpack ms   peak MB" if "schnetpack" in methods else ""))
+    print("one torch thread; speed = autograd time / analytic time; memory = autograd peak / analytic peak")
+    if "schnetpack" not in methods:
+        print("schnetpack is not installed: its column is left out (pip install schnetpack to add it)")
+    print(header)
+    report = {"methods": methods, "results": []}
+    for system in systems:
+        for dtype_name in dtypes:
+            results = {m: case_in_subprocess(system, dtype_name, m) for m in methods}
+            print(format_row(system, dtype_name, results), flush=True)
+            for m, r in results.items():
+                if "error" in r:
+                    print(f"    {m}: {r['error']}")
+            report["results"].append({"system": system, "dtype": dtype_name, **results})
+    if output:
+        output.write_text(json.dumps(report, indent=1))
+        print(f"wrote {output}")
+    return report
+
+
+def run(args) -> int:
+    if args.case:
+        print(json.dumps(run_case(*args.case)))
+        return 0
+    run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
+    parser.add_argument("-o", "--output", help="write the results as JSON here")
+    parser.add_argument("--case", nargs=3, metavar=("SYSTEM", "DTYPE", "METHOD"), help=argparse.SUPPRESS)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="time analytic vs autograd forces", description=__doc__)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(prog="python -m mlff_distiller.bench")
+    add_arguments(cli)
+    sys.exit(run(cli.parse_args()))
