@@ -206,7 +206,7 @@ def test_pylammps_session(tmp_path):
     attach(L, tmp_path / "model.pt", elements=["H", "O"])
     L.run(0)
     energies, _, _, _ = reference(model, atoms)
-    assert abs(L.eval("pe") - energies.sum()) < 1e-8 * abs(energies.sum())
+    assert abs(L.lmp.get_thermo("pe") - energies.sum()) < 1e-8 * abs(energies.sum())
     L.close()
 
 
