@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update
+from .halo import Halo
 
 METHODS = ("analytic", "autograd")
 
@@ -57,13 +58,15 @@ class PaiNN(nn.Module):
     # ------------------------------------------------------------------------------------------
     def energies_and_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor,
                                     r_ij: Tensor, n_counted: int | None = None,
-                                    method: str = "analytic") -> tuple[Tensor, Tensor]:
+                                    method: str = "analytic", halo: Halo | None = None) -> tuple[Tensor, Tensor]:
         """Per-atom energies and dE/dr_ij, the entry point everything else uses.
 
         species [N]: index of each atom's element in ``config.elements``.
         edge_i, edge_j [E]: directed edges, "j sends to i"; r_ij [E,3] = x_j - x_i.
         n_counted: the leading atoms whose energies count (default all N); the others only
             send messages (ghost atoms, for example).
+        halo: exchange of features with ghost atoms (see ``halo.py``); then only counted atoms
+            need incoming edges, and ghosts get their features from their owners after each layer.
         Returns energies [n_counted] and dE/dr_ij [E,3], the gradient of the summed energy of
         the counted atoms, in the dtype of the model.
         """
@@ -71,13 +74,13 @@ class PaiNN(nn.Module):
         n_counted = n_atoms if n_counted is None else int(n_counted)
         species, edge_i, edge_j = self._check_inputs(species, edge_i, edge_j, r_ij, n_counted)
         if method == "analytic":
-            return self._analytic(species, edge_i, edge_j, r_ij, n_counted)
+            return self._analytic(species, edge_i, edge_j, r_ij, n_counted, halo)
         if method == "autograd":
-            return self._autograd(species, edge_i, edge_j, r_ij, n_counted)
+            return self._autograd(species, edge_i, edge_j, r_ij, n_counted, halo)
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
 
-    def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic"):
-        return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method)
+    def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic", halo=None):
+        return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method, halo)
 
     # ------------------------------------------------------------------------------------------
     def _check_inputs(self, species, edge_i, edge_j, r_ij, n_counted):
@@ -99,7 +102,7 @@ class PaiNN(nn.Module):
         bytes_per_edge = 3 * self.config.n_features * self.embedding.weight.element_size()
         return max(64, self.chunk_bytes // bytes_per_edge)
 
-    def _forward(self, species, edge_i, edge_j, r_ij, n_counted, chunk):
+    def _forward(self, species, edge_i, edge_j, r_ij, n_counted, chunk, halo):
         """Energies [n_counted] and the context the analytic backward needs."""
         (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
         filters, filter_ctx = self.edge_filter(d)
@@ -110,12 +113,14 @@ class PaiNN(nn.Module):
             (s, v), message_ctx = message(s, v, filters[layer], u, edge_i, edge_j, layer == 0, chunk)
             (s, v), update_ctx = update(s, v)
             layer_ctx.append((message_ctx, update_ctx))
+            if halo is not None and layer < self.config.n_layers - 1:
+                s, v = halo.forward(s, v)
         energies, readout_ctx = self.readout(s[:n_counted], species[:n_counted])
         return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v)
 
-    def _analytic(self, species, edge_i, edge_j, r_ij, n_counted):
+    def _analytic(self, species, edge_i, edge_j, r_ij, n_counted, halo):
         energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v) = self._forward(
-            species, edge_i, edge_j, r_ij, n_counted, self.edge_chunk())
+            species, edge_i, edge_j, r_ij, n_counted, self.edge_chunk(), halo)
         g_s = s.new_zeros(s.shape)
         g_s[:n_counted] = self.readout.backward(readout_ctx, torch.ones_like(energies))
         g_v = v.new_zeros(v.shape)
@@ -123,6 +128,8 @@ class PaiNN(nn.Module):
         projected = 0
         for layer in reversed(range(self.config.n_layers)):
             message_ctx, update_ctx = layer_ctx[layer]
+            if halo is not None and layer < self.config.n_layers - 1:
+                g_s, g_v = halo.reverse(g_s, g_v)
             g_s, g_v = self.updates[layer].backward(update_ctx, g_s, g_v)
             g_s, g_v, projected_layer, g_u_layer = self.messages[layer].backward(
                 message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0)
@@ -131,11 +138,11 @@ class PaiNN(nn.Module):
         g_d = self.edge_filter.backward(filter_ctx, projected)
         return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
 
-    def _autograd(self, species, edge_i, edge_j, r_ij, n_counted):
+    def _autograd(self, species, edge_i, edge_j, r_ij, n_counted, halo):
         training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with torch.enable_grad():
             r = r_ij.detach().requires_grad_(True)
             # one chunk: autograd keeps every temporary anyway, and chunking only adds graph nodes
-            energies = self._forward(species, edge_i, edge_j, r, n_counted, max(1, edge_i.shape[0]))[0]
+            energies = self._forward(species, edge_i, edge_j, r, n_counted, max(1, edge_i.shape[0]), halo)[0]
             (grad,) = torch.autograd.grad(energies.sum(), r, create_graph=training)
         return (energies, grad) if training else (energies.detach(), grad)
