@@ -11,6 +11,7 @@ COMMANDS = {
     "evaluate": "mlff_distiller.distill.evaluate",
     "export": "mlff_distiller.lammps.export",
     "lammps-input": "mlff_distiller.lammps.export",
+    "md": "mlff_distiller.lammps.md",
     "bench": "mlff_distiller.bench",
 }
 

@@ -1,0 +1,131 @@
+"""`mlff-distiller md INPUT`: run one of the ready LAMMPS inputs with a student model and report
+milliseconds per step and the energy drift (with a plot of the total energy).
+
+The input folder is copied to ``runs/<name>/`` next to it (inputs stay clean), the model is exported
+there as ``default.mliap``, and LAMMPS runs through the venv's `mpirun` and `lmp`.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .export import export
+
+LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+
+
+@dataclass
+class MDReport:
+    steps: int
+    atoms: int
+    ranks: int
+    seconds: float
+    drift_ev_per_atom: float  # E_total(end) - E_total(start), per atom
+    drift_ev_per_atom_ps: float  # slope of a straight-line fit of E_total(t), per atom
+    fluctuation_ev_per_atom: float  # standard deviation of E_total, per atom
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1e3 * self.seconds / self.steps
+
+    def summary(self) -> str:
+        return (f"{self.steps} steps, {self.atoms} atoms, {self.ranks} rank(s): {self.ms_per_step:.2f} ms/step "
+                f"({self.atoms * self.steps / self.seconds:,.0f} atom-steps/s)\n"
+                f"energy drift {self.drift_ev_per_atom:+.2e} eV/atom over the run, fitted "
+                f"{self.drift_ev_per_atom_ps:+.2e} eV/atom/ps; fluctuation {self.fluctuation_ev_per_atom:.1e} eV/atom")
+
+
+def venv_tool(name: str) -> str:
+    tool = Path(sys.prefix) / "bin" / name
+    if not tool.exists():
+        raise FileNotFoundError(f"{tool} not found: run `bash scripts/setup.sh` first")
+    return str(tool)
+
+
+def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: Path | None) -> tuple[Path, Path]:
+    """Copy the input's folder to the run folder and export the model there; returns (folder, input file)."""
+    input_path = input_path.resolve()
+    if input_path.is_dir():
+        candidates = sorted(input_path.glob("in.*"))
+        if len(candidates) != 1:
+            raise ValueError(f"{input_path} holds {len(candidates)} in.* files: name the one to run")
+        input_path = candidates[0]
+    if not input_path.is_file():
+        raise FileNotFoundError(f"no LAMMPS input {input_path}")
+    workdir = workdir or input_path.parent.parent.parent / "runs" / input_path.parent.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    for item in input_path.parent.iterdir():
+        if item.is_file():
+            shutil.copy2(item, workdir / item.name)
+    export(model, workdir / "default.mliap", method=method, dtype=dtype)
+    return workdir, workdir / input_path.name
+
+
+def energy_report(workdir: Path, log_text: str) -> MDReport:
+    matches = LOOP_TIME.findall(log_text)
+    if not matches:
+        raise RuntimeError(f"LAMMPS printed no timing; see {workdir / 'log.lammps'}")
+    seconds, ranks, steps, atoms = matches[-1]
+    table = np.loadtxt(workdir / "energy.txt", comments="#", ndmin=2)
+    time_ps, etotal = table[:, 1], table[:, 4]
+    n = int(atoms)
+    slope = np.polyfit(time_ps, etotal, 1)[0] if len(time_ps) > 1 else 0.0
+    return MDReport(int(steps), n, int(ranks), float(seconds), (etotal[-1] - etotal[0]) / n, slope / n,
+                    float(etotal.std()) / n)
+
+
+def plot_energy(workdir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = np.loadtxt(workdir / "energy.txt", comments="#", ndmin=2)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for column, label in ((2, "potential"), (4, "total")):
+        ax.plot(table[:, 1], table[:, column] - table[0, 4], label=label, lw=1)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("energy - E_total(0) (eV)")
+    ax.legend()
+    fig.tight_layout()
+    path = workdir / "energy.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, method: str = "analytic",
+           dtype: str = "float64", steps: int | None = None, workdir: Path | None = None) -> MDReport:
+    workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
+    cmd = [venv_tool("mpirun"), "-np", str(ranks), venv_tool("lmp"), "-in", input_file.name, "-nocite",
+           "-var", "model", "default.mliap"]
+    if steps:
+        cmd += ["-var", "steps", str(steps)]
+    print(f"running in {workdir}: {' '.join(cmd[2:])}", flush=True)
+    proc = subprocess.run(cmd, cwd=workdir, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    (workdir / "screen.txt").write_text(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}); the end of its output:\n"
+                           + "\n".join(proc.stdout.splitlines()[-15:]))
+    report = energy_report(workdir, proc.stdout)
+    plot = plot_energy(workdir)
+    print(report.summary())
+    print(f"energy plot: {plot}")
+    return report
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("md", help="run a ready LAMMPS input with a model; report ms/step and drift")
+    p.add_argument("input", help="an input folder under inputs/ (or its in.* file)")
+    p.add_argument("--model", default="default", help="model file or shipped model name (default: default)")
+    p.add_argument("--np", type=int, default=1, dest="ranks", help="MPI ranks")
+    p.add_argument("--method", choices=["analytic", "autograd"], default="analytic")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--steps", type=int, help="override the input's number of steps")
+    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps) and 0)
