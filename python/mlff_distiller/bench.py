@@ -77,7 +77,7 @@ def schnetpack_call(system: str, dtype_name: str):
         representation=painn, input_modules=[spk.atomistic.PairwiseDistances()],
         output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy"),
                         spk.atomistic.Forces(energy_key="energy", force_key="forces")]).to(dtype)
-    model.requires_grad_(False)
+    model.eval().requires_grad_(False)  # eval: forces without create_graph, as in MD
 
     def call():
         model({k: v.clone() for k, v in inputs.items()})
