@@ -6,8 +6,8 @@ without the teacher, from short molecular dynamics with cheap classical force fi
 * molecules from SMILES: RDKit builds conformers (ETKDG + MMFF94 optimisation), then ASE
   Langevin dynamics on the MMFF94 surface at a few temperatures; snapshots are taken
   `snapshot_interval` steps apart so that they are not near-copies of each other;
-* liquid water: random boxes of rigid TIP3P water run with ASE Langevin (RATTLE keeps the
-  molecules rigid), and each snapshot is then rattled so that bonds and angles vary too.
+* liquid water: random boxes of flexible TIP3P water (ASE's TIP3P plus harmonic bonds and
+  angles) run with ASE Langevin at 300-400 K; each snapshot is then slightly rattled.
 
 Every function takes a seed and is deterministic. Every returned `Atoms` carries in `info`
 where it came from (``molecule``, ``temperature``, ...) so that a data set can be analysed
@@ -20,10 +20,17 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.ff import ForceField
+from ase.calculators.mixing import SumCalculator
 from ase.calculators.tip3p import TIP3P, angleHOH, rOH
-from ase.constraints import FixBondLengths
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import Stationary, ZeroRotation
+from ase.utils.ff import Angle, Bond
+
+try:
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # ASE < 3.29 only has the older name
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 KCAL_PER_MOL = units.kcal / units.mol  # RDKit works in kcal/mol; ASE in eV
 WATER_MASS_G_PER_MOL = 18.015
@@ -110,7 +117,7 @@ def run_langevin_snapshots(
     The run starts from Maxwell-Boltzmann velocities at `temperature_K` and is equilibrated
     for `equilibration_steps` before the first snapshot. Snapshots keep positions and cell only.
     """
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     Stationary(atoms)  # no drift of the whole system
     if not atoms.pbc.any():
         ZeroRotation(atoms)
@@ -126,10 +133,16 @@ def run_langevin_snapshots(
     snapshots = []
     for _ in range(n_snapshots):
         dynamics.run(snapshot_interval)
-        snapshots.append(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc))
-        if "initial_charges" in atoms.arrays:
-            snapshots[-1].set_initial_charges(atoms.get_initial_charges())
+        snapshots.append(geometry_copy(atoms))
     return snapshots
+
+
+def geometry_copy(atoms: Atoms) -> Atoms:
+    """Copy of `atoms` with what the teacher needs: no calculator, momenta or constraints."""
+    copy = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    if atoms.has("initial_charges"):  # formal charges of charged molecules
+        copy.set_initial_charges(atoms.get_initial_charges())
+    return copy
 
 
 def sample_molecule(
@@ -192,7 +205,7 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def water_molecule_geometry() -> np.ndarray:
-    """O, H, H positions (A) of a TIP3P water centred on its oxygen."""
+    """O, H, H positions (A) of a TIP3P-geometry water centred on its oxygen."""
     half_angle = np.radians(angleHOH) / 2
     return np.array([
         [0.0, 0.0, 0.0],
@@ -207,7 +220,7 @@ def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: in
     Oxygens sit on the sites of a simple cubic grid (chosen at random when the grid has more
     sites than molecules), shifted by a small random jitter; the grid spacing (~3.1 A at
     1 g/cm^3) keeps molecules from overlapping whatever their orientation. Hydrogens may stick
-    out of the cell: molecules are kept whole, as the TIP3P calculator requires.
+    out of the cell: molecules are kept whole, as ASE's TIP3P calculator requires.
     """
     rng = np.random.default_rng(seed)
     length = water_box_length(n_molecules, density_g_cm3)
@@ -224,10 +237,29 @@ def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: in
     return atoms  # not wrapped: TIP3P needs each molecule's atoms next to each other
 
 
-def rigid_water_constraint(n_molecules: int) -> FixBondLengths:
-    """RATTLE constraint keeping every water rigid: O-H1, O-H2 and H1-H2 distances fixed."""
-    pairs = [(3 * m + a, 3 * m + b) for m in range(n_molecules) for a, b in ((0, 1), (0, 2), (1, 2))]
-    return FixBondLengths(pairs)
+# CHARMM's flexible TIP3P: harmonic O-H bonds and H-O-H angle on top of rigid TIP3P's
+# intermolecular terms, E = K_b (r - r0)^2 + K_a (theta - theta0)^2 with r0, theta0 of TIP3P.
+FLEXIBLE_TIP3P_BOND_K = 450.0  # kcal/mol/A^2
+FLEXIBLE_TIP3P_ANGLE_K = 55.0  # kcal/mol/rad^2
+
+
+def flexible_tip3p(n_molecules: int, box_length: float) -> SumCalculator:
+    """Flexible TIP3P for `n_molecules` waters ordered O H H: ASE's TIP3P + harmonic bonds/angles.
+
+    Flexible rather than rigid water because the student must learn intramolecular forces,
+    and because RATTLE-constrained MD in ASE (FixBondLengths) costs ~20x more per step.
+    TIP3P's own terms are intermolecular only, so the two parts do not double count.
+    """
+    # ASE's Bond/Angle use E = k/2 (x - x0)^2, hence the factor 2.
+    bond_k = 2 * FLEXIBLE_TIP3P_BOND_K * KCAL_PER_MOL
+    angle_k = 2 * FLEXIBLE_TIP3P_ANGLE_K * KCAL_PER_MOL
+    bonds = [Bond(3 * m, 3 * m + h, bond_k, rOH) for m in range(n_molecules) for h in (1, 2)]
+    angles = [Angle(3 * m + 1, 3 * m, 3 * m + 2, angle_k, np.radians(angleHOH))
+              for m in range(n_molecules)]
+    # TIP3P's Coulomb cutoff (default 5 A) must not exceed half the box.
+    cutoff = min(5.0, box_length / 2 - 0.01)
+    return SumCalculator([TIP3P(rc=cutoff, width=min(1.0, cutoff / 4)),
+                          ForceField(bonds=bonds, angles=angles)])
 
 
 def sample_water_boxes(
@@ -236,20 +268,19 @@ def sample_water_boxes(
     temperatures: Sequence[float] = (300.0, 350.0, 400.0),
     density_g_cm3: float = 1.0,
     seed: int = 0,
-    rattle_stdev: float = 0.04,
-    timestep_fs: float = 1.0,
-    equilibration_steps: int = 1000,
-    snapshot_interval: int = 50,
+    rattle_stdev: float = 0.02,
+    timestep_fs: float = 0.5,
+    equilibration_steps: int = 2000,
+    snapshot_interval: int = 60,
 ) -> list[Atoms]:
-    """`n_snapshots` liquid water boxes from rigid TIP3P Langevin MD, spread over `temperatures`.
+    """`n_snapshots` liquid water boxes from flexible-TIP3P Langevin MD, spread over `temperatures`.
 
-    TIP3P water is rigid, so every snapshot is then rattled (Gaussian displacement of
-    `rattle_stdev` A per coordinate, about the thermal O-H bond fluctuation) to give the
-    teacher distorted molecules as well as a liquid arrangement. Each temperature runs its own
-    box, equilibrated for `equilibration_steps` from the random start.
+    Each temperature runs its own random box, equilibrated for `equilibration_steps` (1 ps by
+    default) before snapshots are taken every `snapshot_interval` steps (30 fs). Each snapshot
+    is finally rattled (Gaussian, `rattle_stdev` A per coordinate) to widen the spread of
+    bond lengths a little beyond what classical MD at these temperatures visits.
     """
-    # TIP3P's Coulomb cutoff must not exceed half the box.
-    cutoff = min(5.0, water_box_length(n_molecules, density_g_cm3) / 2 - 0.01)
+    box_length = water_box_length(n_molecules, density_g_cm3)
     counts = np.full(len(temperatures), n_snapshots // len(temperatures))
     counts[: n_snapshots % len(temperatures)] += 1  # spread the remainder over the first runs
     structures = []
@@ -258,15 +289,14 @@ def sample_water_boxes(
             continue
         rng = np.random.default_rng([seed, run_index, int(round(temperature))])
         atoms = random_water_box(n_molecules, density_g_cm3, seed=int(rng.integers(2**31)))
-        atoms.set_constraint(rigid_water_constraint(n_molecules))
-        atoms.calc = TIP3P(rc=cutoff, width=min(1.0, cutoff / 4))
+        atoms.calc = flexible_tip3p(n_molecules, box_length)
         snapshots = run_langevin_snapshots(
             atoms, temperature, int(count), rng,
             timestep_fs, equilibration_steps, snapshot_interval,
         )
         for snapshot_index, snapshot in enumerate(snapshots):
             snapshot.positions += rng.normal(scale=rattle_stdev, size=snapshot.positions.shape)
-            snapshot.wrap()
+            snapshot.wrap()  # tidy for downstream tools; periodic energies do not change
             snapshot.info.update(
                 molecule=f"water{n_molecules}", temperature=float(temperature),
                 snapshot=snapshot_index,

@@ -45,7 +45,7 @@ class PaiNN(nn.Module):
         self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
         self.readout = Readout(F, len(config.elements))
         # bytes of one [chunk, 3F] edge temporary in the analytic path: small enough to stay in cache
-        self.chunk_bytes = 1 << 20
+        self.chunk_bytes = 1 << 18
 
     @property
     def cutoff(self) -> float:
