@@ -6,7 +6,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	@$(PY) -m mlff_distiller.cli run-main
+	@.venv/bin/mlff-distiller md inputs/aspirin
 
 test: setup
 	@$(PY) -m pytest -q tests
