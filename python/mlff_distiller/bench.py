@@ -59,12 +59,26 @@ def student_call(system: str, dtype_name: str, method: str):
     return call, len(atoms), len(g.edge_i)
 
 
+def import_schnetpack():
+    """schnetpack 2.1 imports a name that torch 2.11 dropped from its data loader; supply it."""
+    import typing
+
+    import torch.utils.data.dataloader as loader
+
+    if not hasattr(loader, "T_co"):
+        loader.T_co = typing.TypeVar("T_co", covariant=True)
+    import schnetpack
+
+    return schnetpack
+
+
 def schnetpack_call(system: str, dtype_name: str):
     """schnetpack's PaiNN, same hyper-parameters, energy and forces by autograd, its own neighbour
     list done beforehand (not timed), like ours."""
-    import schnetpack as spk
-    import schnetpack.transform as trn
     import torch
+
+    spk = import_schnetpack()
+    import schnetpack.transform as trn
 
     dtype = getattr(torch, dtype_name)
     atoms = build_system(system)
@@ -119,7 +133,7 @@ def case_in_subprocess(system: str, dtype_name: str, method: str) -> dict:
 
 def schnetpack_available() -> bool:
     try:
-        import schnetpack  # noqa: F401
+        import_schnetpack()
     except ImportError:
         return False
     return True

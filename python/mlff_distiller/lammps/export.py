@@ -1,8 +1,10 @@
 """`mlff-distiller export` (model file -> file for `pair_style mliap unified`) and
-`mlff-distiller lammps-input` (the input lines that go with it)."""
+`mlff-distiller lammps-input` (the input lines that go with it, including the plugin pair style
+`mliap/halo` of lammps_plugin/, the recommended way for periodic boxes and MPI)."""
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 from ..model.io import resolve_model_path
@@ -64,7 +66,18 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
         ghost_mode_lines(str(path), n_layers, cutoff),
         coeff,
         "",
+        "# (c) RECOMMENDED for periodic boxes and MPI: the mlff-distiller plugin, halo exchange per layer",
+        "#     (exact on any number of ranks, no deep ghost shell, memory linear in the number of atoms)",
+        f"plugin load {plugin_path()}",
+        f"pair_style mliap/halo {path}",
+        coeff,
+        "",
     ])
+
+
+def plugin_path() -> Path:
+    """Where scripts/setup.sh installs the LAMMPS plugin (lammps_plugin/): in this environment."""
+    return Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so"
 
 
 def register(subparsers) -> None:

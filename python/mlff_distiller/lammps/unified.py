@@ -3,7 +3,8 @@
 LAMMPS hands ``compute_forces(data)`` its neighbour pairs (``pair_i`` receives from ``pair_j``,
 ``rij = x_j - x_i``) and takes back per-atom energies and ``fij = dE/dr_ij``, from which it adds
 forces (f_i += fij, f_j -= fij) and the virial. The same object is driven by our plugin's pair
-style, which provides the same attributes.
+style `mliap/halo` (lammps_plugin/, data object in ``halo_data.py``), which provides the same attributes
+over the pairs of local atoms only, plus a per-layer halo exchange with the ghost atoms.
 
 The exported file is a pickle of this class holding only plain data (the model file's bytes and a
 few settings) and a format version checked on load, so a file from another mlff-distiller version
@@ -18,6 +19,7 @@ import torch
 
 from .. import __version__
 from ..model.io import load_model
+from ..model.halo import Halo
 from .ghosts import check_message_passing_is_exact
 
 try:
@@ -79,15 +81,21 @@ class StudentUnified(MLIAPUnified):
 
     def compute_forces(self, data):
         pair_i, pair_j = np.asarray(data.pair_i), np.asarray(data.pair_j)
-        check_message_passing_is_exact(data, self.model.config.n_layers, self.model.cutoff, pair_j)
-        atoms, pairs = real_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j)
+        halo_mode = hasattr(data, "forward_exchange")  # the mliap/halo plugin: exact without ghost lists
+        if not halo_mode:
+            check_message_passing_is_exact(data, self.model.config.n_layers, self.model.cutoff, pair_j)
+        if halo_mode:
+            atoms, pairs = halo_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j, data.nlocal)
+        else:
+            atoms, pairs = real_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j)
         n_counted = int(np.count_nonzero(atoms < data.nlocal))  # local atoms come first
         with torch.inference_mode():
             energies, grad = self.model.energies_and_edge_gradients(
                 self._tensor(np.asarray(data.elems)[atoms].astype(np.int64)),
                 self._tensor(pair_index(atoms, pair_i[pairs])), self._tensor(pair_index(atoms, pair_j[pairs])),
                 self._tensor(np.asarray(data.rij)[pairs], self.model.embedding.weight.dtype),
-                n_counted=n_counted, method=self.method)
+                n_counted=n_counted, method=self.method,
+                halo=halo_from_data(data, atoms) if halo_mode else None)
         eatoms = np.zeros(data.nlistatoms)
         eatoms[atoms[:n_counted]] = energies.double().cpu().numpy()
         data.eatoms = eatoms
@@ -99,6 +107,48 @@ class StudentUnified(MLIAPUnified):
 
     def _tensor(self, array: np.ndarray, dtype=None) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, dtype)
+
+
+def halo_from_data(data, atoms: np.ndarray) -> Halo:
+    """The model's halo exchange through the plugin's data.forward_exchange / reverse_exchange.
+
+    The model's rows are those of ``atoms`` (a sorted subset of the LAMMPS atoms, see
+    ``halo_atoms_and_pairs``); the exchange works on all ntotal LAMMPS atoms, so rows are scattered
+    into a full array around it. Rows left out start at zero, which is exact: forward, every ghost
+    row is overwritten from its owner (chains through other ghosts included); reverse, zero adds
+    nothing. Every rank makes the same calls (the exchanges are collective)."""
+    ntotal = int(data.ntotal)
+    every_atom = len(atoms) == ntotal
+
+    def exchange(move):
+        def run(rows: torch.Tensor) -> torch.Tensor:
+            width = rows.shape[1]
+            if every_atom:
+                out = rows.detach().to("cpu", copy=True).contiguous()
+            else:
+                out = rows.new_zeros((ntotal, width), device="cpu")
+                out[torch.from_numpy(atoms)] = rows.detach().cpu()
+            array = out.numpy()
+            move(array, array, width)
+            if not every_atom:
+                out = out[torch.from_numpy(atoms)]
+            return out.to(rows.device)
+        return run
+
+    return Halo(exchange(data.forward_exchange), exchange(data.reverse_exchange))
+
+
+def halo_atoms_and_pairs(elems: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray, nlocal: int):
+    """Halo mode: the local atoms and the ghosts that send to them (in order, locals first), and
+    the pairs between them, NULL types left out. The other ghosts (the neighbour skin, the
+    far side of the ghost shell) send nothing: leaving them out of the model saves its per-atom
+    work, and the exchange fills the rows of those it needs in transit."""
+    needed = np.zeros(elems.size, dtype=bool)
+    needed[:nlocal] = True
+    needed[pair_j] = True
+    needed &= elems >= 0
+    pairs = needed[pair_i] & needed[pair_j]
+    return np.flatnonzero(needed), slice(None) if pairs.all() else pairs
 
 
 def real_atoms_and_pairs(elems: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray):
