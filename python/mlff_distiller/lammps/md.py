@@ -104,7 +104,8 @@ def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, metho
            dtype: str = "float64", steps: int | None = None, workdir: Path | None = None) -> MDReport:
     workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
     cmd = [venv_tool("mpirun"), "-np", str(ranks), venv_tool("lmp"), "-in", input_file.name, "-nocite",
-           "-var", "model", "default.mliap"]
+           "-var", "model", "default.mliap",
+           "-var", "plugin", str(Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so")]
     if steps:
         cmd += ["-var", "steps", str(steps)]
     print(f"running in {workdir}: {' '.join(cmd[2:])}", flush=True)
