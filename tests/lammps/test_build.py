@@ -6,7 +6,7 @@ import numpy as np
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from conftest import HERE, read_dump, read_values, run_lammps
+from lammps_runner import HERE, read_dump, read_values, run_lammps
 from pairwise_model import MorseUnified, morse_pair
 
 

@@ -11,7 +11,7 @@ from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_at
 from mlff_distiller.model.io import load_model, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-from conftest import read_dump, read_values, run_lammps
+from lammps_runner import read_dump, read_values, run_lammps
 
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 

@@ -8,7 +8,7 @@ from ase.neighborlist import neighbor_list
 from mlff_distiller.model.graph import graph_from_atoms, species_indices
 from mlff_distiller.model.halo import Halo
 
-from conftest import make_model, water_box
+from model_cases import make_model, water_box
 
 
 def ghost_graph(atoms, cutoff):

@@ -6,7 +6,7 @@ from ase import Atoms
 
 from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_atoms
 
-from conftest import make_model, structures, water_box
+from model_cases import make_model, structures, water_box
 
 
 
