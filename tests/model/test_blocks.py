@@ -8,7 +8,7 @@ from mlff_distiller.model.blocks import (CosineCutoff, EdgeFilter, EdgeGeometry,
 N, E, F, K, CUTOFF = 7, 30, 8, 6, 5.0
 
 
-def check_vjp(forward, analytic_vjp, inputs, atol=1e-9):
+def check_vjp(forward, analytic_vjp, inputs, atol=1e-8):
     """Compare the analytic vector-Jacobian product of ``forward`` (inputs -> tuple of outputs) with
     autograd's and with a central finite difference along a random direction."""
     inputs = [x.detach().clone().requires_grad_(True) for x in inputs]
