@@ -19,6 +19,11 @@ def test_round_trip_keeps_numbers(tmp_path, model):
         assert np.array_equal(a, b)
 
 
+def test_numpy_metadata_is_stored_as_plain_data(tmp_path, model):
+    path = save_model(model, tmp_path / "m.pt", {np.str_("C"): {"mae": np.float64(0.5), "n": np.int64(3)}})
+    assert load_model(path).metadata == {"C": {"mae": 0.5, "n": 3}}
+
+
 def test_damaged_and_foreign_files(tmp_path, model):
     path = save_model(model, tmp_path / "m.pt")
     (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:2000])

@@ -1,6 +1,7 @@
 """Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -28,12 +29,18 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
                             f"(shipped: {', '.join(shipped_models()) or 'none'})")
 
 
+def plain_data(metadata: dict | None) -> dict:
+    """Metadata as JSON types only (numpy scalars and strings become Python ones), so the file
+    still loads with ``weights_only=True``."""
+    return json.loads(json.dumps(metadata or {}, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
 def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                "state_dict": state, "metadata": dict(metadata or {})}, path)
+                "state_dict": state, "metadata": plain_data(metadata)}, path)
     return path
 
 
