@@ -1,0 +1,227 @@
+"""How close a student is to its teacher: errors of energies and forces, tables, parity plots.
+
+`mlff-distiller evaluate MODEL DATA` prints energy MAE per atom and force MAE/RMSE, overall,
+per element (forces on atoms of that element) and optionally per group of structures (for
+example ``--group-by molecule``); ``--json`` writes the same numbers, ``--plot`` a parity plot.
+Forces come from the same analytic path that LAMMPS runs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..model.graph import forces_from_edge_gradients
+from ..model.io import load_model
+from ..model.painn import PaiNN
+from .dataset import Batch, GraphDataset, read_structures
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+# ----------------------------------------------------------------------------------------------
+# Predictions
+# ----------------------------------------------------------------------------------------------
+def predict(model: PaiNN, batch: Batch, method: str = "analytic") -> tuple[Tensor, Tensor]:
+    """Total energies [B] (float64) and forces [N,3] (model dtype) of the structures of a batch.
+
+    With parameters that require grad this stays differentiable, the analytic forces included:
+    training back-propagates through exactly this function.
+    """
+    g = batch.graph
+    atom_energies, edge_grad = model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij,
+                                                                 method=method)
+    # float64 sum: total energies of big boxes are large numbers whose differences we need
+    energies = atom_energies.double().new_zeros(g.n_structures).index_add(0, g.batch, atom_energies.double())
+    forces = forces_from_edge_gradients(g.edge_i, g.edge_j, edge_grad, g.species.shape[0])
+    return energies, forces
+
+
+@dataclass
+class Predictions:
+    """Student and teacher values of a whole data set (S structures, N atoms in all), in eV, eV/A."""
+
+    energy: np.ndarray  # [S] student
+    energy_ref: np.ndarray  # [S] teacher
+    n_atoms: np.ndarray  # [S]
+    forces: np.ndarray  # [N,3] student
+    forces_ref: np.ndarray  # [N,3] teacher
+    symbols: np.ndarray  # [N] chemical symbol of every atom
+    groups: np.ndarray  # [S] group label of every structure ("" without grouping)
+    reference_energy: np.ndarray  # [S] sum of the model's per-element shifts (for plots)
+
+
+def collect_predictions(model: PaiNN, dataset: GraphDataset, batch_size: int = 32,
+                        group_key: str | None = None) -> Predictions:
+    """Run the student (analytic forces, no autograd) over every structure, in file order."""
+    energy, forces = [], []
+    with torch.no_grad():
+        for batch in dataset.batches(batch_size):
+            e, f = predict(model, batch)
+            energy.append(e.numpy())
+            forces.append(f.double().numpy())
+    structures = dataset.structures
+    species = torch.cat([s.graph.species for s in dataset.samples])
+    shift = model.readout.shift.double().index_select(0, species).numpy()
+    n_atoms = np.array([len(a) for a in structures])
+    return Predictions(
+        energy=np.concatenate(energy),
+        energy_ref=np.array([a.get_potential_energy() for a in structures]),
+        n_atoms=n_atoms,
+        forces=np.concatenate(forces),
+        forces_ref=np.concatenate([a.get_forces() for a in structures]),
+        symbols=np.array([s for a in structures for s in a.get_chemical_symbols()]),
+        groups=np.array([str(a.info.get(group_key, "")) if group_key else "" for a in structures]),
+        reference_energy=np.add.reduceat(shift, np.cumsum(np.r_[0, n_atoms[:-1]])),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+def force_errors(forces: np.ndarray, forces_ref: np.ndarray) -> dict:
+    """MAE and RMSE over force components, in meV/A."""
+    diff = (forces - forces_ref).ravel()
+    return {"force_mae_meV_per_A": 1e3 * float(np.mean(np.abs(diff))),
+            "force_rmse_meV_per_A": 1e3 * float(np.sqrt(np.mean(diff ** 2)))}
+
+
+def energy_errors(energy: np.ndarray, energy_ref: np.ndarray, n_atoms: np.ndarray) -> dict:
+    """MAE and RMSE of the energy per atom, in meV/atom."""
+    diff = (energy - energy_ref) / n_atoms
+    return {"energy_mae_meV_per_atom": 1e3 * float(np.mean(np.abs(diff))),
+            "energy_rmse_meV_per_atom": 1e3 * float(np.sqrt(np.mean(diff ** 2)))}
+
+
+def error_metrics(p: Predictions) -> dict:
+    """Overall errors, force errors per element, and all errors per group (when grouped)."""
+    atom_group = np.repeat(p.groups, p.n_atoms)
+    # str(): numpy strings as keys would make the metrics unloadable from model files (weights_only)
+    metrics = {"n_structures": int(len(p.energy)), "n_atoms": int(p.n_atoms.sum()),
+               **energy_errors(p.energy, p.energy_ref, p.n_atoms), **force_errors(p.forces, p.forces_ref)}
+    metrics["per_element"] = {
+        str(el): {"n_atoms": int((p.symbols == el).sum()),
+             **force_errors(p.forces[p.symbols == el], p.forces_ref[p.symbols == el])}
+        for el in dict.fromkeys(p.symbols)}
+    if len(set(p.groups)) > 1 or p.groups[0]:
+        metrics["per_group"] = {
+            str(group): {"n_structures": int((p.groups == group).sum()),
+                    **energy_errors(p.energy[p.groups == group], p.energy_ref[p.groups == group],
+                                    p.n_atoms[p.groups == group]),
+                    **force_errors(p.forces[atom_group == group], p.forces_ref[atom_group == group])}
+            for group in dict.fromkeys(p.groups)}
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    """The metrics as a plain-text table: one row overall, then per element, then per group."""
+    header = f"{'':24s} {'count':>8s} {'E MAE':>10s} {'F MAE':>10s} {'F RMSE':>10s}"
+    units = f"{'':24s} {'':>8s} {'meV/atom':>10s} {'meV/A':>10s} {'meV/A':>10s}"
+
+    def row(name, count, m):
+        energy = f"{m['energy_mae_meV_per_atom']:10.2f}" if "energy_mae_meV_per_atom" in m else f"{'-':>10s}"
+        return (f"{name[:24]:24s} {count:8d} {energy} {m['force_mae_meV_per_A']:10.1f} "
+                f"{m['force_rmse_meV_per_A']:10.1f}")
+
+    lines = [header, units, row("all structures", metrics["n_structures"], metrics)]
+    lines += [row(f"  forces on {el}", m["n_atoms"], m) for el, m in metrics["per_element"].items()]
+    lines += [row(f"  {group}", m["n_structures"], m) for group, m in metrics.get("per_group", {}).items()]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parity plot
+# ----------------------------------------------------------------------------------------------
+def parity_plot(p: Predictions, path: str | Path, title: str = "") -> Path:
+    """PNG with two panels: energy per atom and force components, student against teacher.
+
+    Energies are shown relative to the model's atomic reference energies (its per-element
+    shifts): what is left is the interaction energy the network learned, whose spread is the
+    meaningful scale; raw totals would mostly show differences in composition.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = error_metrics(p)
+    fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=90)
+    e_ref = (p.energy_ref - p.reference_energy) / p.n_atoms
+    e_pred = (p.energy - p.reference_energy) / p.n_atoms
+    ax_e.scatter(e_ref, e_pred, s=4, alpha=0.5, rasterized=True)
+    _diagonal(ax_e, e_ref, e_pred)
+    ax_e.set(xlabel="teacher energy per atom (eV)", ylabel="student energy per atom (eV)",
+             title=f"energy, MAE {m['energy_mae_meV_per_atom']:.2f} meV/atom")
+    for el in dict.fromkeys(p.symbols):
+        ax_f.scatter(p.forces_ref[p.symbols == el].ravel(), p.forces[p.symbols == el].ravel(), s=1,
+                     alpha=0.3, label=el, rasterized=True)
+    _diagonal(ax_f, p.forces_ref.ravel(), p.forces.ravel())
+    ax_f.set(xlabel="teacher force component (eV/A)", ylabel="student force component (eV/A)",
+             title=f"forces, MAE {m['force_mae_meV_per_A']:.1f} meV/A")
+    ax_f.legend(markerscale=6, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
+    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+def evaluate_file(model: str | Path | PaiNN, data: str | Path, batch_size: int = 32,
+                  dtype: str = "float64", group_key: str | None = None,
+                  plot: str | Path | None = None) -> dict:
+    """Metrics of a model (file, shipped name or object) on a labelled extended-XYZ file."""
+    if not isinstance(model, PaiNN):
+        model = load_model(model, DTYPES[dtype])
+    structures = read_structures(data)
+    dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
+    predictions = collect_predictions(model, dataset, batch_size, group_key)
+    if plot:
+        parity_plot(predictions, plot, title=Path(data).name)
+    return error_metrics(predictions)
+
+
+def run(args) -> int:
+    metrics = evaluate_file(args.model, args.data, args.batch_size, args.dtype, args.group_by, args.plot)
+    metrics = {"model": str(args.model), "data": str(args.data), **metrics}
+    if args.json == "-":
+        json.dump(metrics, sys.stdout, indent=2)
+        print()
+        return 0
+    print(format_table(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"metrics written to {args.json}")
+    if args.plot:
+        print(f"parity plot written to {args.plot}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="errors of a model against a labelled data set",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="model file, or the name of a shipped model (e.g. default)")
+    parser.add_argument("data", help="extended-XYZ file with teacher energies and forces")
+    parser.add_argument("--plot", metavar="PNG", help="write a parity plot of energies and forces")
+    parser.add_argument("--json", metavar="PATH", help="write the metrics as JSON ('-': to stdout, no table)")
+    parser.add_argument("--group-by", metavar="KEY", help="also report per value of this info key, e.g. molecule")
+    parser.add_argument("--batch-size", type=int, default=32, help="structures per model call (default 32)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
+                        help="precision to run the model in (default float64)")
+    parser.set_defaults(func=run)

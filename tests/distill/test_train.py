@@ -1,0 +1,181 @@
+"""Training: it learns, it trains what LAMMPS runs, it resumes, and it fails clearly."""
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from mlff_distiller import cli
+from mlff_distiller.distill.dataset import (GraphDataset, fit_energy_shifts, read_structures,
+                                            split_structures)
+from mlff_distiller.distill.evaluate import predict
+from mlff_distiller.distill.train import (TrainConfig, build_model, load_checkpoint, make_scheduler, train,
+                                          validation_metrics)
+from mlff_distiller.model.io import load_model
+from mlff_distiller.model.painn import PaiNNConfig
+
+ELEMENTS = ["H", "C", "N", "O"]
+SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cutoff=4.0)
+
+
+def datasets(structures, dtype):
+    validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
+    return (GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
+            GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype), training)
+
+
+def quiet(_message):
+    pass
+
+
+def test_a_few_epochs_reduce_the_loss(structures):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=8, batch_size=4, learning_rate=5e-3, warmup_epochs=0.5, dtype="float32")
+    model = build_model(SMALL, training, seed=0, dtype=torch.float32)
+    before = validation_metrics(model, train_set, config)["loss"]
+    state = train(model, train_set, validation_set, config, progress=False, log=quiet)
+    after = validation_metrics(model, train_set, config)["loss"]
+    assert state.epoch == 8 and len(state.history) == 8
+    assert after < 0.5 * before
+
+
+def force_loss_parameter_gradients(model, batch, method):
+    """d/dtheta of mean squared force error, the forces from `method` ([n_parameters])."""
+    parameters = list(model.parameters())
+    _, forces = predict(model, batch, method=method)
+    # allow_unused: the readout's last bias shifts energies only and gets no force gradient
+    grads = torch.autograd.grad(((forces - batch.forces) ** 2).mean(), parameters, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).ravel() for p, g in zip(parameters, grads)])
+
+
+def test_analytic_force_loss_gradient_equals_autograd_double_backward(structures):
+    """The weights are trained through the analytic backward that LAMMPS runs, and that gives the
+    same parameter gradient as differentiating autograd's forces (double backward)."""
+    train_set, _, training = datasets(structures, torch.float64)
+    model = build_model(SMALL, training, seed=1, dtype=torch.float64).requires_grad_(True)
+    batch = train_set.batches(8)[0]
+    analytic = force_loss_parameter_gradients(model, batch, "analytic")
+    autograd = force_loss_parameter_gradients(model, batch, "autograd")
+    assert analytic.abs().max() > 0
+    relative = (analytic - autograd).norm() / autograd.norm()
+    assert relative < 1e-8, relative
+    assert torch.allclose(analytic, autograd, rtol=1e-8, atol=1e-12 * autograd.abs().max())
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after_epoch(n):
+    def log(message):
+        if message.startswith(f"epoch {n:4d}/"):
+            raise Interrupted
+
+    return log
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_resumed_training_continues_at_the_right_epoch_and_matches_one_run(structures, tmp_path, schedule):
+    train_set, validation_set, training = datasets(structures, torch.float64)
+    config = TrainConfig(epochs=4, batch_size=4, learning_rate=3e-3, schedule=schedule, plateau_patience=0,
+                         dtype="float64")
+
+    straight = build_model(SMALL, training, seed=0, dtype=torch.float64)
+    train(straight, train_set, validation_set, config, checkpoint=tmp_path / "a.ckpt", progress=False, log=quiet)
+
+    checkpoint = tmp_path / "b.ckpt"
+    interrupted = build_model(SMALL, training, seed=0, dtype=torch.float64)
+    with pytest.raises(Interrupted):
+        train(interrupted, train_set, validation_set, config, checkpoint=checkpoint, progress=False,
+              log=interrupt_after_epoch(2))
+    messages = []
+    resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
+    state = train(resumed, train_set, validation_set, config, checkpoint=checkpoint, resume=True,
+                  progress=False, log=messages.append)
+
+    assert messages[0].startswith("resumed from") and "after epoch 2" in messages[0]
+    assert [entry["epoch"] for entry in state.history] == [1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(structures, tmp_path):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=1, batch_size=8)
+    model = build_model(SMALL, training)
+    checkpoint = tmp_path / "run.ckpt"
+    train(model, train_set, validation_set, config, checkpoint=checkpoint, progress=False, log=quiet)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # a write cut short
+
+    optimizer = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match="damaged.*delete"):
+        load_checkpoint(checkpoint, model, optimizer, make_scheduler(optimizer, config, 3))
+    with pytest.raises(ValueError, match=f"checkpoint {checkpoint} is damaged"):
+        train(model, train_set, validation_set, config, checkpoint=checkpoint, resume=True, log=quiet)
+
+
+def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=1, batch_size=8)
+    checkpoint = tmp_path / "run.ckpt"
+    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
+          progress=False, log=quiet)
+    wider = PaiNNConfig(**{**SMALL.to_dict(), "n_features": 32})
+    with pytest.raises(ValueError, match="is for the model"):
+        train(build_model(wider, training), train_set, validation_set, config, checkpoint=checkpoint,
+              resume=True, log=quiet)
+
+
+def test_data_set_without_forces_is_refused(tmp_path, structures):
+    path = tmp_path / "unlabelled.extxyz"
+    ase.io.write(path, [structures[0], Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])])
+    with pytest.raises(ValueError, match="structure 1 of .*unlabelled.extxyz has no energy and no forces"):
+        read_structures(path)
+    energy_only = structures[0].copy()
+    energy_only.calc = SinglePointCalculator(energy_only, energy=1.0)
+    with pytest.raises(ValueError, match="structure 0 of the data set has no forces"):
+        GraphDataset([energy_only], ELEMENTS, 4.0)
+
+
+def test_energy_shifts_recover_atomic_energies():
+    shifts = {"H": -13.5, "C": -1030.0, "O": -2040.0}
+    structures = []
+    for formula in ("H2O", "CH4", "CO2", "H2", "C2H6O"):
+        atoms = Atoms(formula)
+        atoms.calc = SinglePointCalculator(atoms, energy=sum(shifts[s] for s in atoms.get_chemical_symbols()))
+        structures.append(atoms)
+    fitted = fit_energy_shifts(structures, ELEMENTS)
+    np.testing.assert_allclose(fitted, [-13.5, -1030.0, 0.0, -2040.0], atol=1e-8)  # N absent: 0
+
+
+def test_grouped_split_is_seeded_and_takes_from_every_group(structures):
+    first = split_structures(structures, [0.2, 0.2], seed=3, group_key="molecule")
+    again = split_structures(structures, [0.2, 0.2], seed=3, group_key="molecule")
+    assert [[id(a) for a in part] for part in first] == [[id(a) for a in part] for part in again]
+    assert sum(len(part) for part in first) == len(structures)
+    for part in first[:2]:
+        assert sorted({a.info["molecule"] for a in part}) == sorted({a.info["molecule"] for a in structures})
+
+
+def test_train_command_writes_a_model_with_its_training_metadata(data_file, tmp_path, capsys):
+    output = tmp_path / "student.pt"
+    code = cli.main(["train", str(data_file), "-o", str(output), "--features", "16", "--layers", "1",
+                     "--radial", "8", "--epochs", "2", "--batch-size", "8", "--threads", "1",
+                     "--group-by", "molecule", "--checkpoint", str(tmp_path / "c.ckpt")])
+    assert code == 0, capsys.readouterr().err
+    model = load_model(output)
+    assert model.elements == ["H", "C", "N", "O"]
+    training = model.metadata["training"]
+    assert training["data"] == "data.extxyz" and training["epochs_run"] == 2
+    assert training["n_train"] + training["n_validation"] == 24
+    assert "force_mae_meV_per_A" in training["validation"]
+
+
+def test_train_command_reports_a_corrupt_checkpoint(data_file, tmp_path, capsys):
+    checkpoint = tmp_path / "c.ckpt"
+    checkpoint.write_bytes(b"not a checkpoint at all")
+    code = cli.main(["train", str(data_file), "-o", str(tmp_path / "m.pt"), "--features", "16",
+                     "--epochs", "1", "--checkpoint", str(checkpoint), "--resume"])
+    assert code == 2
+    assert "is damaged" in capsys.readouterr().err
