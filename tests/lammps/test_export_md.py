@@ -49,9 +49,10 @@ def test_lammps_input_command_prints_every_mode(tmp_path, model_file):
     assert bad.returncode != 0 and "Si" in bad.stderr
 
 
-def test_md_command_reports_speed_and_drift(tmp_path, model_file):
-    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--model", str(model_file), "--steps", "100"],
-                          capture_output=True, text=True)
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_md_command_reports_speed_and_drift(tmp_path, model_file, method):
+    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--model", str(model_file), "--steps", "100",
+                                 "--method", method], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ms/step" in proc.stdout and "energy drift" in proc.stdout
     assert (ROOT / "runs" / "aspirin" / "energy.png").stat().st_size > 1000

@@ -89,7 +89,7 @@ class StudentUnified(MLIAPUnified):
         else:
             atoms, pairs = real_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j)
         n_counted = int(np.count_nonzero(atoms < data.nlocal))  # local atoms come first
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
             energies, grad = self.model.energies_and_edge_gradients(
                 self._tensor(np.asarray(data.elems)[atoms].astype(np.int64)),
                 self._tensor(pair_index(atoms, pair_i[pairs])), self._tensor(pair_index(atoms, pair_j[pairs])),
