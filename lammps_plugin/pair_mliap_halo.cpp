@@ -1,0 +1,508 @@
+/* ----------------------------------------------------------------------
+   mlff-distiller LAMMPS plugin: pair style mliap/halo (see pair_mliap_halo.h)
+
+   Per step:
+   1. the pairs of local atoms within the model cutoff go into flat arrays
+      (pair_i, pair_j, rij: memory linear in the number of pairs);
+   2. a Python HaloData object (mlff_distiller/lammps/halo_data.py) gets numpy
+      views of them and is handed to model.compute_forces(data), as ML-IAP does;
+      its forward_exchange/reverse_exchange call back into exchange() below,
+      which moves rows of a [ntotal, width] array through comm->forward_comm /
+      comm->reverse_comm of this pair style, in slices of comm_forward values;
+   3. fij = dE/dr_ij comes back: f_i += fij, f_j -= fij, virial tallied per pair
+      (global and per atom, as PairMLIAP::v_tally), energies added.
+------------------------------------------------------------------------- */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>    // must come first
+
+#include "pair_mliap_halo.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "lmppython.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+// values per atom in one communication pass; wider arrays go in several passes
+static constexpr int EXCHANGE_SLICE = 128;
+
+/* ----------------------------------------------------------------------
+   entry point for Python (ctypes): returns 0 on success
+------------------------------------------------------------------------- */
+
+extern "C" int mlff_halo_exchange(void *pair, void *src, void *dst, long long nrows, int width,
+                                  int dtype, int reverse)
+{
+  if (!pair) return -1;
+  return static_cast<PairMLIAPHalo *>(pair)->exchange(src, dst, nrows, width, dtype, reverse);
+}
+
+/* ---------------------------------------------------------------------- */
+
+namespace {
+
+// "ExceptionType: message" of the pending Python exception (cleared); the full
+// traceback goes to stderr when asked for
+std::string take_python_error(bool print_traceback)
+{
+  PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);
+  if (!type) return "unknown Python error";
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (traceback && value) PyException_SetTraceback(value, traceback);
+
+  std::string text;
+  PyObject *name = PyObject_GetAttrString(type, "__name__");
+  if (name && PyUnicode_Check(name)) text = PyUnicode_AsUTF8(name);
+  Py_XDECREF(name);
+  if (value) {
+    PyObject *str = PyObject_Str(value);
+    if (str && PyUnicode_Check(str)) {
+      const char *s = PyUnicode_AsUTF8(str);
+      if (s && *s) text += std::string(": ") + s;
+    }
+    Py_XDECREF(str);
+  }
+  PyErr_Clear();
+
+  PyObject *tbmod = print_traceback ? PyImport_ImportModule("traceback") : nullptr;
+  if (tbmod) {
+    PyObject *res = PyObject_CallMethod(tbmod, "print_exception", "OOO", type, value ? value : Py_None,
+                                        traceback ? traceback : Py_None);
+    Py_XDECREF(res);
+    Py_DECREF(tbmod);
+  }
+  PyErr_Clear();
+  fflush(stderr);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  return text;
+}
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+PairMLIAPHalo::PairMLIAPHalo(LAMMPS *lmp) :
+    Pair(lmp), py_model(nullptr), py_data(nullptr), cutoff(0.0), map(nullptr), xbuf(nullptr),
+    xwidth(0), xoffset(0), xcount(0), xdouble(1), gil_state(0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  no_virial_fdotr_compute = 1;    // the virial is tallied pair by pair from fij and rij
+  comm_forward = EXCHANGE_SLICE;
+  comm_reverse = EXCHANGE_SLICE;
+}
+
+/* ---------------------------------------------------------------------- */
+
+PairMLIAPHalo::~PairMLIAPHalo()
+{
+  if (copymode) return;
+  release_python();
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(map);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::release_python()
+{
+  if ((py_model || py_data) && Py_IsInitialized()) {
+    PyGILState_STATE gstate = PyGILState_Ensure();
+    Py_XDECREF((PyObject *) py_data);
+    Py_XDECREF((PyObject *) py_model);
+    PyGILState_Release(gstate);
+  }
+  py_model = py_data = nullptr;
+}
+
+/* ----------------------------------------------------------------------
+   stop with the pending Python exception in the message; the caller holds the
+   GIL through PyGILState_Ensure and gives up that hold here
+------------------------------------------------------------------------- */
+
+void PairMLIAPHalo::python_failure(const std::string &what, bool all_ranks)
+{
+  // errors every rank meets alike (loading the model): one traceback, from rank 0
+  std::string message =
+      "Pair style mliap/halo: " + what + ": " + take_python_error(!all_ranks || comm->me == 0);
+  PyGILState_Release((PyGILState_STATE) gil_state);    // the caller's PyGILState_Ensure
+  if (all_ranks) error->all(FLERR, message);
+  error->one(FLERR, message);
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  memory->create(map, n + 1, "pair:map");
+  for (int i = 0; i <= n; i++) map[i] = -1;
+}
+
+/* ----------------------------------------------------------------------
+   pair_style mliap/halo FILE: load the unified model object (every rank)
+------------------------------------------------------------------------- */
+
+void PairMLIAPHalo::settings(int narg, char **arg)
+{
+  if (narg != 1)
+    error->all(FLERR, "Illegal pair_style mliap/halo command: expected pair_style mliap/halo FILE");
+
+  release_python();
+  model_file = arg[0];
+  elements.clear();
+
+  python->init();
+  gil_state = (int) PyGILState_Ensure();
+
+  PyObject *module = PyImport_ImportModule("mlff_distiller.lammps.halo_data");
+  if (!module)
+    python_failure("cannot import mlff_distiller.lammps.halo_data (install mlff-distiller into the "
+                   "Python environment this LAMMPS embeds)",
+                   true);
+
+  PyObject *connected = PyObject_CallMethod(
+      module, "connect", "sKK", model_file.c_str(),
+      (unsigned long long) (uintptr_t) &mlff_halo_exchange, (unsigned long long) (uintptr_t) this);
+  Py_DECREF(module);
+  if (!connected) python_failure("cannot load model file " + model_file, true);
+
+  // connect() returns (model, data, element names, cutoff)
+  PyObject *model = PyTuple_GetItem(connected, 0);
+  PyObject *data = PyTuple_GetItem(connected, 1);
+  PyObject *names = PyTuple_GetItem(connected, 2);
+  PyObject *cut = PyTuple_GetItem(connected, 3);
+  if (!model || !data || !names || !cut) python_failure("unexpected result of halo_data.connect()", true);
+  for (Py_ssize_t k = 0; k < PyList_Size(names); k++) {
+    const char *name = PyUnicode_AsUTF8(PyList_GetItem(names, k));
+    if (!name) python_failure("bad element name in " + model_file, true);
+    elements.emplace_back(name);
+  }
+  cutoff = PyFloat_AsDouble(cut);
+  if (PyErr_Occurred()) python_failure("bad cutoff in " + model_file, true);
+  Py_INCREF(model);
+  Py_INCREF(data);
+  py_model = model;
+  py_data = data;
+  Py_DECREF(connected);
+  PyGILState_Release((PyGILState_STATE) gil_state);
+
+  if (cutoff <= 0.0) error->all(FLERR, "Pair style mliap/halo: model {} has cutoff {}", model_file, cutoff);
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * El1 El2 ... (NULL for types the model leaves out)
+------------------------------------------------------------------------- */
+
+void PairMLIAPHalo::coeff(int narg, char **arg)
+{
+  if (!py_model) error->all(FLERR, "Pair style mliap/halo: pair_coeff before pair_style");
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR,
+               "Incorrect args for pair_coeff of pair style mliap/halo: expected pair_coeff * * "
+               "followed by one element (or NULL) for each of the {} atom types",
+               ntypes);
+
+  std::string known;
+  for (const auto &e : elements) known += " " + e;
+  for (int i = 1; i <= ntypes; i++) {
+    const char *name = arg[i + 1];
+    map[i] = -1;
+    if (strcmp(name, "NULL") == 0) continue;
+    for (int k = 0; k < (int) elements.size(); k++)
+      if (elements[k] == name) map[i] = k;
+    if (map[i] < 0)
+      error->all(FLERR,
+                 "Pair style mliap/halo: element {} (atom type {}) is not one of the elements of model "
+                 "{}:{}",
+                 name, i, model_file, known);
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (map[i] >= 0 && map[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "Incorrect args for pair coefficients: every type is NULL");
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::init_style()
+{
+  if (force->newton_pair == 0)
+    error->all(FLERR, "Pair style mliap/halo requires newton pair on (add `newton on` to the input)");
+  if (!py_model) error->all(FLERR, "Pair style mliap/halo: no model loaded");
+  // a plain full list of the local atoms: no ghost neighbour lists, ghost features come by exchange
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairMLIAPHalo::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return cutoff;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  const double cutsq_model = cutoff * cutoff;
+
+  // 1. flat pair arrays of the local atoms (i receives from j, rij = x_j - x_i)
+
+  elems.resize(ntotal);
+  for (int i = 0; i < ntotal; i++) elems[i] = map[type[i]];
+  pair_i.clear();
+  pair_j.clear();
+  rij.clear();
+
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (elems[i] < 0) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (elems[j] < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        pair_i.push_back(i);
+        pair_j.push_back(j);
+        rij.push_back(dx);
+        rij.push_back(dy);
+        rij.push_back(dz);
+      }
+    }
+  }
+  const int npairs = (int) pair_i.size();
+  fij.assign(3 * (size_t) npairs, 0.0);
+  eatoms.assign(nlocal, 0.0);
+
+  // 2. the model, through the Python data object
+
+  double energy = 0.0;
+  {
+    gil_state = (int) PyGILState_Ensure();
+    auto *data = (PyObject *) py_data;
+    auto addr = [](const void *p) { return (unsigned long long) (uintptr_t) p; };
+    PyObject *res = PyObject_CallMethod(data, "_bind", "iiiKKKKKKii", nlocal, ntotal, npairs,
+                                        addr(elems.data()), addr(pair_i.data()), addr(pair_j.data()),
+                                        addr(rij.data()), addr(eatoms.data()), addr(fij.data()),
+                                        eflag, vflag);
+    if (!res) python_failure("cannot pass the neighbour data to Python", false);
+    Py_DECREF(res);
+
+    res = PyObject_CallMethod((PyObject *) py_model, "compute_forces", "O", data);
+    if (!res) python_failure("the model's compute_forces failed", false);
+    Py_DECREF(res);
+
+    PyObject *e = PyObject_GetAttrString(data, "energy");
+    if (!e) python_failure("the model set no data.energy", false);
+    energy = PyFloat_AsDouble(e);
+    Py_DECREF(e);
+    if (PyErr_Occurred()) python_failure("data.energy is not a number", false);
+    PyGILState_Release((PyGILState_STATE) gil_state);
+  }
+
+  // 3. forces, virial, energies
+
+  const double *fp = fij.data();
+  const double *rp = rij.data();
+  for (int p = 0; p < npairs; p++) {
+    const int i = pair_i[p], j = pair_j[p];
+    const double *g = fp + 3 * p;
+    f[i][0] += g[0];
+    f[i][1] += g[1];
+    f[i][2] += g[2];
+    f[j][0] -= g[0];
+    f[j][1] -= g[1];
+    f[j][2] -= g[2];
+
+    if (vflag_either) {
+      const double *r = rp + 3 * p;
+      const double v[6] = {-r[0] * g[0], -r[1] * g[1], -r[2] * g[2],
+                           -r[0] * g[1], -r[0] * g[2], -r[1] * g[2]};
+      if (vflag_global)
+        for (int k = 0; k < 6; k++) virial[k] += v[k];
+      if (vflag_atom)
+        for (int k = 0; k < 6; k++) {
+          vatom[i][k] += 0.5 * v[k];
+          vatom[j][k] += 0.5 * v[k];
+        }
+    }
+  }
+
+  if (eflag_global) eng_vdwl += energy;
+  if (eflag_atom)
+    for (int i = 0; i < nlocal; i++) eatom[i] += eatoms[i];
+}
+
+/* ----------------------------------------------------------------------
+   halo exchange of a C-contiguous [nrows = nlocal + nghost, width] array of
+   doubles (dtype 0) or floats (dtype 1): dst = src, then
+   forward: every ghost row becomes a copy of its owner's row;
+   reverse: every owner row gets the sum of its ghost rows, ghost rows become 0.
+   Collective: every rank must call it with the same width.
+------------------------------------------------------------------------- */
+
+int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse)
+{
+  const int nlocal = atom->nlocal;
+  const long long ntotal = (long long) nlocal + atom->nghost;
+  if (nrows != ntotal) return 1;
+  if (width <= 0) return 2;
+  if (dtype != 0 && dtype != 1) return 3;
+  const size_t elsize = dtype == 0 ? sizeof(double) : sizeof(float);
+  if (ntotal > 0 && (!src || !dst)) return 4;
+  if (ntotal > 0 && src != dst) memcpy(dst, src, (size_t) ntotal * width * elsize);
+
+  xbuf = dst;
+  xwidth = width;
+  xdouble = dtype == 0;
+  for (xoffset = 0; xoffset < width; xoffset += EXCHANGE_SLICE) {
+    xcount = MIN(EXCHANGE_SLICE, width - xoffset);
+    if (reverse)
+      comm->reverse_comm(this, xcount);
+    else
+      comm->forward_comm(this, xcount);
+  }
+
+  if (reverse && ntotal > nlocal)
+    memset((char *) dst + (size_t) nlocal * width * elsize, 0, (size_t) (ntotal - nlocal) * width * elsize);
+  xbuf = nullptr;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+int PairMLIAPHalo::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  int m = 0;
+  if (xdouble) {
+    const double *a = (const double *) xbuf;
+    for (int k = 0; k < n; k++) {
+      const double *row = a + (size_t) list[k] * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
+    }
+  } else {
+    const float *a = (const float *) xbuf;
+    for (int k = 0; k < n; k++) {
+      const float *row = a + (size_t) list[k] * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
+    }
+  }
+  return m;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  if (xdouble) {
+    double *a = (double *) xbuf;
+    for (int i = first; i < first + n; i++) {
+      double *row = a + (size_t) i * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) row[c] = buf[m++];
+    }
+  } else {
+    float *a = (float *) xbuf;
+    for (int i = first; i < first + n; i++) {
+      float *row = a + (size_t) i * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) row[c] = (float) buf[m++];
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+int PairMLIAPHalo::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  if (xdouble) {
+    const double *a = (const double *) xbuf;
+    for (int i = first; i < first + n; i++) {
+      const double *row = a + (size_t) i * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
+    }
+  } else {
+    const float *a = (const float *) xbuf;
+    for (int i = first; i < first + n; i++) {
+      const float *row = a + (size_t) i * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
+    }
+  }
+  return m;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMLIAPHalo::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  if (xdouble) {
+    double *a = (double *) xbuf;
+    for (int k = 0; k < n; k++) {
+      double *row = a + (size_t) list[k] * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) row[c] += buf[m++];
+    }
+  } else {
+    float *a = (float *) xbuf;
+    for (int k = 0; k < n; k++) {
+      float *row = a + (size_t) list[k] * xwidth + xoffset;
+      for (int c = 0; c < xcount; c++) row[c] += (float) buf[m++];
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairMLIAPHalo::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  const int n = atom->ntypes + 1;
+  bytes += (double) n * n * (sizeof(int) + sizeof(double)) + (double) n * sizeof(int);
+  bytes += (double) (pair_i.capacity() + pair_j.capacity() + elems.capacity()) * sizeof(int);
+  bytes += (double) (rij.capacity() + fij.capacity() + eatoms.capacity()) * sizeof(double);
+  return bytes;
+}

@@ -1,0 +1,70 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   mlff-distiller LAMMPS plugin: pair style mliap/halo
+
+   Runs an ML-IAP unified Python model (the same object and file as
+   `pair_style mliap unified FILE`) with message passing through halo exchange:
+   the model gets neighbour pairs of the local atoms only, and moves per-atom
+   feature rows between owners and their ghost copies (other MPI ranks and
+   periodic images alike) through LAMMPS's own forward and reverse
+   communication, once per layer. Memory is linear in the number of pairs and
+   no deep ghost shell is recomputed.
+
+   Syntax:   pair_style mliap/halo FILE
+             pair_coeff * * El1 El2 ... (NULL allowed)
+------------------------------------------------------------------------- */
+
+#ifndef LMP_PAIR_MLIAP_HALO_H
+#define LMP_PAIR_MLIAP_HALO_H
+
+#include "pair.h"
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairMLIAPHalo : public Pair {
+ public:
+  PairMLIAPHalo(class LAMMPS *);
+  ~PairMLIAPHalo() override;
+
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  double memory_usage() override;
+
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+
+  // called from Python (through ctypes) by HaloData.forward_exchange / reverse_exchange
+  int exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse);
+
+ protected:
+  std::string model_file;
+  void *py_model;    // PyObject *: the ML-IAP unified object
+  void *py_data;     // PyObject *: the HaloData handed to compute_forces
+  std::vector<std::string> elements;    // the model's element_types
+  double cutoff;                        // 2 * rcutfac
+  int *map;                             // atom type -> element index, -1 for NULL
+
+  // linear-memory per-step arrays, shared with Python as numpy views
+  std::vector<int> pair_i, pair_j, elems;
+  std::vector<double> rij, fij, eatoms;
+
+  // the slice of a feature array being exchanged
+  void *xbuf;
+  int xwidth, xoffset, xcount, xdouble;
+  int gil_state;    // PyGILState_STATE of the current PyGILState_Ensure
+
+  void allocate();
+  void release_python();
+  [[noreturn]] void python_failure(const std::string &what, bool all_ranks);
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
