@@ -63,18 +63,20 @@ def test_plugin_matches_python_and_stock_ghost_mode(tmp_path, system):
         assert re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", log), "no empty rank"
 
 
-def test_three_layers_float32_and_many_images(tmp_path):
+def test_three_layers_float32_autograd_and_many_images(tmp_path):
     """A 3-layer model (two exchanges each way) on a box smaller than the ghost shell (atoms have
-    several images on one rank), float64 exact and float32 within float32 round-off."""
+    several images on one rank): float64 exact, float32 within float32 round-off, and the
+    autograd export (exchange differentiated by autograd) exact too."""
     atoms = triclinic_water()
-    for dtype, rel in (("float64", REL), ("float32", 2e-4)):
-        model_file, model = make_export(tmp_path, 3, dtype=dtype)
+    for dtype, method, rel, ranks in (("float64", "analytic", REL, (1, 3)), ("float32", "analytic", 2e-4, (1, 3)),
+                                      ("float64", "autograd", REL, (2,))):
+        model_file, model = make_export(tmp_path, 3, dtype=dtype, method=method)
         ref = reference(model, atoms)
-        for nprocs in (1, 3):
-            result = run_single_point(tmp_path / f"{dtype}_{nprocs}", atoms,
+        for nprocs in ranks:
+            result = run_single_point(tmp_path / f"{dtype}_{method}_{nprocs}", atoms,
                                       lammps_input(pair_lines("plugin", model_file, WATER)), nprocs)
             errors = relative_errors(result, ref)
-            assert max(errors.values()) < rel, (dtype, nprocs, errors)
+            assert max(errors.values()) < rel, (dtype, method, nprocs, errors)
 
 
 def test_null_type_under_pair_hybrid(tmp_path):
