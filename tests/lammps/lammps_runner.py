@@ -13,6 +13,17 @@ MPIRUN = VENV_BIN / "mpirun"
 HERE = Path(__file__).resolve().parent
 
 
+# appends the six components of `compute press all pressure NULL virial` to values.txt
+PRESSURE_PRINTS = """
+print "pxx $(c_press[1]:%.17g)" append values.txt
+print "pyy $(c_press[2]:%.17g)" append values.txt
+print "pzz $(c_press[3]:%.17g)" append values.txt
+print "pxy $(c_press[4]:%.17g)" append values.txt
+print "pxz $(c_press[5]:%.17g)" append values.txt
+print "pyz $(c_press[6]:%.17g)" append values.txt
+"""
+
+
 def run_lammps(script: str, workdir: Path, nprocs: int = 1, env: dict | None = None,
                timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """Run an input under `mpirun -np nprocs lmp` in workdir; returns the finished process."""

@@ -11,7 +11,7 @@ from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_at
 from mlff_distiller.model.io import load_model, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-from lammps_runner import read_dump, read_values, run_lammps
+from lammps_runner import PRESSURE_PRINTS, read_dump, read_values, run_lammps
 
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 
@@ -55,19 +55,11 @@ dump d all custom 1 out.dump id type x y z fx fy fz c_pe_atom
 dump_modify d format float %.17g
 {run}
 print "energy $(v_e:%.17g)" file values.txt
-{PRESSURE_PRINTS if run == "run 0" else ""}
+{PRESSURE_PRINTS + VOLUME_PRINT if run == "run 0" else ""}
 """
 
 
-PRESSURE_PRINTS = """
-print "pxx $(c_press[1]:%.17g)" append values.txt
-print "pyy $(c_press[2]:%.17g)" append values.txt
-print "pzz $(c_press[3]:%.17g)" append values.txt
-print "pxy $(c_press[4]:%.17g)" append values.txt
-print "pxz $(c_press[5]:%.17g)" append values.txt
-print "pyz $(c_press[6]:%.17g)" append values.txt
-print "vol $(v_v:%.17g)" append values.txt
-"""
+VOLUME_PRINT = 'print "vol $(v_v:%.17g)" append values.txt'
 
 
 def run_single_point(tmp_path, atoms, model_file, elements, nprocs=1, **kw):

@@ -32,7 +32,7 @@ def _load_lammps_helpers():
 
 _helpers = _load_lammps_helpers()
 run_lammps, read_dump, read_values = _helpers.run_lammps, _helpers.read_dump, _helpers.read_values
-LMP, MPIRUN = _helpers.LMP, _helpers.MPIRUN
+LMP, MPIRUN, PRESSURE_PRINTS = _helpers.LMP, _helpers.MPIRUN, _helpers.PRESSURE_PRINTS
 PLUGIN = plugin_path()
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 WATER = ["H", "O"]
@@ -109,14 +109,6 @@ def reference(model, atoms: Atoms) -> dict[str, np.ndarray]:
 PRINTS = """
 print "energy $(pe:%.17g)" file values.txt
 print "vol $(vol:%.17g)" append values.txt
-"""
-PRESSURE_PRINTS = """
-print "pxx $(c_press[1]:%.17g)" append values.txt
-print "pyy $(c_press[2]:%.17g)" append values.txt
-print "pzz $(c_press[3]:%.17g)" append values.txt
-print "pxy $(c_press[4]:%.17g)" append values.txt
-print "pxz $(c_press[5]:%.17g)" append values.txt
-print "pyz $(c_press[6]:%.17g)" append values.txt
 """
 
 
