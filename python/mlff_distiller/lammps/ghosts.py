@@ -14,6 +14,7 @@ object); when it cannot be validated the run stops rather than going on unchecke
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def _lammps_library():
 
     for name in ("liblammps.so", "liblammps.so.0"):
         try:
-            lib = ctypes.CDLL(str(__import__("pathlib").Path(lammps.__file__).parent / name), ctypes.RTLD_GLOBAL)
+            lib = ctypes.CDLL(str(Path(lammps.__file__).parent / name), ctypes.RTLD_GLOBAL)
         except OSError:
             continue
         if hasattr(lib, _GET_COMM_CUTOFF):

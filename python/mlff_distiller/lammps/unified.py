@@ -80,18 +80,17 @@ class StudentUnified(MLIAPUnified):
         pass
 
     def compute_forces(self, data):
-        pair_i, pair_j = np.asarray(data.pair_i), np.asarray(data.pair_j)
+        pair_i, pair_j, elems = np.asarray(data.pair_i), np.asarray(data.pair_j), np.asarray(data.elems)
         halo_mode = hasattr(data, "forward_exchange")  # the mliap/halo plugin: exact without ghost lists
-        if not halo_mode:
-            check_message_passing_is_exact(data, self.model.config.n_layers, self.model.cutoff, pair_j)
         if halo_mode:
-            atoms, pairs = halo_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j, data.nlocal)
+            atoms, pairs = halo_atoms_and_pairs(elems, pair_i, pair_j, data.nlocal)
         else:
-            atoms, pairs = real_atoms_and_pairs(np.asarray(data.elems), pair_i, pair_j)
+            check_message_passing_is_exact(data, self.model.config.n_layers, self.model.cutoff, pair_j)
+            atoms, pairs = real_atoms_and_pairs(elems, pair_i, pair_j)
         n_counted = int(np.count_nonzero(atoms < data.nlocal))  # local atoms come first
         with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
             energies, grad = self.model.energies_and_edge_gradients(
-                self._tensor(np.asarray(data.elems)[atoms].astype(np.int64)),
+                self._tensor(elems[atoms].astype(np.int64)),
                 self._tensor(pair_index(atoms, pair_i[pairs])), self._tensor(pair_index(atoms, pair_j[pairs])),
                 self._tensor(np.asarray(data.rij)[pairs], self.model.embedding.weight.dtype),
                 n_counted=n_counted, method=self.method,
