@@ -13,6 +13,7 @@ from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
+from mlff_distiller import cli
 from mlff_distiller.distill import label as label_module
 from mlff_distiller.distill.label import label_structures, read_done_ids, structure_id
 from mlff_distiller.distill.sampling import sample_molecule, sample_water_boxes
@@ -154,6 +155,63 @@ def test_half_written_last_frame_is_dropped_and_redone(tmp_path):
     assert_labels_match_direct(path, structures)
 
 
+def labelled_file(path, n_frames):
+    """`path` with `n_frames` EMT-labelled waters (EMT: instant); returns the file's bytes."""
+    label_structures(rattled_waters(n_frames), EMT(), path, progress=False)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("cut", ["in the atom count", "after the atom count", "in the comment",
+                                 "in an atom line", "the final newline"])
+def test_only_the_half_written_last_frame_is_cut_off_and_that_is_said(tmp_path, capsys, cut):
+    path = tmp_path / "cut.extxyz"
+    whole = labelled_file(path, 3)
+    two_frames = labelled_file(tmp_path / "two.extxyz", 2)
+    assert whole.startswith(two_frames)
+    comment_end = whole.index(b"\n", len(two_frames) + 2)
+    keep = {"in the atom count": len(two_frames) + 1, "after the atom count": len(two_frames) + 2,
+            "in the comment": comment_end - 20, "in an atom line": len(whole) - 30,
+            "the final newline": len(whole) - 1}[cut]
+    path.write_bytes(whole[:keep])  # killed while writing the third frame
+
+    assert len(read_done_ids(path)) == 2
+    assert path.read_bytes() == two_frames
+    assert f"dropped a half-written last frame ({keep - len(two_frames)} bytes)" in capsys.readouterr().out
+    report = label_structures(rattled_waters(3), EMT(), path, progress=False)
+    assert (report.labelled, report.already_done) == (1, 2)
+    assert path.read_bytes() == whole
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("blank line after frame 2", "line 11, after 2 complete frames, .* is blank"),
+    ("atom line lost in frame 2", "ASE cannot read frame 2"),
+    ("garbled number in frame 2", "ASE cannot read frame 2 .*could not convert"),
+    ("notes", "line 1, after 0 complete frames, .* reads 'my notes'"),
+    ("numbered notes", "line 1, after 0 complete frames, .* reads '3'"),
+])
+def test_damaged_or_foreign_output_file_is_refused_and_left_unchanged(tmp_path, damage, message):
+    path = tmp_path / "out.extxyz"
+    lines = labelled_file(path, 6).splitlines(keepends=True)  # 5 lines per water frame
+    if damage == "blank line after frame 2":
+        lines.insert(10, b"\n")
+    elif damage == "atom line lost in frame 2":
+        del lines[7]
+    elif damage == "garbled number in frame 2":
+        lines[7] = lines[7].replace(b".", b"x", 1)
+    elif damage == "notes":
+        lines = [b"my notes\n", b"buy milk\n"]
+    else:  # starts like a frame, but the next line is no ASE comment line
+        lines = [b"3\n", b"things to do\n", b"buy milk\n"]
+    damaged = b"".join(lines)
+    path.write_bytes(damaged)
+
+    for attempt in (lambda: read_done_ids(path),
+                    lambda: label_structures(rattled_waters(7), EMT(), path, progress=False)):
+        with pytest.raises(ValueError, match=f"{message}.*left unchanged.*another file with -o"):
+            attempt()
+        assert path.read_bytes() == damaged
+
+
 # ----------------------------------------------------------------------------- failures
 
 
@@ -231,6 +289,16 @@ def test_label_command_reads_structure_files(tmp_path):
     out = tmp_path / "out.extxyz"
     assert run_cli(["label", "--structures", str(source), "--no-progress", "-o", str(out)]) == 0
     assert len(ase.io.read(out, ":")) == 2
+
+
+def test_label_command_refuses_a_file_it_cannot_read_before_sampling(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nbuy milk\n")
+    # The bad SMILES would fail the sampling: the output file is checked before it.
+    code = cli.main(["label", "--smiles", "C1CC(N", "--no-progress", "-o", str(notes)])
+    assert code == 2
+    assert "notes.txt is not a labelled extended-XYZ file" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\nbuy milk\n"
 
 
 @pytest.mark.parametrize("argv, error, message", [

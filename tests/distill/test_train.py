@@ -10,8 +10,8 @@ from mlff_distiller import cli
 from mlff_distiller.distill.dataset import (GraphDataset, fit_energy_shifts, read_structures,
                                             split_structures)
 from mlff_distiller.distill.evaluate import predict
-from mlff_distiller.distill.train import (TrainConfig, build_model, load_checkpoint, make_scheduler, train,
-                                          validation_metrics)
+from mlff_distiller.distill.train import (TrainConfig, build_model, data_fingerprint, load_checkpoint,
+                                          make_scheduler, train, validation_metrics)
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
@@ -110,7 +110,8 @@ def test_corrupt_checkpoint_gives_a_clear_error(structures, tmp_path):
 
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="damaged.*delete"):
-        load_checkpoint(checkpoint, model, optimizer, make_scheduler(optimizer, config, 3))
+        load_checkpoint(checkpoint, model, optimizer, make_scheduler(optimizer, config, 3), config,
+                        data_fingerprint(train_set, validation_set))
     with pytest.raises(ValueError, match=f"checkpoint {checkpoint} is damaged"):
         train(model, train_set, validation_set, config, checkpoint=checkpoint, resume=True, log=quiet)
 
@@ -125,6 +126,94 @@ def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
     with pytest.raises(ValueError, match="is for the model"):
         train(build_model(wider, training), train_set, validation_set, config, checkpoint=checkpoint,
               resume=True, log=quiet)
+
+
+def test_existing_checkpoint_is_not_overwritten_by_a_fresh_run(structures, tmp_path):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=1, batch_size=8)
+    checkpoint = tmp_path / "run.ckpt"
+    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
+          progress=False, log=quiet)
+    written = checkpoint.read_bytes()
+    with pytest.raises(ValueError, match="run.ckpt already exists.*add --resume.*delete .*run.ckpt"):
+        train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
+              progress=False, log=quiet)
+    assert checkpoint.read_bytes() == written
+
+
+def test_resume_without_a_checkpoint_is_refused(structures):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    with pytest.raises(ValueError, match="--resume .* none was given: add --checkpoint FILE"):
+        train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=1), resume=True,
+              progress=False, log=quiet)
+
+
+def test_resume_with_a_checkpoint_not_written_yet_says_it_starts_from_scratch(structures, tmp_path):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    messages = []
+    state = train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=1, batch_size=8),
+                  checkpoint=tmp_path / "new.ckpt", resume=True, progress=False, log=messages.append)
+    assert "no checkpoint" in messages[0] and "starts from scratch" in messages[0]
+    assert state.epoch == 1 and (tmp_path / "new.ckpt").is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(batch_size=4), "batch_size 8 then, 4 now"),
+    (dict(learning_rate=1e-2), "learning_rate 0.003 then, 0.01 now"),
+    (dict(seed=1, energy_weight=1.0), "energy_weight 10.0 then, 1.0 now, seed 0 then, 1 now"),
+])
+def test_resume_with_other_settings_is_refused(structures, tmp_path, change, message):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3)
+    checkpoint = tmp_path / "run.ckpt"
+    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
+          progress=False, log=quiet)
+    written = checkpoint.read_bytes()
+    other = TrainConfig(**{**config.__dict__, **change})
+    with pytest.raises(ValueError, match=f"other settings: {message}. Resume with the checkpoint's settings, "
+                                         "or delete"):
+        train(build_model(SMALL, training), train_set, validation_set, other, checkpoint=checkpoint,
+              resume=True, progress=False, log=quiet)
+    assert checkpoint.read_bytes() == written
+
+
+def relabelled(atoms, energy_shift):
+    copy = atoms.copy()
+    copy.calc = SinglePointCalculator(copy, energy=atoms.get_potential_energy() + energy_shift,
+                                      forces=atoms.get_forces())
+    return copy
+
+
+@pytest.mark.parametrize("other_data", ["another split", "one energy changed"])
+def test_resume_on_other_data_is_refused(structures, tmp_path, other_data):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    config = TrainConfig(epochs=1, batch_size=8)
+    checkpoint = tmp_path / "run.ckpt"
+    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
+          progress=False, log=quiet)
+    if other_data == "another split":
+        validation, training = split_structures(structures, [0.25], seed=1)
+    else:
+        training = [relabelled(training[0], 1e-3), *training[1:]]
+        validation = validation_set.structures
+    with pytest.raises(ValueError, match="written while training on other data .*Resume with the same data"):
+        train(build_model(SMALL, training), GraphDataset(training, ELEMENTS, SMALL.cutoff),
+              GraphDataset(validation, ELEMENTS, SMALL.cutoff), config, checkpoint=checkpoint, resume=True,
+              progress=False, log=quiet)
+
+
+def test_resume_with_more_epochs_continues_and_says_what_changes(structures, tmp_path):
+    train_set, validation_set, training = datasets(structures, torch.float32)
+    checkpoint = tmp_path / "run.ckpt"
+    train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=2, batch_size=8),
+          checkpoint=checkpoint, progress=False, log=quiet)
+    messages = []
+    state = train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=3, batch_size=8),
+                  checkpoint=checkpoint, resume=True, progress=False, log=messages.append)
+    assert messages[0] == f"note: epochs is 3 now, 2 in checkpoint {checkpoint}; continuing with 3"
+    assert "cosine learning-rate schedule is recomputed" in messages[1]
+    assert messages[2].startswith("resumed from") and "after epoch 2" in messages[2]
+    assert [entry["epoch"] for entry in state.history] == [1, 2, 3]
 
 
 def test_data_set_without_forces_is_refused(tmp_path, structures):
@@ -170,6 +259,26 @@ def test_train_command_writes_a_model_with_its_training_metadata(data_file, tmp_
     assert training["data"] == "data.extxyz" and training["epochs_run"] == 2
     assert training["n_train"] + training["n_validation"] == 24
     assert "force_mae_meV_per_A" in training["validation"]
+
+
+def test_train_command_refuses_to_overwrite_or_change_a_checkpoint(data_file, tmp_path, capsys):
+    checkpoint = tmp_path / "c.ckpt"
+    argv = ["train", str(data_file), "-o", str(tmp_path / "m.pt"), "--features", "16", "--layers", "1",
+            "--radial", "8", "--epochs", "1", "--checkpoint", str(checkpoint)]
+    assert cli.main(argv) == 0
+    written = checkpoint.read_bytes()
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    assert "c.ckpt already exists" in capsys.readouterr().err
+    assert cli.main([*argv, "--resume", "--lr", "0.01"]) == 2
+    assert "learning_rate 0.003 then, 0.01 now" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == written
+
+
+def test_train_command_refuses_resume_without_checkpoint(data_file, tmp_path, capsys):
+    assert cli.main(["train", str(data_file), "-o", str(tmp_path / "m.pt"), "--resume"]) == 2
+    assert "add --checkpoint FILE" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_train_command_reports_a_corrupt_checkpoint(data_file, tmp_path, capsys):

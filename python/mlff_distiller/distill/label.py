@@ -7,7 +7,9 @@ the way ASE's SinglePointCalculator does, so ``ase.io.read(path, ":")`` gives At
 Labelling is resumable. Every structure gets a stable id (``info["label_id"]``, a hash of its
 elements, positions and cell); a second run with the same inputs reads the ids already in the
 output file, skips them and labels only the rest. Frames are appended one at a time, so an
-interrupted run loses at most the structure being computed.
+interrupted run loses at most the structure being computed. The only change a resumed run makes
+to the existing file is to cut off a half-written last frame; a file that is not extended XYZ, or
+is damaged anywhere else, is refused and left as it is.
 
 Also provides the ``label`` sub-command of ``mlff-distiller`` (see `register`).
 """
@@ -73,39 +75,92 @@ def structure_id(atoms: Atoms) -> str:
     return f"{atoms.get_chemical_formula()}-{digest.hexdigest()[:16]}"
 
 
-def drop_incomplete_last_frame(path: Path) -> None:
-    """Cut a frame left half-written by an interrupted run off the end of an extxyz file.
+def atom_count(line: bytes) -> int | None:
+    """The atom count that starts an extxyz frame, or None if `line` is not one."""
+    try:
+        count = int(line)
+    except ValueError:
+        return None
+    return count if count >= 0 else None
 
-    An extxyz frame is a line with the atom count N, a comment line and N atom lines; the file
-    is truncated after the last frame that is complete and ends with a newline.
+
+def count_complete_frame_lines(lines: list[bytes]) -> int:
+    """Number of leading `lines` that form whole extxyz frames.
+
+    A frame is a line with the atom count N, a comment line and N atom lines; it is whole when
+    all of them are there and the last ends with a newline.
     """
-    with open(path, "rb") as stream:
-        lines = stream.readlines()
-    complete_bytes = 0
     line = 0
     while line < len(lines):
-        try:
-            n_atoms = int(lines[line])
-        except ValueError:
+        n_atoms = atom_count(lines[line])
+        if n_atoms is None:
             break
         end = line + n_atoms + 2
         if end > len(lines) or not lines[end - 1].endswith(b"\n"):
             break
-        complete_bytes += sum(len(text) for text in lines[line:end])
         line = end
-    if complete_bytes < sum(len(text) for text in lines):
-        with open(path, "r+b") as stream:
-            stream.truncate(complete_bytes)
+    return line
+
+
+def is_half_written_frame(lines: list[bytes]) -> bool:
+    """Whether `lines` are what a kill during `append_frame` leaves: the beginning of one frame
+    as ASE writes it (atom count, then a comment line with ``Properties=``), cut short."""
+    n_atoms = atom_count(lines[0])
+    if n_atoms is None:
+        return False
+    # A whole comment line without Properties= is not ASE's: someone else's file, not ours.
+    if len(lines) > 1 and lines[1].endswith(b"\n") and b"Properties=" not in lines[1]:
+        return False
+    return len(lines) < n_atoms + 2 or (len(lines) == n_atoms + 2 and not lines[-1].endswith(b"\n"))
+
+
+def refuse_to_append(path: Path, problem: str) -> ValueError:
+    return ValueError(
+        f"{path} is not a labelled extended-XYZ file that can be resumed: {problem}. It was left "
+        f"unchanged. Repair it, move it away, or write to another file with -o")
+
+
+def read_labelled_frames(path: Path) -> tuple[list[Atoms], int]:
+    """Frames of the existing output file and the byte length of the part they fill.
+
+    What follows that part may only be a half-written last frame, left by an interrupted run;
+    anything else (another format, a frame damaged in the middle, a stray line) raises
+    ValueError, and the file is never modified here.
+    """
+    with open(path, "rb") as stream:
+        lines = stream.readlines()
+    n_complete = count_complete_frame_lines(lines)
+    complete = b"".join(lines[:n_complete])
+    frames = []
+    try:  # frame by frame, to say which one is damaged
+        frames.extend(ase.io.iread(io.StringIO(complete.decode()), ":", format="extxyz"))
+    except Exception as exc:  # ASE raises many kinds for a malformed file
+        raise refuse_to_append(path, f"ASE cannot read frame {len(frames) + 1} "
+                                     f"({type(exc).__name__}: {exc})") from exc
+    if lines[n_complete:] and not is_half_written_frame(lines[n_complete:]):
+        shown = lines[n_complete].strip()[:60].decode(errors="replace")
+        raise refuse_to_append(
+            path, f"line {n_complete + 1}, after {len(frames)} complete frames, should start a frame "
+                  f"with its atom count but {f'reads {shown!r}' if shown else 'is blank'}")
+    return frames, len(complete)
 
 
 def read_done_ids(path: Path) -> set[str]:
-    """Ids of the structures already labelled in `path` (empty if the file does not exist)."""
-    if not path.exists() or path.stat().st_size == 0:
+    """Ids of the structures already labelled in `path` (empty if the file does not exist).
+
+    A half-written last frame is cut off (and will be labelled again); a file that is damaged
+    elsewhere or not extended XYZ raises ValueError and is left as it is.
+    """
+    if not path.exists():
         return set()
-    drop_incomplete_last_frame(path)
-    if path.stat().st_size == 0:
-        return set()
-    return {str(atoms.info.get("label_id")) for atoms in ase.io.read(path, ":", format="extxyz")}
+    frames, complete_bytes = read_labelled_frames(path)
+    partial_bytes = path.stat().st_size - complete_bytes
+    if partial_bytes:
+        with open(path, "r+b") as stream:
+            stream.truncate(complete_bytes)
+        tqdm.write(f"{path}: dropped a half-written last frame ({partial_bytes} bytes) left by an "
+                   "interrupted run; its structure is labelled again")
+    return {str(atoms.info.get("label_id")) for atoms in frames}
 
 
 # ----------------------------------------------------------------------------- labelling
@@ -270,6 +325,8 @@ def structures_from_args(args: argparse.Namespace) -> list[Atoms]:
 
 def run_label_command(args: argparse.Namespace) -> int:
     teacher = make_teacher(args.teacher)  # fail on a bad name before the sampling work
+    if Path(args.output).exists():
+        read_labelled_frames(Path(args.output))  # and on an output file that cannot be resumed
     structures = structures_from_args(args)
     report = label_structures(structures, teacher, args.output, teacher_name=args.teacher,
                               progress=not args.no_progress)

@@ -8,7 +8,9 @@ parameter gradients equal those of autograd's double backward).
 Loss per batch:  w_E * mean_s ((E_s - E_s^ref) / N_s)^2  +  w_F * mean_{i,a} (F_ia - F_ia^ref)^2,
 in eV and eV/A. Adam, a cosine learning-rate schedule with linear warm-up (or
 ReduceLROnPlateau), early stopping on the validation loss, and a checkpoint after every epoch
-from which training resumes exactly where it stopped.
+from which training resumes exactly where it stopped. A checkpoint records the run it belongs to
+(model, optimisation settings, a fingerprint of the data), so that it is never overwritten by a
+fresh run nor continued with other data or settings.
 """
 from __future__ import annotations
 
@@ -31,8 +33,11 @@ from .dataset import (Batch, GraphDataset, elements_in, fit_energy_shifts, force
 from .evaluate import DTYPES, collect_predictions, error_metrics, predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: with the data fingerprints
 SCHEDULES = ("cosine", "plateau")
+CHECKPOINT_KEYS = {"model_config", "model", "optimizer", "scheduler", "train_config", "data", "state"}
+# TrainConfig fields that only say when to stop: a resumed run may change them.
+STOPPING_FIELDS = ("epochs", "early_stopping_patience", "max_minutes")
 
 
 @dataclass
@@ -201,24 +206,42 @@ def make_scheduler(optimizer, config: TrainConfig, batches_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig) -> None:
+def structures_fingerprint(dataset: GraphDataset) -> str:
+    """SHA-256 of the structures and labels of a data set, in order (what training sees)."""
+    digest = hashlib.sha256()
+    for atoms in dataset.structures:
+        for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc,
+                      [atoms.get_potential_energy()], atoms.get_forces()):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(train_set: GraphDataset, validation_set: GraphDataset) -> dict:
+    """What a checkpoint records about its data, to refuse resuming on other data."""
+    return {"train": structures_fingerprint(train_set), "validation": structures_fingerprint(validation_set),
+            "n_train": len(train_set), "n_validation": len(validation_set)}
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig,
+                    data: dict) -> None:
     """Write atomically (temporary file, then rename): an interrupted write leaves the old one."""
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
                "model_config": model.config.to_dict(), "model": model.state_dict(),
                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "train_config": asdict(config), "state": asdict(state)}
+               "train_config": asdict(config), "data": data, "state": asdict(state)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
-    """Restore model, optimizer and scheduler in place; return the training state.
+def restart_fix(path: Path) -> str:
+    return f"delete {path} (or choose another --checkpoint) to start afresh"
 
-    ValueError when the file is damaged, not a checkpoint, or for another architecture.
-    """
-    fix = f"delete {path} to start afresh, or point to the right checkpoint"
+
+def read_checkpoint(path: Path) -> dict:
+    """The contents of a checkpoint file; ValueError when it is damaged or not a checkpoint."""
+    fix = f"{restart_fix(path)}, or point to the right checkpoint"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, pickle errors: all mean "damaged"
@@ -229,16 +252,72 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
     if payload.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(f"checkpoint {path} has format version {payload.get('format_version')}, "
                          f"this mlff-distiller reads {CHECKPOINT_VERSION}; {fix}")
+    missing = CHECKPOINT_KEYS - payload.keys()
+    if missing:
+        raise ValueError(f"checkpoint {path} is damaged: it lacks {sorted(missing)}; {fix}")
+    return payload
+
+
+def check_same_model_and_data(path: Path, payload: dict, model, data: dict) -> None:
+    """ValueError unless the checkpoint was written for this architecture and these data."""
     if payload["model_config"] != model.config.to_dict():
         raise ValueError(f"checkpoint {path} is for the model {payload['model_config']}, not "
-                         f"{model.config.to_dict()}; use the same model settings or {fix}")
+                         f"{model.config.to_dict()}; use the same model settings or {restart_fix(path)}")
+    then = payload["data"]
+    if (then["train"], then["validation"]) != (data["train"], data["validation"]):
+        raise ValueError(
+            f"checkpoint {path} was written while training on other data ({then['n_train']} training and "
+            f"{then['n_validation']} validation structures then, {data['n_train']} and "
+            f"{data['n_validation']} now, with different contents): the data file or its split "
+            f"(--validation-fraction, --group-by, --seed) changed. Resume with the same data and split, "
+            f"or {restart_fix(path)}")
+
+
+def check_same_settings(path: Path, payload: dict, config: TrainConfig, log: Callable[[str], None]) -> None:
+    """ValueError if an optimisation setting differs from the checkpoint's; a changed stopping
+    setting (epochs, patience, time limit) is allowed, and said."""
+    then, now = payload["train_config"], asdict(config)
+    changed = {key for key in now if then.get(key) != now[key]}
+    fixed = sorted(changed - set(STOPPING_FIELDS))
+    if fixed:
+        raise ValueError(
+            f"checkpoint {path} was written with other settings: "
+            + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in fixed)
+            + f". Resume with the checkpoint's settings, or {restart_fix(path)}")
+    for key in sorted(changed):
+        log(f"note: {key} is {now[key]!r} now, {then[key]!r} in checkpoint {path}; continuing with {now[key]!r}")
+    if "epochs" in changed and config.schedule == "cosine":
+        log("note: the cosine learning-rate schedule is recomputed for the new number of epochs, so the "
+            "learning rate jumps to that curve and the result differs from one uninterrupted run")
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, config: TrainConfig, data: dict,
+                    log: Callable[[str], None] = print) -> TrainState:
+    """Restore model, optimizer and scheduler in place; return the training state.
+
+    ValueError when the file is damaged, not a checkpoint, or from another run: another
+    architecture, other data (``data`` from `data_fingerprint`) or other optimisation settings.
+    """
+    payload = read_checkpoint(path)
+    check_same_model_and_data(path, payload, model, data)
+    check_same_settings(path, payload, config, log)
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         return TrainState(**payload["state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {path} is damaged: {exc}; {fix}") from exc
+        raise ValueError(f"checkpoint {path} is damaged: {exc}; {restart_fix(path)}") from exc
+
+
+def check_checkpoint_use(checkpoint: Path | None, resume: bool) -> None:
+    """ValueError for --resume without a checkpoint, and for a fresh run over an existing one."""
+    if resume and checkpoint is None:
+        raise ValueError("--resume continues from a checkpoint, but none was given: add --checkpoint FILE "
+                         "(the file the interrupted run wrote), or leave out --resume to start afresh")
+    if not resume and checkpoint is not None and checkpoint.exists():
+        raise ValueError(f"checkpoint {checkpoint} already exists, from an earlier run, and a fresh run would "
+                         f"overwrite it: add --resume to continue that run, or {restart_fix(checkpoint)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,21 +330,28 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
 
     checkpoint: written after every epoch; with ``resume`` and an existing file, training
         continues from it (same data, config and seed give the same result as one run).
+        ValueError if it exists without ``resume``, if ``resume`` comes without it, or if it
+        belongs to another run (model, data or optimisation settings); see `load_checkpoint`.
     progress: tqdm bar per epoch (None: only on a terminal).
     Returns the final TrainState (history of per-epoch metrics, best epoch and loss).
     """
     if len(train_set) == 0 or len(validation_set) == 0:
         raise ValueError(f"need structures for both training ({len(train_set)}) and validation "
                          f"({len(validation_set)}): use a larger data set or another validation fraction")
+    checkpoint = Path(checkpoint) if checkpoint else None
+    check_checkpoint_use(checkpoint, resume)
     model.to(DTYPES[config.dtype]).requires_grad_(True)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = make_scheduler(optimizer, config, math.ceil(len(train_set) / config.batch_size))
-    checkpoint = Path(checkpoint) if checkpoint else None
+    data = data_fingerprint(train_set, validation_set)
     state = TrainState()
-    if resume and checkpoint and checkpoint.is_file():
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, config, data, log)
         log(f"resumed from {checkpoint} after epoch {state.epoch} (best validation loss "
             f"{state.best_loss:.4g} at epoch {state.best_epoch})")
+    elif resume:
+        log(f"note: --resume, but there is no checkpoint {checkpoint} yet: training starts from scratch "
+            "and writes it after every epoch")
     for epoch in range(state.epoch, config.epochs):
         if stop_reason(state, config):
             break
@@ -277,7 +363,7 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
         record_epoch(state, model, epoch, train_metrics, val, optimizer.param_groups[0]["lr"],
                      time.perf_counter() - start)
         if checkpoint:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, state, config)
+            save_checkpoint(checkpoint, model, optimizer, scheduler, state, config, data)
         log(epoch_line(state.history[-1], config))
     reason = stop_reason(state, config) or "all epochs done"
     log(f"stopped after epoch {state.epoch} ({reason}); best validation loss {state.best_loss:.4g} "
@@ -345,6 +431,7 @@ def train_from_file(data: str | Path, output: str | Path, model_config: PaiNNCon
     An empty ``model_config.elements`` (or no model_config) means: the elements in the data.
     """
     config = config or TrainConfig()
+    check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)  # before the slow set-up
     structures = read_structures(data)
     model_config = model_config or PaiNNConfig(elements=[])
     if not model_config.elements:
@@ -407,8 +494,11 @@ def register(subparsers) -> None:
     data.add_argument("--group-by", metavar="KEY",
                       help="split each group (info key, e.g. molecule) with the same validation fraction")
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--checkpoint", help="checkpoint file written after every epoch")
-    run_group.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    run_group.add_argument("--checkpoint", help="checkpoint file written after every epoch "
+                                                "(refused if it exists, unless --resume)")
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue from --checkpoint (same data and settings; --epochs, --patience "
+                                "and --max-minutes may change); starts afresh if it does not exist yet")
     run_group.add_argument("--threads", type=int, default=1,
                            help="torch CPU threads (default 1; more only help on cores nobody else uses)")
     parser.set_defaults(func=run)
