@@ -17,8 +17,10 @@
 #include <Python.h>    // must come first
 
 #include "pair_mliap_halo.h"
+#include "halo_protocol.h"
 
 #include "atom.h"
+#include "update.h"
 #include "comm.h"
 #include "error.h"
 #include "force.h"
@@ -183,9 +185,11 @@ void PairMLIAPHalo::settings(int narg, char **arg)
                    "Python environment this LAMMPS embeds)",
                    true);
 
+  const std::string signature = MLFFHalo::halo_protocol_signature();
   PyObject *connected = PyObject_CallMethod(
-      module, "connect", "sKK", model_file.c_str(),
-      (unsigned long long) (uintptr_t) &mlff_halo_exchange, (unsigned long long) (uintptr_t) this);
+      module, "connect", "sKKsi", model_file.c_str(),
+      (unsigned long long) (uintptr_t) &mlff_halo_exchange, (unsigned long long) (uintptr_t) this,
+      signature.c_str(), (int) sizeof(tagint));
   Py_DECREF(module);
   if (!connected) python_failure("cannot load model file " + model_file, true);
 
@@ -258,6 +262,19 @@ void PairMLIAPHalo::init_style()
   if (force->newton_pair == 0)
     error->all(FLERR, "Pair style mliap/halo requires newton pair on (add `newton on` to the input)");
   if (!py_model) error->all(FLERR, "Pair style mliap/halo: no model loaded");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR,
+               "Pair style mliap/halo: the model works in `units metal` (eV, A, ps) but this input uses "
+               "`units {}`; forces would be silently wrong: use `units metal`",
+               update->unit_style);
+  // with bonds, special factors other than 1 drop bonded pairs from the neighbour list
+  bool all_one = true;
+  for (int k = 1; k <= 3; k++) all_one = all_one && force->special_lj[k] == 1.0 && force->special_coul[k] == 1.0;
+  if (atom->molecular != Atom::ATOMIC && !all_one)
+    error->all(FLERR,
+               "Pair style mliap/halo: with bonds in the data and special_bonds factors other than 1, LAMMPS "
+               "removes bonded pairs from the neighbour list and the model would see broken molecules "
+               "(silently wrong forces): add `special_bonds lj/coul 1.0 1.0 1.0` before the run");
   // a plain full list of the local atoms: no ghost neighbour lists, ghost features come by exchange
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
@@ -325,10 +342,10 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
     gil_state = (int) PyGILState_Ensure();
     auto *data = (PyObject *) py_data;
     auto addr = [](const void *p) { return (unsigned long long) (uintptr_t) p; };
-    PyObject *res = PyObject_CallMethod(data, "_bind", "iiiKKKKKKii", nlocal, ntotal, npairs,
+    PyObject *res = PyObject_CallMethod(data, "_bind", MLFFHalo::BIND_FORMAT, nlocal, ntotal, npairs,
                                         addr(elems.data()), addr(pair_i.data()), addr(pair_j.data()),
-                                        addr(rij.data()), addr(eatoms.data()), addr(fij.data()),
-                                        eflag, vflag);
+                                        addr(atom->tag), addr(rij.data()), addr(eatoms.data()),
+                                        addr(fij.data()), eflag, vflag);
     if (!res) python_failure("cannot pass the neighbour data to Python", false);
     Py_DECREF(res);
 
@@ -389,16 +406,16 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
 {
   const int nlocal = atom->nlocal;
   const long long ntotal = (long long) nlocal + atom->nghost;
-  if (nrows != ntotal) return 1;
-  if (width <= 0) return 2;
-  if (dtype != 0 && dtype != 1) return 3;
-  const size_t elsize = dtype == 0 ? sizeof(double) : sizeof(float);
-  if (ntotal > 0 && (!src || !dst)) return 4;
+  if (nrows != ntotal) return MLFFHalo::BAD_ROWS;
+  if (width <= 0) return MLFFHalo::BAD_WIDTH;
+  if (dtype != MLFFHalo::FLOAT64 && dtype != MLFFHalo::FLOAT32) return MLFFHalo::BAD_DTYPE;
+  const size_t elsize = dtype == MLFFHalo::FLOAT64 ? sizeof(double) : sizeof(float);
+  if (ntotal > 0 && (!src || !dst)) return MLFFHalo::NULL_DATA;
   if (ntotal > 0 && src != dst) memcpy(dst, src, (size_t) ntotal * width * elsize);
 
   xbuf = dst;
   xwidth = width;
-  xdouble = dtype == 0;
+  xdouble = dtype == MLFFHalo::FLOAT64;
   for (xoffset = 0; xoffset < width; xoffset += EXCHANGE_SLICE) {
     xcount = MIN(EXCHANGE_SLICE, width - xoffset);
     if (reverse)
@@ -410,7 +427,7 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
   if (reverse && ntotal > nlocal)
     memset((char *) dst + (size_t) nlocal * width * elsize, 0, (size_t) (ntotal - nlocal) * width * elsize);
   xbuf = nullptr;
-  return 0;
+  return MLFFHalo::OK;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -55,3 +55,25 @@ def read_values(path: Path) -> dict[str, float]:
         if len(parts) == 2:
             out[parts[0]] = float(parts[1])
     return out
+
+
+def write_data_with_bonds(path: Path, atoms, elements) -> None:
+    """`atom_style full` data with a bond between every pair of atoms closer than ASE's natural
+    cutoffs, as molecular inputs come (orthorhombic or non-periodic boxes)."""
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms))
+    bonds = [(a, b) for a, b in zip(i, j) if a < b]
+    lo, hi = (np.zeros(3), np.diag(atoms.cell.array)) if atoms.pbc.all() else \
+        (atoms.positions.min(0) - 10.0, atoms.positions.max(0) + 10.0)
+    types = {el: k + 1 for k, el in enumerate(elements)}
+    lines = ["# written by lammps_runner.write_data_with_bonds", "", f"{len(atoms)} atoms", f"{len(bonds)} bonds",
+             f"{len(elements)} atom types", "1 bond types", ""]
+    lines += [f"{lo[k]:.10f} {hi[k]:.10f} {axis}lo {axis}hi" for k, axis in enumerate("xyz")]
+    lines += ["", "Masses", ""] + [f"{types[el]} {atomic_masses[atomic_numbers[el]]}" for el in elements]
+    lines += ["", "Atoms # full", ""]
+    lines += [f"{k + 1} 1 {types[s]} 0.0 {x:.12f} {y:.12f} {z:.12f}"
+              for k, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions))]
+    lines += ["", "Bonds", ""] + [f"{k + 1} 1 {a + 1} {b + 1}" for k, (a, b) in enumerate(bonds)]
+    path.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,6 @@
 """`mlff-distiller export`, `lammps-input` and `md` as a user runs them (real LAMMPS underneath)."""
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,20 +41,54 @@ def test_export_from_another_format_version_fails_clearly(tmp_path, model_file):
         broken.__setstate__(state)
 
 
+def test_export_writes_atomically(tmp_path, model_file):
+    """The export goes to a temporary file renamed into place: no partial file, no leftovers."""
+    out = tmp_path / "x.mliap"
+    out.write_bytes(b"old")
+    export(model_file, out)
+    assert read_export(out).method == "analytic"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "x.mliap"]
+
+
 def test_lammps_input_command_prints_every_mode(tmp_path, model_file):
     out = export(model_file, tmp_path / "x.mliap")
     text = subprocess.run(CLI + ["lammps-input", str(out), "--elements", "O", "H"], capture_output=True,
                           text=True, check=True).stdout
-    assert f"pair_style mliap unified {out} 1" in text and "comm_modify cutoff 17" in text
-    assert "pair_coeff * * O H" in text and "newton on" in text
+    assert f"pair_style mliap/halo {out}" in text and f"pair_style mliap unified {out} 0" in text
+    assert "pair_coeff * * O H" in text and "newton on" in text and "units metal" in text
+    assert "special_bonds lj/coul 1.0 1.0 1.0" in text and "comm_modify" not in text
     bad = subprocess.run(CLI + ["lammps-input", str(out), "--elements", "Si"], capture_output=True, text=True)
     assert bad.returncode != 0 and "Si" in bad.stderr
 
 
+@pytest.mark.parametrize("command, content, expect", [
+    ("lammps-input", None, "cannot read"), ("lammps-input", b"hello", "not a readable mlff-distiller LAMMPS export"),
+    ("lammps-input", "model", "is a model file (torch), not a LAMMPS export: run `mlff-distiller export"),
+    ("export", b"hello", "not a readable mlff-distiller model file"), ("md", None, "no model file"),
+    ("md", b"hello", "not a readable mlff-distiller model file")])
+def test_unreadable_files_give_one_line_errors(tmp_path, model_file, command, content, expect):
+    path = model_file if content == "model" else tmp_path / "x.bin"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    args = {"lammps-input": [str(path)], "export": [str(path), "-o", str(tmp_path / "y.mliap")],
+            "md": [str(ROOT / "inputs" / "aspirin"), "--model", str(path), "--workdir", str(tmp_path / "run")]}
+    proc = subprocess.run(CLI + [command] + args[command], capture_output=True, text=True)
+    assert proc.returncode == 2 and expect in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 @pytest.mark.parametrize("method", ["analytic", "autograd"])
 def test_md_command_reports_speed_and_drift(tmp_path, model_file, method):
-    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--model", str(model_file), "--steps", "100",
-                                 "--method", method], capture_output=True, text=True)
+    """md on a user's own input folder (a copy of inputs/aspirin) writes into --workdir only."""
+    inputs = tmp_path / "my_inputs" / "aspirin"
+    shutil.copytree(ROOT / "inputs" / "aspirin", inputs)
+    before = sorted(p.name for p in inputs.iterdir())
+    proc = subprocess.run(CLI + ["md", str(inputs), "--model", str(model_file), "--steps", "100", "--method", method,
+                                 "--workdir", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ms/step" in proc.stdout and "energy drift" in proc.stdout
-    assert (ROOT / "runs" / "aspirin" / "energy.png").stat().st_size > 1000
+    assert "ms/step" in proc.stdout
+    drift = float(re.search(r"energy drift ([-+0-9.e]+) eV/atom over the run", proc.stdout)[1])
+    assert abs(drift) < 1e-3, proc.stdout
+    assert (tmp_path / "run" / "energy.png").stat().st_size > 1000
+    assert sorted(p.name for p in inputs.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "my_inputs", "run"]

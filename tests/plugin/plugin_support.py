@@ -14,7 +14,8 @@ from ase import Atoms
 from ase.build import molecule
 
 from mlff_distiller.distill.sampling import random_water_box
-from mlff_distiller.lammps.export import export, plugin_path
+from mlff_distiller.lammps.export import export
+from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_atoms, strain_derivative
 from mlff_distiller.model.io import load_model, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
@@ -32,6 +33,7 @@ def _load_lammps_helpers():
 
 _helpers = _load_lammps_helpers()
 run_lammps, read_dump, read_values = _helpers.run_lammps, _helpers.read_dump, _helpers.read_values
+write_data_with_bonds = _helpers.write_data_with_bonds
 LMP, MPIRUN, PRESSURE_PRINTS = _helpers.LMP, _helpers.MPIRUN, _helpers.PRESSURE_PRINTS
 PLUGIN = plugin_path()
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
@@ -112,19 +114,15 @@ print "vol $(vol:%.17g)" append values.txt
 """
 
 
-def pair_lines(mode: str, model_file, elements, n_layers: int = 2, cutoff: float = 4.0, skin: float = 0.5) -> str:
-    if mode == "plugin":
-        return f"plugin load {PLUGIN}\npair_style mliap/halo {model_file}\npair_coeff * * {' '.join(elements)}"
-    if mode == "stock":  # ghost-neighbour mode with a ghost shell deep enough for every layer
-        return (f"pair_style mliap unified {model_file} 1\ncomm_modify cutoff {n_layers * cutoff + skin}\n"
-                f"pair_coeff * * {' '.join(elements)}")
-    raise ValueError(mode)
+def pair_lines(model_file, elements) -> str:
+    return f"plugin load {PLUGIN}\npair_style mliap/halo {model_file}\npair_coeff * * {' '.join(elements)}"
 
 
-def lammps_input(pair: str, boundary="p p p", processors="", extra="", run="run 0", skin=0.5) -> str:
+def lammps_input(pair: str, boundary="p p p", processors="", extra="", run="run 0", skin=0.5, units="metal",
+                 atom_style="atomic") -> str:
     return f"""
-units metal
-atom_style atomic
+units {units}
+atom_style {atom_style}
 boundary {boundary}
 newton on
 {processors}

@@ -1,15 +1,17 @@
-"""`mlff-distiller export` (model file -> file for `pair_style mliap unified`) and
-`mlff-distiller lammps-input` (the input lines that go with it, including the plugin pair style
-`mliap/halo` of lammps_plugin/, the recommended way for periodic boxes and MPI)."""
+"""`mlff-distiller export` (model file -> file for `pair_style mliap unified` and `mliap/halo`) and
+`mlff-distiller lammps-input` (the input lines that go with it)."""
 from __future__ import annotations
 
+import os
 import pickle
-import sys
+import tempfile
 from pathlib import Path
 
 from ..model.io import resolve_model_path
-from .ghosts import ghost_mode_lines
-from .unified import EXPORT_FORMAT, StudentUnified
+from .inputs import SPECIAL_BONDS_FIX, UNITS, plugin_lines
+from .unified import DTYPES, METHODS, StudentUnified
+
+EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
 
 
 def build_unified(model: str | Path, method: str = "analytic", dtype: str = "float64",
@@ -20,24 +22,48 @@ def build_unified(model: str | Path, method: str = "analytic", dtype: str = "flo
 
 def export(model: str | Path, output: str | Path, method: str = "analytic", dtype: str = "float64",
            device: str = "cpu") -> Path:
+    """Write the export atomically (a temporary file renamed into place), so a LAMMPS starting
+    meanwhile reads the old file or the new one, never half of one."""
     output = Path(output)
     if output.suffix in (".pt", ".pth"):
-        # LAMMPS loads .pt/.pth names with torch.load, which refuses pickled classes on torch >= 2.6
-        # in LAMMPS releases before mid-2025; any other name goes through pickle.load.
-        raise ValueError(f"{output}: LAMMPS would open a .pt/.pth file with torch.load and refuse it; "
-                         "name it with another suffix, for example .mliap")
+        raise ValueError(f"{output}: LAMMPS 4 Feb 2025 and older open .pt/.pth names with torch.load, which "
+                         "refuses this file on torch >= 2.6 (LAMMPS 4 Jul 2026 accepts it); name it with another "
+                         "suffix, for example .mliap, which every LAMMPS version reads")
     unified = build_unified(model, method, dtype, device)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "wb") as fh:
-        pickle.dump(unified, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    fd, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(unified, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return output
 
 
 def read_export(path: str | Path) -> StudentUnified:
-    with open(path, "rb") as fh:
-        unified = pickle.load(fh)
+    """An exported file, or a one-line ValueError that says what the file is and what to run."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(0)
+            if head.startswith(b"PK"):  # torch.save writes zip archives
+                raise ValueError(f"{path} is a model file (torch), not a LAMMPS export: run "
+                                 f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`")
+            unified = pickle.load(fh)
+    except ValueError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # unpickling a damaged or foreign file raises many kinds
+        raise ValueError(f"{path} is not a readable mlff-distiller LAMMPS export (damaged or another format: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); write one with "
+                         f"`{EXPORT_COMMAND}`") from exc
     if not isinstance(unified, StudentUnified):
-        raise ValueError(f"{path} is not a file written by `mlff-distiller export` ({EXPORT_FORMAT})")
+        raise ValueError(f"{path} holds a {type(unified).__name__}, not an mlff-distiller LAMMPS export; write one "
+                         f"with `{EXPORT_COMMAND}`")
     return unified
 
 
@@ -49,43 +75,32 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     unknown = sorted(set(elements) - set(model.elements) - {"NULL"})
     if unknown:
         raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {model.elements}")
-    n_layers, cutoff = model.config.n_layers, model.cutoff
     coeff = f"pair_coeff * * {' '.join(elements)}"
     return "\n".join([
-        f"# {path}: {n_layers} layers, cutoff {cutoff:g} A, elements {' '.join(model.elements)}, "
+        f"# {path}: {model.config.n_layers} layers, cutoff {model.cutoff:g} A, elements {' '.join(model.elements)}, "
         f"{unified.method} forces in {unified.dtype_name}",
-        "units metal",
+        f"units {UNITS}",
         "newton on",
+        "# with bonds in the data (atom_style bond, molecular, full): keep bonded pairs in the neighbour list",
+        SPECIAL_BONDS_FIX,
         "",
-        "# (a) a molecule in a non-periodic box on one MPI rank: no ghost atoms take part",
+        "# (a) RECOMMENDED, any box and any number of MPI ranks: the mlff-distiller plugin, halo exchange",
+        "#     per layer (exact on any number of ranks, memory linear in the number of atoms)",
+        plugin_lines(str(path), elements),
+        "",
+        "# (b) stock ML-IAP, only for a molecule or cluster in a non-periodic box on one MPI rank",
         f"pair_style mliap unified {path} 0",
         coeff,
         "",
-        "# (b) periodic boxes and any number of ranks, stock ML-IAP ghost-neighbour mode",
-        "#     (every rank recomputes a ghost shell layers x cutoff deep)",
-        ghost_mode_lines(str(path), n_layers, cutoff),
-        coeff,
-        "",
-        "# (c) RECOMMENDED for periodic boxes and MPI: the mlff-distiller plugin, halo exchange per layer",
-        "#     (exact on any number of ranks, no deep ghost shell, memory linear in the number of atoms)",
-        f"plugin load {plugin_path()}",
-        f"pair_style mliap/halo {path}",
-        coeff,
-        "",
     ])
-
-
-def plugin_path() -> Path:
-    """Where scripts/setup.sh installs the LAMMPS plugin (lammps_plugin/): in this environment."""
-    return Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model as a file for `pair_style mliap unified`")
     p.add_argument("model", help="a model file or the name of a shipped model (e.g. default)")
     p.add_argument("-o", "--output", required=True, help="output file (not .pt/.pth; .mliap is a good suffix)")
-    p.add_argument("--method", choices=["analytic", "autograd"], default="analytic")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--method", choices=METHODS, default="analytic")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=lambda a: print(export(a.model, a.output, a.method, a.dtype, a.device)) or 0)
 

@@ -1,10 +1,10 @@
 """The Python side of the plugin pair style `mliap/halo` (lammps_plugin/ in this repository).
 
 The pair style loads the same exported file as `pair_style mliap unified FILE` and hands the model
-a ``HaloData`` object in place of ML-IAP's data object: the same attributes the unified model reads
-(nlocal, ntotal, nlistatoms, natomneigh, npairs, elems, pair_i, pair_j, rij, eflag, vflag; writable
-eatoms and energy; update_pair_forces), over the pairs of the local atoms only, plus the halo
-exchange of per-atom rows with the ghost atoms (other MPI ranks and periodic images alike):
+a ``HaloData`` object in place of ML-IAP's data object: the attributes the unified model reads
+(nlocal, ntotal, nlistatoms, natomneigh, npairs, elems, iatoms, pair_i, pair_j, rij, eflag, vflag;
+writable eatoms and energy; update_pair_forces), over the pairs of the local atoms only, plus the
+halo exchange of per-atom rows with the ghost atoms (other MPI ranks and periodic images alike):
 
     data.forward_exchange(src, dst, width)   dst = src, then every ghost row = its owner's row
     data.reverse_exchange(src, dst, width)   dst = src, then owner rows += their ghost rows and
@@ -16,43 +16,52 @@ make the same calls with the same width, in the same order.
 
 The arrays are numpy views of the pair style's C++ buffers and are valid only during
 ``compute_forces``; the exchanges call back into C++ through ctypes.
+
+The contract with the C++ side (the arguments of ``_bind``, the dtype and status codes) is
+defined here, and in ``lammps_plugin/halo_protocol.h`` for C++; at `pair_style` time the plugin
+passes its signature of that contract to ``connect``, which refuses a plugin that differs.
 """
 from __future__ import annotations
 
 import ctypes
-import pickle
+import inspect
 
 import numpy as np
+import torch
 
-# int mlff_halo_exchange(void *pair, void *src, void *dst, long long nrows, int width, int dtype,
-#                        int reverse)
+from ..model.halo import Halo
+
+PROTOCOL_VERSION = 2
+# The arguments of HaloData._bind, in order, as Python's C API formats them ("i" int, "K" address)
+BIND_FORMAT = {"nlocal": "i", "ntotal": "i", "npairs": "i", "elems": "K", "pair_i": "K", "pair_j": "K",
+               "tag": "K", "rij": "K", "eatoms": "K", "fij": "K", "eflag": "i", "vflag": "i"}
+DTYPE_CODES = {"float64": 0, "float32": 1}
+EXCHANGE_ERRORS = {1: "the array does not have ntotal rows", 2: "width must be positive",
+                   3: "unsupported dtype", 4: "null data pointer"}
+# int mlff_halo_exchange(void *pair, void *src, void *dst, long long nrows, int width, int dtype, int reverse)
 _EXCHANGE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                              ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
-_DTYPES = {np.dtype(np.float64): 0, np.dtype(np.float32): 1}
-_EXCHANGE_ERRORS = {1: "the array does not have ntotal rows", 2: "width must be positive",
-                    3: "unsupported dtype", 4: "null data pointer"}
 
 
-def load_unified(path: str):
-    """The ML-IAP unified object in ``path``, loaded as `pair_style mliap unified` does
-    (torch.load for .pt/.pth names, pickle otherwise). Both execute code from the file."""
-    path = str(path)
-    if path.endswith((".pt", ".pth")):
-        import torch
-
-        return torch.load(path, weights_only=False)
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
+def protocol_signature() -> str:
+    """This side's contract, in the form halo_protocol.h builds for C++."""
+    bind = "".join(BIND_FORMAT.values()) + ":" + ",".join(BIND_FORMAT)
+    dtypes = ",".join(f"{k}={v}" for k, v in DTYPE_CODES.items())
+    status = ",".join(str(k) for k in EXCHANGE_ERRORS)
+    return f"mlff-halo/{PROTOCOL_VERSION} bind({bind}) dtype({dtypes}) status({status})"
 
 
-def connect(path: str, exchange_address: int, pair_address: int):
+def connect(path: str, exchange_address: int, pair_address: int, plugin_signature: str, tag_bytes: int):
     """Called by the pair style's `pair_style` command: (model, data, element names, cutoff)."""
-    model = load_unified(path)
-    for name in ("element_types", "rcutfac", "compute_forces"):
-        if getattr(model, name, None) is None:
-            raise ValueError(f"{path}: {type(model).__name__} has no {name}; it is not an ML-IAP unified model")
+    if plugin_signature != protocol_signature():
+        raise RuntimeError(
+            f"the mliap/halo plugin speaks {plugin_signature!r} but the installed mlff_distiller speaks "
+            f"{protocol_signature()!r}: rebuild the plugin from the same source (`make setup`)")
+    from .export import read_export  # not at import: export imports the model class, which imports this
+
+    model = read_export(path)
     elements = [str(e) for e in model.element_types]
-    return model, HaloData(exchange_address, pair_address), elements, 2.0 * float(model.rcutfac)
+    return model, HaloData(exchange_address, pair_address, tag_bytes), elements, 2.0 * float(model.rcutfac)
 
 
 def _view(address: int, ctype, shape: tuple[int, ...]) -> np.ndarray:
@@ -65,12 +74,13 @@ def _view(address: int, ctype, shape: tuple[int, ...]) -> np.ndarray:
 class HaloData:
     """What `pair_style mliap/halo` hands to ``compute_forces`` (see the module doc)."""
 
-    def __init__(self, exchange_address: int, pair_address: int):
+    def __init__(self, exchange_address: int, pair_address: int, tag_bytes: int = 4):
         self._exchange = _EXCHANGE(exchange_address)
         self._pair = ctypes.c_void_p(pair_address)
-        self._bind(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        self._tag_type = ctypes.c_int64 if tag_bytes == 8 else ctypes.c_int32
+        self._bind(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-    def _bind(self, nlocal, ntotal, npairs, elems, pair_i, pair_j, rij, eatoms, fij, eflag, vflag):
+    def _bind(self, nlocal, ntotal, npairs, elems, pair_i, pair_j, tag, rij, eatoms, fij, eflag, vflag):
         """Called by the pair style before each compute_forces with its buffers' addresses."""
         self.nlocal = self.nlistatoms = self.natomneigh = int(nlocal)
         self.ntotal = int(ntotal)
@@ -79,19 +89,12 @@ class HaloData:
         self.elems = _view(elems, ctypes.c_int32, (self.ntotal,))
         self.pair_i = _view(pair_i, ctypes.c_int32, (self.npairs,))
         self.pair_j = _view(pair_j, ctypes.c_int32, (self.npairs,))
+        self.tag = _view(tag, self._tag_type, (self.ntotal,))
         self.rij = _view(rij, ctypes.c_double, (self.npairs, 3))
         self._eatoms = _view(eatoms, ctypes.c_double, (self.nlocal,))
         self._fij = _view(fij, ctypes.c_double, (self.npairs, 3))
+        self.iatoms = np.arange(self.nlocal, dtype=np.int32)
         self.energy = 0.0
-
-    # -- aliases ML-IAP's data object also has -----------------------------------------------
-    @property
-    def jatoms(self) -> np.ndarray:
-        return self.pair_j
-
-    @property
-    def iatoms(self) -> np.ndarray:
-        return np.arange(self.nlocal, dtype=np.int32)
 
     # -- outputs -------------------------------------------------------------------------------
     @property
@@ -112,16 +115,6 @@ class HaloData:
             raise ValueError(f"fij has shape {fij.shape}, expected ({self.npairs}, 3)")
         self._fij[...] = fij
 
-    def update_pair_energy(self, eij) -> None:
-        """Pair energies, half to each local i (as ML-IAP's update_pair_energy)."""
-        eij = np.asarray(eij, dtype=np.float64).reshape(-1)
-        if eij.shape != (self.npairs,):
-            raise ValueError(f"eij has {eij.size} values for {self.npairs} pairs")
-        eatoms = np.zeros(self.nlocal)
-        np.add.at(eatoms, self.pair_i, 0.5 * eij)
-        self._eatoms[...] = eatoms
-        self.energy = float(eatoms.sum())
-
     # -- halo exchange -------------------------------------------------------------------------
     def forward_exchange(self, src: np.ndarray, dst: np.ndarray, width: int) -> None:
         self._run_exchange(src, dst, width, reverse=0)
@@ -132,7 +125,7 @@ class HaloData:
     def _run_exchange(self, src, dst, width, reverse):
         width = int(width)
         for name, a in (("src", src), ("dst", dst)):
-            if not isinstance(a, np.ndarray) or a.dtype not in _DTYPES or not a.flags.c_contiguous:
+            if not isinstance(a, np.ndarray) or a.dtype.name not in DTYPE_CODES or not a.flags.c_contiguous:
                 raise TypeError(f"{name} must be a C-contiguous float64 or float32 numpy array")
             if a.size != self.ntotal * width or (a.ndim > 1 and a.shape[0] != self.ntotal):
                 raise ValueError(f"{name} has shape {a.shape}, expected ({self.ntotal}, {width})")
@@ -141,6 +134,36 @@ class HaloData:
         if not dst.flags.writeable:
             raise ValueError("dst is read-only")
         status = self._exchange(self._pair, src.ctypes.data, dst.ctypes.data, self.ntotal, width,
-                                _DTYPES[src.dtype], reverse)
+                                DTYPE_CODES[src.dtype.name], reverse)
         if status:
-            raise RuntimeError(f"halo exchange failed: {_EXCHANGE_ERRORS.get(status, status)}")
+            raise RuntimeError(f"halo exchange failed: {EXCHANGE_ERRORS.get(status, status)}")
+
+    def halo(self, atoms: np.ndarray) -> Halo:
+        """The model's halo exchange for the model rows ``atoms`` (LAMMPS indices, locals first).
+
+        The exchange works on all ntotal LAMMPS atoms, so rows are scattered into a full array
+        around it. Rows left out start at zero, which is exact: forward, every ghost row is
+        overwritten from its owner (chains through other ghosts included); reverse, zero adds
+        nothing. Every rank makes the same calls (the exchanges are collective)."""
+        every_atom = len(atoms) == self.ntotal
+        index = torch.from_numpy(atoms)
+
+        def exchange(move):
+            def run(rows: torch.Tensor) -> torch.Tensor:
+                if every_atom:
+                    full = rows.detach().to("cpu", copy=True).contiguous()
+                else:
+                    full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
+                    full[index] = rows.detach().cpu()
+                array = full.numpy()
+                move(array, array, rows.shape[1])
+                return (full if every_atom else full[index]).to(rows.device)
+            return run
+
+        return Halo(exchange(self.forward_exchange), exchange(self.reverse_exchange))
+
+
+def bind_arguments() -> list[str]:
+    """The parameters of ``HaloData._bind``, which BIND_FORMAT must list in order (tested)."""
+    return list(inspect.signature(HaloData._bind).parameters)[1:]
+

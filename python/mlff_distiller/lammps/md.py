@@ -1,8 +1,10 @@
 """`mlff-distiller md INPUT`: run one of the ready LAMMPS inputs with a student model and report
 milliseconds per step and the energy drift (with a plot of the total energy).
 
-The input folder is copied to ``runs/<name>/`` next to it (inputs stay clean), the model is exported
-there as ``default.mliap``, and LAMMPS runs through the venv's `mpirun` and `lmp`.
+The input folder is copied to a run folder (``--workdir``, by default ``runs/<input folder name>/`` in
+the current directory), so inputs stay clean; the model is exported there as ``default.mliap``, and
+LAMMPS runs through the venv's `mpirun` and `lmp` with the variables ``model``, ``plugin`` and
+(with ``--steps``) ``steps`` set.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .export import export
+from .inputs import plugin_path
 
 LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
 
@@ -58,8 +61,13 @@ def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: 
         input_path = candidates[0]
     if not input_path.is_file():
         raise FileNotFoundError(f"no LAMMPS input {input_path}")
-    workdir = workdir or input_path.parent.parent.parent / "runs" / input_path.parent.name
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(workdir) if workdir else Path.cwd() / "runs" / input_path.parent.name
+    if workdir.resolve() == input_path.parent:
+        raise ValueError(f"--workdir {workdir} is the input folder itself: choose another folder")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the run folder {workdir}: {exc.strerror or exc}") from exc
     for item in input_path.parent.iterdir():
         if item.is_file():
             shutil.copy2(item, workdir / item.name)
@@ -105,7 +113,7 @@ def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, metho
     workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
     cmd = [venv_tool("mpirun"), "-np", str(ranks), venv_tool("lmp"), "-in", input_file.name, "-nocite",
            "-var", "model", "default.mliap",
-           "-var", "plugin", str(Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so")]
+           "-var", "plugin", str(plugin_path())]
     if steps:
         cmd += ["-var", "steps", str(steps)]
     print(f"running in {workdir}: {' '.join(cmd[2:])}", flush=True)
@@ -123,10 +131,11 @@ def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, metho
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("md", help="run a ready LAMMPS input with a model; report ms/step and drift")
-    p.add_argument("input", help="an input folder under inputs/ (or its in.* file)")
+    p.add_argument("input", help="an input folder holding one in.* file and its data (or the in.* file)")
     p.add_argument("--model", default="default", help="model file or shipped model name (default: default)")
     p.add_argument("--np", type=int, default=1, dest="ranks", help="MPI ranks")
     p.add_argument("--method", choices=["analytic", "autograd"], default="analytic")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--steps", type=int, help="override the input's number of steps")
-    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps) and 0)
+    p.add_argument("--workdir", type=Path, help="run folder (default: runs/<input folder name> here)")
+    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps, a.workdir) and 0)

