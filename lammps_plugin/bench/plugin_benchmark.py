@@ -1,5 +1,5 @@
-"""Speed of the plugin pair style `mliap/halo` against the same model in Python and against stock
-ML-IAP ghost-neighbour mode, measured side by side in one run.
+"""Speed of the plugin pair style `mliap/halo` against the same model in Python, measured side by
+side in one run.
 
     .venv/bin/python lammps_plugin/bench/plugin_benchmark.py [--model default] [--quick]
 
@@ -11,11 +11,8 @@ runs/plugin_benchmark.json:
    Python on the periodic graph (no ghosts; energies and forces, analytic backward), target <= 1.25;
    alternated in one process (LAMMPS driven through its Python module), so that both see the same
    load on a shared machine; the same from separate runs of `lmp` and of Python is also recorded;
-2. the largest water box stock ghost-neighbour mode (`pair_style mliap unified FILE 1`,
-   `comm_modify cutoff layers*cutoff+skin`) fits in --stock-memory-gb: stock / plugin per step,
-   target >= 3;
-3. ~8,000 atoms on 2 ranks against 1 rank, target >= 1.7;
-4. ~30,000 atoms on one rank (float32 by default, see --big-dtype): time per step, peak memory.
+2. ~8,000 atoms on 2 ranks against 1 rank, target >= 1.7;
+3. ~30,000 atoms on one rank (float32 by default, see --big-dtype): time per step, peak memory.
 
 The model is the shipped `default` model when it exists, else a random-weight PaiNN of the
 default size (128 features, 3 layers, 5 A cutoff): timings do not depend on the weights.
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import subprocess
@@ -36,7 +32,8 @@ import numpy as np
 import torch
 
 from mlff_distiller.distill.sampling import random_water_box
-from mlff_distiller.lammps.export import export, plugin_path
+from mlff_distiller.lammps.export import export
+from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import graph_from_atoms
 from mlff_distiller.model.io import load_model, resolve_model_path, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
@@ -206,15 +203,6 @@ def parallel_capacity(model_path: Path, dtype: str, n_molecules: int) -> dict:
     return {"alone_s": alone, "concurrent_s": together, "capacity": 2 * alone / np.mean(together)}
 
 
-def stock_memory_estimate_gb(n_atoms: int, box: float, shell: float, cutoff: float) -> float:
-    """MLIAPData allocates natomneigh x npairs ints; in ghost-neighbour mode natomneigh counts
-    every ghost of a shell `shell` thick."""
-    density = n_atoms / box**3
-    ntotal = density * (box + 2 * shell) ** 3
-    npairs = ntotal * density * 4 / 3 * math.pi * cutoff**3
-    return ntotal * npairs * 4 / 1e9
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model file or shipped model name")
@@ -222,7 +210,6 @@ def main():
     parser.add_argument("--big-dtype", default="float32", choices=["float64", "float32"],
                         help="dtype of the 30k-atom run (the model keeps every layer's edge filters: "
                              "~9 KB per edge in float64)")
-    parser.add_argument("--stock-memory-gb", type=float, default=8.0)
     parser.add_argument("--quick", action="store_true", help="smaller boxes, for a smoke test")
     parser.add_argument("--out", default=str(ROOT / "runs" / "plugin_benchmark.json"))
     args = parser.parse_args()
@@ -263,7 +250,7 @@ def main():
             "plugin_lammps_memory_mb": lmp["lammps_memory_mb_max"], "plugin_peak_rss_mb": lmp["peak_rss_mb_rank0"]}
         print(rows[f"plugin_vs_python_{len(atoms)}"], flush=True)
 
-    # 3. 2 ranks vs 1 rank on the larger box, with what the machine gives two processes now
+    # 2. 2 ranks vs 1 rank on the larger box, with what the machine gives two processes now
     big = water(sizes[-1])
     one = rows[f"plugin_vs_python_{len(big)}"]["separate_runs"]["lmp_s_per_step"]
     two = lammps_time(work / f"plugin_{len(big)}_2", big, plugin, water_elements, 2, 2)
@@ -275,29 +262,7 @@ def main():
                                         "speedup_over_capacity": one / two["s_per_step"] / capacity["capacity"]}
     print(rows[f"ranks_2_vs_1_{len(big)}"], flush=True)
 
-    # 2. stock ghost-neighbour mode on the largest box it fits
-    stock_skin = 0.5
-    shell = n_layers * cutoff + stock_skin
-    fitting = [n for n in (8, 27, 64) if stock_memory_estimate_gb(
-        3 * n, water(n).cell[0, 0], shell, cutoff) <= args.stock_memory_gb]
-    if fitting:
-        n_mol = fitting[-1]
-        atoms = water(n_mol)
-        estimate = stock_memory_estimate_gb(len(atoms), atoms.cell[0, 0], shell, cutoff)
-        stock = lammps_time(work / f"stock_{len(atoms)}", atoms,
-                            f"pair_style mliap unified {exports[args.dtype]} 1\ncomm_modify cutoff {shell}\n{coeff}",
-                            water_elements, 1, 1, extra_setup=f"neighbor {stock_skin} bin")
-        halo = lammps_time(work / f"plugin_{len(atoms)}_small", atoms, plugin, water_elements, 1, 5,
-                           extra_setup=f"neighbor {stock_skin} bin")
-        rows[f"stock_vs_plugin_{len(atoms)}"] = {
-            "atoms": len(atoms), "comm_cutoff": shell, "stock_memory_estimate_gb": estimate,
-            "stock_s_per_step": stock["s_per_step"], "plugin_s_per_step": halo["s_per_step"],
-            "speedup": stock["s_per_step"] / halo["s_per_step"], "target": ">= 3",
-            "stock_lammps_memory_mb": stock["lammps_memory_mb_max"], "stock_peak_rss_mb": stock["peak_rss_mb_rank0"],
-            "plugin_lammps_memory_mb": halo["lammps_memory_mb_max"], "plugin_peak_rss_mb": halo["peak_rss_mb_rank0"]}
-        print(rows[f"stock_vs_plugin_{len(atoms)}"], flush=True)
-
-    # 4. ~30,000 atoms, one rank
+    # 3. ~30,000 atoms, one rank
     n_big = 1000 if args.quick else 10000
     atoms = water(n_big)
     big_plugin = f"plugin load {plugin_path()}\npair_style mliap/halo {exports[args.big_dtype]}\n{coeff}"

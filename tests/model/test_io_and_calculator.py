@@ -37,7 +37,7 @@ def test_damaged_and_foreign_files(tmp_path, model):
     torch.save(payload, tmp_path / "future.pt")
     with pytest.raises(ValueError, match="format version 99"):
         load_model(tmp_path / "future.pt")
-    payload["format_version"] = 1
+    payload["format_version"] = 2
     payload["state_dict"].pop("embedding.weight")
     torch.save(payload, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="damaged"):
@@ -45,6 +45,28 @@ def test_damaged_and_foreign_files(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no model file"):
         load_model(tmp_path / "missing.pt")
     assert payload["format"] == FORMAT
+
+
+def test_flipped_weight_bytes_fail_the_checksum(tmp_path, model):
+    """64 bytes flipped inside a stored tensor: the file still unpickles, the checksum refuses it."""
+    path = save_model(model, tmp_path / "m.pt")
+    data = path.read_bytes()
+    weight = max(model.state_dict().values(), key=lambda t: t.numel()).detach().numpy().tobytes()
+    start = data.find(weight[:64])
+    assert start > 0
+    path.write_bytes(data[:start] + bytes(b ^ 0x55 for b in data[start:start + 64]) + data[start + 64:])
+    with pytest.raises(ValueError, match="sha256 checksum"):
+        load_model(path)
+
+
+def test_version_1_files_load_with_a_warning(tmp_path, model):
+    path = save_model(model, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    del payload["weights_sha256"]
+    torch.save(payload, tmp_path / "v1.pt")
+    with pytest.warns(UserWarning, match="without a checksum"):
+        load_model(tmp_path / "v1.pt")
 
 
 def test_file_with_code_is_refused(tmp_path):
