@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .checks import check_special_bonds, check_units
+
+ABORT_GRACE_S = 0.5
 
 
 @lru_cache(maxsize=1)
@@ -100,10 +102,13 @@ def abort_all_ranks(message: str, rank: int) -> None:
     """Stop an MPI run from the one rank that failed, as LAMMPS's error->one does.
 
     Stock ML-IAP turns a Python exception into error->all on the failing rank only, which waits
-    for ranks that never come: the run hangs. MPI_Abort ends every rank instead."""
-    text = f"ERROR on proc {rank}: {message}"
-    print(text, file=sys.stderr, flush=True)
-    print(text, flush=True)
+    for ranks that never come: the run hangs. MPI_Abort ends every rank instead. The message goes
+    straight to the file descriptors, and the abort waits a moment, so that mpirun forwards the
+    message before it tears the job down."""
+    text = f"ERROR on proc {rank}: {message}\n".encode()
+    for fd in (1, 2):
+        os.write(fd, text)
+    time.sleep(ABORT_GRACE_S)
     try:
         from mpi4py import MPI
 
