@@ -1,4 +1,5 @@
 """`mlff-distiller export`, `lammps-input` and `md` as a user runs them (real LAMMPS underneath)."""
+import os
 import re
 import shutil
 import subprocess
@@ -92,3 +93,42 @@ def test_md_command_reports_speed_and_drift(tmp_path, model_file, method):
     assert (tmp_path / "run" / "energy.png").stat().st_size > 1000
     assert sorted(p.name for p in inputs.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "my_inputs", "run"]
+
+
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens without a usable GPU")
+
+
+@no_gpu
+def test_cuda_export_without_a_gpu_fails_at_export(tmp_path, model_file):
+    proc = subprocess.run(CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "sees no usable CUDA GPU" in proc.stderr, proc.stderr
+
+
+@no_gpu
+def test_cuda_export_without_a_gpu_fails_at_pair_style(tmp_path, model_file):
+    """A CUDA export (written here with MLFF_DEVICE=cpu) stops LAMMPS with the problem named, and
+    runs with MLFF_DEVICE=cpu."""
+    from lammps_runner import run_lammps
+
+    env = {"MLFF_DEVICE": "cpu"}
+    subprocess.run(CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
+                   check=True, env={**os.environ, **env})
+    script = (ROOT / "inputs" / "aspirin" / "in.nve").read_text()
+    script = script.replace("${model}", str(tmp_path / "x.mliap")).replace("${steps}", "10")
+    (tmp_path / "gpu").mkdir()
+    shutil.copy(ROOT / "inputs" / "aspirin" / "aspirin.data", tmp_path / "gpu")
+    proc = run_lammps(script, tmp_path / "gpu", check=False, timeout=120)
+    assert proc.returncode != 0 and "sees no usable CUDA GPU" in proc.stdout + proc.stderr
+    proc = run_lammps(script, tmp_path / "gpu", check=False, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_each_rank_finds_its_local_rank(monkeypatch):
+    from mlff_distiller.lammps.device import LOCAL_RANK_VARIABLES, local_rank
+
+    for name in LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert local_rank() == 0
+    monkeypatch.setenv("MPI_LOCALRANKID", "3")
+    assert local_rank() == 3

@@ -26,6 +26,7 @@ from .. import __version__
 from ..model.io import load_model
 from ..model.painn import METHODS
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
+from .device import check_device_request, rank_device
 from .halo_data import HaloData
 from .stock import StockLammps, abort_all_ranks
 
@@ -48,7 +49,9 @@ class StudentUnified(MLIAPUnified):
     """A student model as an ML-IAP unified model.
 
     method: "analytic" (hand-written backward) or "autograd" (reference);
-    dtype: "float64" or "float32" (inputs and outputs stay float64 on the LAMMPS side).
+    dtype: "float64" or "float32" (inputs and outputs stay float64 on the LAMMPS side);
+    device: "cpu", "cuda" (each rank its GPU, see ``device.py``) or "cuda:N". The model's arrays
+    cross to the device and back once per step each way.
     """
 
     def __init__(self, model_file_bytes: bytes, method: str = "analytic", dtype: str = "float64",
@@ -62,17 +65,19 @@ class StudentUnified(MLIAPUnified):
     def __getstate__(self):
         return {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "package_version": __version__,
                 "model": self.model_file_bytes, "model_sha256": hashlib.sha256(self.model_file_bytes).hexdigest(),
-                "method": self.method, "dtype": self.dtype_name, "device": self.device}
+                "method": self.method, "dtype": self.dtype_name, "device": self.device_request}
 
     def __setstate__(self, state):
         check_export_state(state)
-        model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(state["device"])
+        device = rank_device(state["device"])
+        model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(device)
         super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
         self.model = model
         self.model_file_bytes = state["model"]
         self.method = state["method"]
         self.dtype_name = state["dtype"]
-        self.device = state["device"]
+        self.device_request = state["device"]
+        self.device = device
 
     # -- the ML-IAP interface ----------------------------------------------------------------
     def compute_descriptors(self, data):
@@ -102,11 +107,16 @@ class StudentUnified(MLIAPUnified):
         if step.slots.size == 0 and not halo:  # nothing to compute (halo mode must still join the exchanges)
             write_back(data, step, np.zeros(0), np.zeros((0, 3)))
             return
-        with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
-            energies, grad = self.model.energies_and_edge_gradients(
-                self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
-                self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
-                method=self.method, halo=data.halo(step.atoms) if halo else None)
+        try:
+            with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
+                energies, grad = self.model.energies_and_edge_gradients(
+                    self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
+                    self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
+                    method=self.method, halo=data.halo(step.atoms) if halo else None)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise RuntimeError(
+                f"{self.device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
+                f"use more MPI ranks or GPUs{', or a float32 export' if self.dtype_name == 'float64' else ''}") from exc
         energies, grad = energies.double().cpu().numpy(), grad.double().cpu().numpy()
         check_model_output(energies, grad, step.r_ij, step.edge_i, step.edge_j,
                            lambda index: atom_ids(step.atoms[index]))
@@ -132,6 +142,7 @@ def check_export_state(state) -> None:
     if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
         raise ValueError(f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
                          f"use one of {METHODS} and {DTYPES}")
+    check_device_request(str(state.get("device")))
 
 
 @dataclass
