@@ -19,10 +19,11 @@ namespace MLFFHalo {
 
   constexpr int PROTOCOL_VERSION = 2;
 
-  // HaloData._bind(nlocal, ntotal, npairs, elems, pair_i, pair_j, tag, rij, eatoms, fij, eflag, vflag)
-  // in Python's C-API format: i = int, K = buffer address (unsigned long long)
-  constexpr const char *BIND_FORMAT = "iiiKKKKKKKii";
-  constexpr const char *BIND_NAMES = "nlocal,ntotal,npairs,elems,pair_i,pair_j,tag,rij,eatoms,fij,eflag,vflag";
+  // HaloData._bind(nlocal, ntotal, npairs, elems, pair_i, pair_j, tag, owner, rij, eatoms, fij, eflag, vflag)
+  // in Python's C-API format: i = int, K = buffer address (unsigned long long); owner is 0 (null)
+  // on several ranks, where ghosts may belong to other ranks
+  constexpr const char *BIND_FORMAT = "iiiKKKKKKKKii";
+  constexpr const char *BIND_NAMES = "nlocal,ntotal,npairs,elems,pair_i,pair_j,tag,owner,rij,eatoms,fij,eflag,vflag";
 
   // element type of the arrays handed to mlff_halo_exchange()
   enum Dtype { FLOAT64 = 0, FLOAT32 = 1 };

@@ -344,8 +344,8 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
     auto addr = [](const void *p) { return (unsigned long long) (uintptr_t) p; };
     PyObject *res = PyObject_CallMethod(data, "_bind", MLFFHalo::BIND_FORMAT, nlocal, ntotal, npairs,
                                         addr(elems.data()), addr(pair_i.data()), addr(pair_j.data()),
-                                        addr(atom->tag), addr(rij.data()), addr(eatoms.data()),
-                                        addr(fij.data()), eflag, vflag);
+                                        addr(atom->tag), addr(owners_on_this_rank()), addr(rij.data()),
+                                        addr(eatoms.data()), addr(fij.data()), eflag, vflag);
     if (!res) python_failure("cannot pass the neighbour data to Python", false);
     Py_DECREF(res);
 
@@ -392,6 +392,24 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
   if (eflag_global) eng_vdwl += energy;
   if (eflag_atom)
     for (int i = 0; i < nlocal; i++) eatom[i] += eatoms[i];
+}
+
+/* ----------------------------------------------------------------------
+   on a single rank every ghost is a periodic image of a local atom: its owner's
+   index comes from one forward exchange of the local indices, redone when the
+   ghosts are rebuilt. On several ranks: null, the exchange stays collective.
+------------------------------------------------------------------------- */
+
+const int *PairMLIAPHalo::owners_on_this_rank()
+{
+  if (comm->nprocs > 1) return nullptr;
+  const int ntotal = atom->nlocal + atom->nghost;
+  if (neighbor->ago != 0 && (int) owner.size() == ntotal) return owner.data();
+  std::vector<double> index(ntotal, -1.0);
+  for (int i = 0; i < atom->nlocal; i++) index[i] = i;
+  exchange(index.data(), index.data(), ntotal, 1, MLFFHalo::FLOAT64, 0);
+  owner.assign(index.begin(), index.end());
+  return owner.data();
 }
 
 /* ----------------------------------------------------------------------
@@ -519,7 +537,7 @@ double PairMLIAPHalo::memory_usage()
   double bytes = Pair::memory_usage();
   const int n = atom->ntypes + 1;
   bytes += (double) n * n * (sizeof(int) + sizeof(double)) + (double) n * sizeof(int);
-  bytes += (double) (pair_i.capacity() + pair_j.capacity() + elems.capacity()) * sizeof(int);
+  bytes += (double) (pair_i.capacity() + pair_j.capacity() + elems.capacity() + owner.capacity()) * sizeof(int);
   bytes += (double) (rij.capacity() + fij.capacity() + eatoms.capacity()) * sizeof(double);
   return bytes;
 }

@@ -53,6 +53,9 @@ class PairMLIAPHalo : public Pair {
 
   // linear-memory per-step arrays, shared with Python as numpy views
   std::vector<int> pair_i, pair_j, elems;
+  // on one rank: the local owner of every atom (itself for local atoms), so that Python can
+  // exchange on the device; rebuilt with the ghosts, at each reneighbouring
+  std::vector<int> owner;
   std::vector<double> rij, fij, eatoms;
 
   // the slice of a feature array being exchanged
@@ -61,6 +64,7 @@ class PairMLIAPHalo : public Pair {
   int gil_state;    // PyGILState_STATE of the current PyGILState_Ensure
 
   void allocate();
+  const int *owners_on_this_rank();
   void release_python();
   [[noreturn]] void python_failure(const std::string &what, bool all_ranks);
 };

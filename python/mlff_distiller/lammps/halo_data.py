@@ -34,7 +34,7 @@ from ..model.halo import Halo
 PROTOCOL_VERSION = 2
 # The arguments of HaloData._bind, in order, as Python's C API formats them ("i" int, "K" address)
 BIND_FORMAT = {"nlocal": "i", "ntotal": "i", "npairs": "i", "elems": "K", "pair_i": "K", "pair_j": "K",
-               "tag": "K", "rij": "K", "eatoms": "K", "fij": "K", "eflag": "i", "vflag": "i"}
+               "tag": "K", "owner": "K", "rij": "K", "eatoms": "K", "fij": "K", "eflag": "i", "vflag": "i"}
 DTYPE_CODES = {"float64": 0, "float32": 1}
 EXCHANGE_ERRORS = {1: "the array does not have ntotal rows", 2: "width must be positive",
                    3: "unsupported dtype", 4: "null data pointer"}
@@ -78,9 +78,9 @@ class HaloData:
         self._exchange = _EXCHANGE(exchange_address)
         self._pair = ctypes.c_void_p(pair_address)
         self._tag_type = ctypes.c_int64 if tag_bytes == 8 else ctypes.c_int32
-        self._bind(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        self._bind(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-    def _bind(self, nlocal, ntotal, npairs, elems, pair_i, pair_j, tag, rij, eatoms, fij, eflag, vflag):
+    def _bind(self, nlocal, ntotal, npairs, elems, pair_i, pair_j, tag, owner, rij, eatoms, fij, eflag, vflag):
         """Called by the pair style before each compute_forces with its buffers' addresses."""
         self.nlocal = self.nlistatoms = self.natomneigh = int(nlocal)
         self.ntotal = int(ntotal)
@@ -90,6 +90,8 @@ class HaloData:
         self.pair_i = _view(pair_i, ctypes.c_int32, (self.npairs,))
         self.pair_j = _view(pair_j, ctypes.c_int32, (self.npairs,))
         self.tag = _view(tag, self._tag_type, (self.ntotal,))
+        # on one rank, the local owner of each atom (see halo()); None on several ranks
+        self.owner = _view(owner, ctypes.c_int32, (self.ntotal,)) if owner else None
         self.rij = _view(rij, ctypes.c_double, (self.npairs, 3))
         self._eatoms = _view(eatoms, ctypes.c_double, (self.nlocal,))
         self._fij = _view(fij, ctypes.c_double, (self.npairs, 3))
@@ -141,10 +143,23 @@ class HaloData:
     def halo(self, atoms: np.ndarray) -> Halo:
         """The model's halo exchange for the model rows ``atoms`` (LAMMPS indices, locals first).
 
+        On one rank every ghost is an image of a local atom, so the exchange is a gather (and its
+        transpose a scatter-add) on the model's own device: no host round trip, no collective.
+        On several ranks it goes through LAMMPS's communication (``lammps_exchange``)."""
+        if self.owner is None:
+            return self.lammps_exchange(atoms)
+        position = np.full(self.ntotal, -1, dtype=np.int64)
+        position[atoms] = np.arange(atoms.size)
+        ghosts = np.flatnonzero(atoms >= self.nlocal)
+        return owner_gather_halo(ghosts, position[self.owner[atoms[ghosts]]])
+
+    def lammps_exchange(self, atoms: np.ndarray) -> Halo:
+        """The halo exchange through forward_exchange / reverse_exchange (collective).
+
         The exchange works on all ntotal LAMMPS atoms, so rows are scattered into a full array
         around it. Rows left out start at zero, which is exact: forward, every ghost row is
         overwritten from its owner (chains through other ghosts included); reverse, zero adds
-        nothing. Every rank makes the same calls (the exchanges are collective)."""
+        nothing. Every rank makes the same calls."""
         every_atom = len(atoms) == self.ntotal
         index = torch.from_numpy(atoms)
 
@@ -161,6 +176,30 @@ class HaloData:
             return run
 
         return Halo(exchange(self.forward_exchange), exchange(self.reverse_exchange))
+
+
+def owner_gather_halo(ghosts: np.ndarray, owners: np.ndarray) -> Halo:
+    """A halo exchange within one process: rows ``ghosts`` are copies of rows ``owners``.
+
+    forward: rows[ghosts] = rows[owners]; reverse: rows[owners] += rows[ghosts], rows[ghosts] = 0.
+    Index tensors are made once per device."""
+    indices = {}
+
+    def on(device):
+        if device not in indices:
+            indices[device] = (torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
+        return indices[device]
+
+    def copy_to_ghosts(rows: torch.Tensor) -> torch.Tensor:
+        g, o = on(rows.device)
+        return rows.index_copy(0, g, rows.index_select(0, o))
+
+    def sum_into_owners(rows: torch.Tensor) -> torch.Tensor:
+        g, o = on(rows.device)
+        summed = rows.index_add(0, o, rows.index_select(0, g))
+        return summed.index_fill(0, g, 0)
+
+    return Halo(copy_to_ghosts, sum_into_owners)
 
 
 def bind_arguments() -> list[str]:
