@@ -132,3 +132,20 @@ def test_each_rank_finds_its_local_rank(monkeypatch):
     assert local_rank() == 0
     monkeypatch.setenv("MPI_LOCALRANKID", "3")
     assert local_rank() == 3
+
+
+@pytest.mark.parametrize("ranks, omp, expect", [(2, None, "1"), (2, "2", "2")])
+def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
+    """Loading an export under `mpirun -np 2` gives one torch thread per rank unless
+    OMP_NUM_THREADS says otherwise."""
+    from lammps_runner import MPIRUN
+
+    out = export(model_file, tmp_path / "x.mliap")
+    code = f"import torch; from mlff_distiller.lammps.export import read_export; read_export({str(out)!r}); " \
+           "print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp:
+        env["OMP_NUM_THREADS"] = omp
+    proc = subprocess.run([str(MPIRUN), "-np", str(ranks), sys.executable, "-c", code], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.stdout.split() == [expect] * ranks, proc.stdout + proc.stderr

@@ -1,9 +1,13 @@
-"""Which torch device the model runs on in each LAMMPS rank.
+"""Which torch device, and how many CPU threads, the model uses in each LAMMPS rank.
 
 An export asks for "cpu" or "cuda" (or "cuda:N"). "cuda" gives each MPI rank the GPU of its
 node-local rank modulo the GPUs it sees, so `mpirun -np 2` on a 2-GPU node runs one rank per GPU,
 and more ranks than GPUs share cards. ``MLFF_DEVICE`` overrides what the export asks for, per
 process (e.g. ``MLFF_DEVICE=cpu`` to run a CUDA export on CPUs, ``MLFF_DEVICE=cuda:1``).
+
+Threads: torch follows ``OMP_NUM_THREADS`` when it is set. When it is not, a rank of a several-rank
+run uses one thread (`mpirun -np 16` on 16 cores then starts 16 threads, not 16 x 16), and a
+single-rank run keeps torch's default, all the cores of the machine.
 """
 from __future__ import annotations
 
@@ -14,6 +18,21 @@ import torch
 DEVICE_OVERRIDE = "MLFF_DEVICE"
 # set by mpirun/srun for each process: Open MPI, MPICH (hydra), MVAPICH, Slurm
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+WORLD_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
+
+
+def world_size() -> int:
+    for name in WORLD_SIZE_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def set_rank_threads() -> int:
+    """One torch thread per rank of a several-rank run unless OMP_NUM_THREADS says otherwise."""
+    if "OMP_NUM_THREADS" not in os.environ and world_size() > 1:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
 
 
 def local_rank() -> int:

@@ -26,7 +26,7 @@ from .. import __version__
 from ..model.io import load_model
 from ..model.painn import METHODS
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
-from .device import check_device_request, rank_device
+from .device import check_device_request, rank_device, set_rank_threads
 from .halo_data import HaloData
 from .stock import StockLammps, abort_all_ranks
 
@@ -69,6 +69,7 @@ class StudentUnified(MLIAPUnified):
 
     def __setstate__(self, state):
         check_export_state(state)
+        set_rank_threads()
         device = rank_device(state["device"])
         model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(device)
         super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
