@@ -1,0 +1,196 @@
+"""Milliseconds per MD step in LAMMPS, against the number of atoms.
+
+Cases: aspirin and the 16-aspirin batch through stock `pair_style mliap unified` (1 rank), periodic
+water through the plugin `mliap/halo`; each with the analytic and autograd exports in float32 and
+float64, on the GPU (when torch sees one) and on one CPU core of the same host
+(OMP_NUM_THREADS=1). Every case is one LAMMPS run: a warm-up `run` (compilation, graph capture,
+first neighbour lists) whose time is recorded apart, then the timed `run`.
+
+Writes one JSON record per case (system, atoms, pair_style, device, gpus, ranks, dtype, method,
+ms_per_step, warmup_s, ...) and a plot of ms/step against atoms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+WATER_SIZES = {"water_1k": 343, "water_8k": 2744}  # molecules: 1,029 and 8,232 atoms
+LARGEST_TRIES = (21952, 42875, 85184, 110592, 140608)  # molecules: 66k to 422k atoms
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def write_water(path: Path, n_molecules: int) -> int:
+    from mlff_distiller.distill.sampling import random_water_box
+
+    atoms = random_water_box(n_molecules, 1.0, seed=0)
+    atoms.wrap()
+    atoms.write(path, format="lammps-data", specorder=["H", "O"], masses=True)
+    return len(atoms)
+
+
+def lammps_script(data: str, pair: str, warmup: int, steps: int, boundary: str) -> str:
+    return f"""units metal
+atom_style atomic
+boundary {boundary}
+newton on
+read_data {data}
+{pair}
+velocity all create 300.0 4928459 mom yes rot yes dist gaussian
+timestep 0.0005
+fix integrate all nve
+thermo {max(steps, 1)}
+run {warmup}
+run {steps}
+"""
+
+
+def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, pair_style: str, device: str,
+             dtype: str, method: str, steps: int, warmup: int, args) -> dict:
+    from mlff_distiller.lammps.export import export
+    from mlff_distiller.lammps.inputs import plugin_lines
+
+    name = f"{system}_{pair_style.replace(' ', '_').replace('/', '_')}_{device}_{dtype}_{method}"
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model = export(args.model, folder / "model.mliap", method=method, dtype=dtype,
+                   device="cuda" if device == "gpu" else "cpu")
+    pair = plugin_lines(str(model), elements.split()) if pair_style == "mliap/halo" else \
+        f"pair_style mliap unified {model} 0\npair_coeff * * {elements}"
+    (folder / "in.bench").write_text(lammps_script(str(data), pair, warmup, steps, boundary))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    record = {"system": system, "pair_style": pair_style, "device": gpu_name() if device == "gpu" else cpu_name(),
+              "gpus": 1 if device == "gpu" else 0, "ranks": 1, "threads_per_rank": 1, "dtype": dtype,
+              "method": method, "host": platform.node(), "lammps": str(args.lmp)}
+    cmd = [str(args.lmp), "-in", "in.bench", "-nocite", "-log", "log.lammps"]
+    try:
+        proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {**record, "error": f"timed out after {args.timeout} s"}
+    loops = LOOP_TIME.findall(proc.stdout)
+    if proc.returncode != 0 or len(loops) < 2:
+        error = next((line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "ERROR" in line),
+                     f"exit {proc.returncode}")
+        return {**record, "error": error}
+    (warm_s, _, _, atoms), (seconds, _, n_steps, _) = loops[0], loops[1]
+    return {**record, "atoms": int(atoms), "steps": int(n_steps), "ms_per_step": 1e3 * float(seconds) / int(n_steps),
+            "warmup_s": float(warm_s), "warmup_steps": warmup}
+
+
+def systems(work: Path, sizes: dict[str, int]):
+    """(name, data file, boundary, elements, pair_style) of each system."""
+    yield "aspirin", ROOT / "inputs" / "aspirin" / "aspirin.data", "s s s", "H C O", "mliap unified"
+    yield "batch16", ROOT / "inputs" / "batch16" / "aspirin16.data", "s s s", "H C O", "mliap unified"
+    for name, n_molecules in sizes.items():
+        data = work / f"{name}.data"
+        if not data.exists():
+            write_water(data, n_molecules)
+        yield name, data, "p p p", "H O", "mliap/halo"
+
+
+def steps_for(atoms_hint: int, device: str) -> tuple[int, int]:
+    """(warm-up, timed) steps: enough for a stable figure, few where a CPU step takes seconds."""
+    if device == "gpu":
+        return (20, 200) if atoms_hint < 50_000 else (10, 50)
+    return (5, 200) if atoms_hint < 500 else (2, 20) if atoms_hint < 2000 else (1, 3)
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {}
+    for r in records:
+        if "ms_per_step" in r:
+            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}"
+            series.setdefault(key, []).append((r["atoms"], r["ms_per_step"]))
+    for key, points in sorted(series.items()):
+        points.sort()
+        ax.plot(*zip(*points), marker="o", label=key, linestyle="-" if "analytic" in key else "--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("ms per MD step")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("LAMMPS MD step, shipped model (benchmarks/run.py lammps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--lmp", type=Path, default=Path(sys.prefix) / "bin" / "lmp")
+    parser.add_argument("--devices", nargs="+", choices=["gpu", "cpu"], default=None,
+                        help="default: gpu when torch sees one, and cpu")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--methods", nargs="+", default=["analytic", "autograd"])
+    parser.add_argument("--systems", nargs="+", help="subset of aspirin batch16 water_1k water_8k")
+    parser.add_argument("--largest", action="store_true", help="also find the largest float32 water box on the GPU")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lammps_md.json")
+    args = parser.parse_args(argv)
+    devices = args.devices or (["gpu", "cpu"] if gpu_name() else ["cpu"])
+    work = ROOT / "runs" / "bench_lammps"
+    work.mkdir(parents=True, exist_ok=True)
+    records = []
+    for system, data, boundary, elements, pair_style in systems(work, WATER_SIZES):
+        if args.systems and system not in args.systems:
+            continue
+        for device in devices:
+            atoms_hint = {"aspirin": 21, "batch16": 336}.get(system, 3 * WATER_SIZES.get(system, 0))
+            warmup, steps = steps_for(atoms_hint, device)
+            for dtype in args.dtypes:
+                for method in args.methods:
+                    record = run_case(work, system, data, boundary, elements, pair_style, device, dtype, method,
+                                      steps, warmup, args)
+                    records.append(record)
+                    print(json.dumps(record), flush=True)
+    if args.largest and "gpu" in devices:
+        for n_molecules in LARGEST_TRIES:
+            name = f"water_{3 * n_molecules}"
+            data = work / f"{name}.data"
+            write_water(data, n_molecules)
+            record = run_case(work, name, data, "p p p", "H O", "mliap/halo", "gpu", "float32", "analytic", 20, 5, args)
+            records.append({**record, "largest_search": True})
+            print(json.dumps(record), flush=True)
+            if "error" in record:
+                break
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=1))
+    plot(records, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
