@@ -3,7 +3,9 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.build import molecule
+from ase.neighborlist import neighbor_list
 
+from mlff_distiller.model.graph import species_indices
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
 
@@ -43,3 +45,27 @@ def structures():
     ortho = water_box()
     tri = water_box(cell=[[6.2, 0, 0], [1.5, 6.0, 0], [0.8, 1.1, 6.4]])
     return {"ethanol": ethanol, "acetamide": acetamide, "water_ortho": ortho, "water_triclinic": tri}
+
+
+def ghost_graph(atoms, cutoff):
+    """Local atoms 0..N-1 plus one ghost per periodic image that is some local atom's neighbour;
+    edges only into local atoms, as a LAMMPS rank without ghost neighbour lists has them."""
+    i, j, shift = neighbor_list("ijS", atoms, cutoff)
+    images = {}
+    owner = list(range(len(atoms)))
+    sender = np.empty(len(j), dtype=np.int64)
+    for e, (jj, s) in enumerate(zip(j, map(tuple, shift))):
+        if s == (0, 0, 0):
+            sender[e] = jj
+            continue
+        key = (jj, s)
+        if key not in images:
+            images[key] = len(owner)
+            owner.append(jj)
+        sender[e] = images[key]
+    positions = np.array([atoms.positions[o] + np.dot(s, atoms.cell) for (o, s) in images])
+    all_positions = np.concatenate([atoms.positions, positions.reshape(-1, 3)])
+    r_ij = all_positions[sender] - all_positions[i]
+    species = species_indices(np.array(atoms.get_chemical_symbols())[owner], ["H", "C", "N", "O"])
+    return (torch.from_numpy(species), torch.from_numpy(i.astype(np.int64)), torch.from_numpy(sender),
+            torch.from_numpy(r_ij), torch.tensor(owner))

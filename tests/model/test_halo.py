@@ -1,38 +1,12 @@
 """Halo exchange mode: local atoms + one cutoff of ghost images, features exchanged per layer,
 gives the same energies and edge gradients as the periodic graph (analytic and autograd)."""
-import numpy as np
 import pytest
 import torch
-from ase.neighborlist import neighbor_list
 
-from mlff_distiller.model.graph import graph_from_atoms, species_indices
-from mlff_distiller.model.halo import Halo
+from mlff_distiller.model.graph import graph_from_atoms
+from mlff_distiller.model.halo import GatherHalo, Halo
 
-from model_cases import make_model, water_box
-
-
-def ghost_graph(atoms, cutoff):
-    """Local atoms 0..N-1 plus one ghost per periodic image that is some local atom's neighbour;
-    edges only into local atoms, as a LAMMPS rank without ghost neighbour lists has them."""
-    i, j, shift = neighbor_list("ijS", atoms, cutoff)
-    images = {}
-    owner = list(range(len(atoms)))
-    sender = np.empty(len(j), dtype=np.int64)
-    for e, (jj, s) in enumerate(zip(j, map(tuple, shift))):
-        if s == (0, 0, 0):
-            sender[e] = jj
-            continue
-        key = (jj, s)
-        if key not in images:
-            images[key] = len(owner)
-            owner.append(jj)
-        sender[e] = images[key]
-    positions = np.array([atoms.positions[o] + np.dot(s, atoms.cell) for (o, s) in images])
-    all_positions = np.concatenate([atoms.positions, positions.reshape(-1, 3)])
-    r_ij = all_positions[sender] - all_positions[i]
-    species = species_indices(np.array(atoms.get_chemical_symbols())[owner], ["H", "C", "N", "O"])
-    return (torch.from_numpy(species), torch.from_numpy(i.astype(np.int64)), torch.from_numpy(sender),
-            torch.from_numpy(r_ij), torch.tensor(owner))
+from model_cases import ghost_graph, make_model, water_box
 
 
 def python_halo(owner, n_local):
@@ -76,3 +50,16 @@ def test_without_halo_the_ghost_graph_is_wrong():
     species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)
     energies, _ = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, len(atoms))
     assert (energies - e_ref).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_gather_halo_equals_the_exchange_it_replaces(method):
+    """GatherHalo (one process, device operations only) gives what the callback exchange gives."""
+    model = make_model(n_features=16)
+    atoms = water_box()
+    species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)
+    n = len(atoms)
+    reference = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n, method, python_halo(owner, n))
+    gather = GatherHalo(torch.arange(n, len(owner)), owner[n:])
+    result = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n, method, gather)
+    assert all((a - b).abs().max() < 1e-12 for a, b in zip(result, reference))

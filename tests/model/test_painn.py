@@ -195,10 +195,41 @@ def test_several_periodic_images_of_one_neighbour(model):
 
 def test_element_outside_model_is_a_clear_error(model):
     with pytest.raises(ValueError, match="outside this model's elements"):
-        model.energies_and_edge_gradients(torch.tensor([0, 9]), torch.tensor([0]), torch.tensor([1]),
-                                          torch.ones(1, 3))
+        model.validate_inputs(torch.tensor([0, 9]), torch.tensor([0]), torch.tensor([1]), torch.ones(1, 3))
     with pytest.raises(ValueError, match="not in the model's elements"):
         forces(model, Atoms("Si", positions=[[0, 0, 0]]))
+
+
+@pytest.mark.parametrize("case, message", [
+    (dict(edge_j=np.array([0, 3])), "edge_j holds atom index 3, outside 0..2"),
+    (dict(edge_i=np.array([-1, 0])), "edge_i holds atom index -1"),
+    (dict(r_ij=np.ones((2, 2))), r"r_ij \[E,3\]"),
+    (dict(edge_i=np.array([0])), r"edge_i \[E\]"),
+    (dict(n_counted=4), "n_counted=4 must lie in 0..3"),
+])
+def test_validate_inputs_names_the_problem(model, case, message):
+    """Host arrays (numpy here, as LAMMPS hands them over, r_ij in float64 before it goes to a
+    float32 model) are checked where they arrive."""
+    inputs = dict(species=np.array([0, 1, 3]), edge_i=np.array([0, 1]), edge_j=np.array([1, 2]),
+                  r_ij=np.ones((2, 3)), n_counted=3)
+    model.validate_inputs(**inputs)
+    model.to(torch.float32).validate_inputs(**inputs)
+    with pytest.raises(ValueError, match=message):
+        model.validate_inputs(**{**inputs, **case})
+
+
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_the_model_call_reads_no_tensor_values(method):
+    """The per-step call never synchronises with the host (a sync is what stops CUDA graphs): it
+    runs on the meta device, where tensors have shapes but no values, so reading one (``.item()``,
+    ``int(t)``) or a data-dependent shape (``t[mask]``, ``nonzero``) fails there."""
+    model = make_model(n_features=8).to("meta")
+    g = graph_from_atoms([structures()["ethanol"]], model.elements, model.cutoff)
+    meta = [t.to("meta") for t in (g.species, g.edge_i, g.edge_j, g.r_ij)]
+    energies, grad = model.energies_and_edge_gradients(*meta, 5, method)
+    assert energies.shape == (5,) and grad.shape == g.r_ij.shape
+    with pytest.raises(NotImplementedError):  # the probe can fail: validation reads values
+        model.validate_inputs(*meta)
 
 
 def test_unknown_method(model):

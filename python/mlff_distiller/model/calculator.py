@@ -21,6 +21,7 @@ class StudentCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         dtype = self.model.embedding.weight.dtype
         graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, dtype)
+        self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
         with torch.no_grad():
             energies, grad = self.model.energies_and_edge_gradients(
                 graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method)

@@ -6,7 +6,8 @@ after every layer but the last, ``forward`` copies each owner's features onto it
 so the next layer reads correct ghost features. The analytic backward runs the transpose:
 ``reverse`` adds the gradient that landed on ghost rows to their owners (and clears the ghosts).
 
-The two primitives come from whoever owns the atom decomposition (our LAMMPS plugin pair style):
+The two primitives come from whoever owns the atom decomposition (our LAMMPS plugin pair style;
+``GatherHalo`` below when one process holds every owner):
     copy_to_ghosts(rows [N,W]) -> [N,W]   ghost rows replaced by their owner's row
     sum_into_owners(rows [N,W]) -> [N,W]  owner rows += their ghosts' rows, ghost rows zero
 """
@@ -50,3 +51,20 @@ class Halo:
         n, f = g_s.shape
         rows = self.sum_into_owners(torch.cat((g_s, g_v.reshape(n, 3 * f)), dim=1))
         return rows[:, :f], rows[:, f:].reshape(n, 3, f)
+
+
+class GatherHalo(Halo):
+    """The exchange within one process (one MPI rank: every ghost is a periodic image of a local
+    atom): row ``ghosts[k]`` is a copy of row ``owners[k]``, both index tensors [G] on the model's
+    device. forward gathers, reverse scatter-adds and clears the ghost rows: device operations
+    only, so ``replay.py`` can pad the indices and capture the whole step in a CUDA graph."""
+
+    def __init__(self, ghosts: Tensor, owners: Tensor):
+        self.ghosts, self.owners = ghosts, owners
+        super().__init__(self._copy_to_ghosts, self._sum_into_owners)
+
+    def _copy_to_ghosts(self, rows: Tensor) -> Tensor:
+        return rows.index_copy(0, self.ghosts, rows.index_select(0, self.owners))
+
+    def _sum_into_owners(self, rows: Tensor) -> Tensor:
+        return rows.index_add(0, self.owners, rows.index_select(0, self.ghosts)).index_fill(0, self.ghosts, 0)

@@ -44,7 +44,8 @@ class PaiNN(nn.Module):
         self.messages = nn.ModuleList(Message(F) for _ in range(L))
         self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
         self.readout = Readout(F, len(config.elements))
-        # bytes of one [chunk, 3F] edge temporary in the analytic path: small enough to stay in cache
+        # bytes of one [chunk, 3F] edge temporary of the analytic path on the CPU: small enough to
+        # stay in cache (``edge_chunk`` decides for every device)
         self.chunk_bytes = 1 << 18
 
     @property
@@ -69,41 +70,91 @@ class PaiNN(nn.Module):
             need incoming edges, and ghosts get their features from their owners after each layer.
         Returns energies [n_counted] and dE/dr_ij [E,3], the gradient of the summed energy of
         the counted atoms, in the dtype of the model.
+
+        Nothing here reads tensor values on the host, so a call on a GPU never waits for it:
+        check inputs with ``validate_inputs`` where they arrive (once per neighbour list).
         """
-        n_atoms = species.shape[0]
-        n_counted = n_atoms if n_counted is None else int(n_counted)
-        species, edge_i, edge_j = self._check_inputs(species, edge_i, edge_j, r_ij, n_counted)
-        if method == "analytic":
-            return self._analytic(species, edge_i, edge_j, r_ij, n_counted, halo)
-        if method == "autograd":
-            return self._autograd(species, edge_i, edge_j, r_ij, n_counted, halo)
-        raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+        n_counted = species.shape[0] if n_counted is None else n_counted
+        self.check_layout(species, edge_i, edge_j, r_ij, n_counted)
+        counted = r_ij.new_zeros(species.shape[0])
+        counted[:n_counted] = 1.0
+        energies, grad = self.energies_and_weighted_edge_gradients(species, edge_i, edge_j, r_ij, counted,
+                                                                   method, halo)
+        return energies[:n_counted], grad
 
     def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic", halo=None):
         return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method, halo)
 
+    def energies_and_weighted_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor,
+                                             weights: Tensor, method: str = "analytic",
+                                             halo: Halo | None = None) -> tuple[Tensor, Tensor]:
+        """The shape-static core of ``energies_and_edge_gradients``, for callers that replay it
+        over fixed buffers (``replay.py``): energies of all N atoms and the gradient with respect
+        to r_ij of sum(weights [N] * energies). Weights of 1 for the counted atoms and 0 for the
+        others give exactly the gradient of the counted energies. No checks at all."""
+        species, edge_i, edge_j = species.long(), edge_i.long(), edge_j.long()
+        if method == "analytic":
+            return self._analytic(species, edge_i, edge_j, r_ij, weights, halo)
+        if method == "autograd":
+            return self._autograd(species, edge_i, edge_j, r_ij, weights, halo)
+        raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+
     # ------------------------------------------------------------------------------------------
-    def _check_inputs(self, species, edge_i, edge_j, r_ij, n_counted):
-        n_elements = len(self.config.elements)
-        if species.numel() and (int(species.min()) < 0 or int(species.max()) >= n_elements):
-            bad = species[(species < 0) | (species >= n_elements)][0].item()
-            raise ValueError(f"element index {bad} is outside this model's elements "
+    def validate_inputs(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None) -> None:
+        """Raise a ValueError naming the problem when the inputs do not fit this model.
+
+        Call it where inputs arrive, on the host arrays (torch tensors or numpy arrays, r_ij in
+        any float type), once per neighbour list: it reads every value, which on a GPU would stall
+        each step.
+        """
+        species, edge_i, edge_j, r_ij = map(torch.as_tensor, (species, edge_i, edge_j, r_ij))
+        n_counted = species.shape[0] if n_counted is None else n_counted
+        self._check_shapes(species, edge_i, edge_j, r_ij, n_counted)
+        n_elements, n_atoms = len(self.config.elements), species.shape[0]
+        bad = species[(species < 0) | (species >= n_elements)]
+        if bad.numel():
+            raise ValueError(f"element index {int(bad[0])} is outside this model's elements "
                              f"{self.config.elements} (indices 0..{n_elements - 1}); map the "
                              "structure's elements to the model's list first")
-        if not 0 <= n_counted <= species.shape[0]:
-            raise ValueError(f"n_counted={n_counted} must lie in 0..{species.shape[0]}")
+        for name, index in (("edge_i", edge_i), ("edge_j", edge_j)):
+            bad = index[(index < 0) | (index >= n_atoms)]
+            if bad.numel():
+                raise ValueError(f"{name} holds atom index {int(bad[0])}, outside 0..{n_atoms - 1} "
+                                 f"for {n_atoms} atoms")
+
+    def check_layout(self, species, edge_i, edge_j, r_ij, n_counted: int) -> None:
+        """Shapes, n_counted and dtype: metadata only, so free on any device and run on every call."""
+        self._check_shapes(species, edge_i, edge_j, r_ij, n_counted)
         if r_ij.dtype != self.embedding.weight.dtype:
             raise ValueError(f"r_ij is {r_ij.dtype} but the model is {self.embedding.weight.dtype}; "
                              "convert one of them")
-        return species.long(), edge_i.long(), edge_j.long()
 
-    def edge_chunk(self) -> int:
-        """Edges per chunk for the analytic path (see ``Message``)."""
+    @staticmethod
+    def _check_shapes(species, edge_i, edge_j, r_ij, n_counted: int) -> None:
+        n_atoms, n_edges = species.shape[0], edge_i.shape[0]
+        if species.dim() != 1 or edge_i.shape != (n_edges,) or edge_j.shape != (n_edges,) \
+                or r_ij.shape != (n_edges, 3):
+            raise ValueError(f"inputs must be species [N], edge_i [E], edge_j [E], r_ij [E,3]; got "
+                             f"{tuple(species.shape)}, {tuple(edge_i.shape)}, {tuple(edge_j.shape)}, "
+                             f"{tuple(r_ij.shape)}")
+        if not 0 <= n_counted <= n_atoms:
+            raise ValueError(f"n_counted={n_counted} must lie in 0..{n_atoms}")
+
+    def edge_chunk(self, device: torch.device) -> int:
+        """Edges per chunk of the analytic path (see ``Message``), the one place that decides it.
+
+        On the CPU a [chunk, 3F] temporary stays in cache (``chunk_bytes``). On a GPU chunks only
+        add kernel launches, so one chunk holds the whole system unless a temporary would exceed
+        1/64 of the card's memory (a dozen of them live at once in the backward)."""
         bytes_per_edge = 3 * self.config.n_features * self.embedding.weight.element_size()
-        return max(64, self.chunk_bytes // bytes_per_edge)
+        if device.type == "cuda":
+            budget = torch.cuda.get_device_properties(device).total_memory // 64
+        else:
+            budget = self.chunk_bytes
+        return max(64, budget // bytes_per_edge)
 
-    def _forward(self, species, edge_i, edge_j, r_ij, n_counted, chunk, halo):
-        """Energies [n_counted] and the context the analytic backward needs."""
+    def _forward(self, species, edge_i, edge_j, r_ij, chunk, halo):
+        """Energies of all atoms [N] and the context the analytic backward needs."""
         (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
         filters, filter_ctx = self.edge_filter(d)
         s = self.embedding(species)
@@ -115,14 +166,13 @@ class PaiNN(nn.Module):
             layer_ctx.append((message_ctx, update_ctx))
             if halo is not None and layer < self.config.n_layers - 1:
                 s, v = halo.forward(s, v)
-        energies, readout_ctx = self.readout(s[:n_counted], species[:n_counted])
-        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v)
+        energies, readout_ctx = self.readout(s, species)
+        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, v)
 
-    def _analytic(self, species, edge_i, edge_j, r_ij, n_counted, halo):
-        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, s, v) = self._forward(
-            species, edge_i, edge_j, r_ij, n_counted, self.edge_chunk(), halo)
-        g_s = s.new_zeros(s.shape)
-        g_s[:n_counted] = self.readout.backward(readout_ctx, torch.ones_like(energies))
+    def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo):
+        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, v) = self._forward(
+            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo)
+        g_s = self.readout.backward(readout_ctx, weights)
         g_v = v.new_zeros(v.shape)
         g_u = r_ij.new_zeros(r_ij.shape)
         projected = 0
@@ -138,11 +188,11 @@ class PaiNN(nn.Module):
         g_d = self.edge_filter.backward(filter_ctx, projected)
         return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
 
-    def _autograd(self, species, edge_i, edge_j, r_ij, n_counted, halo):
+    def _autograd(self, species, edge_i, edge_j, r_ij, weights, halo):
         training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with torch.enable_grad():
             r = r_ij.detach().requires_grad_(True)
             # one chunk: autograd keeps every temporary anyway, and chunking only adds graph nodes
-            energies = self._forward(species, edge_i, edge_j, r, n_counted, max(1, edge_i.shape[0]), halo)[0]
-            (grad,) = torch.autograd.grad(energies.sum(), r, create_graph=training)
+            energies = self._forward(species, edge_i, edge_j, r, max(1, edge_i.shape[0]), halo)[0]
+            (grad,) = torch.autograd.grad(energies, r, weights, create_graph=training)
         return (energies, grad) if training else (energies.detach(), grad)

@@ -1,0 +1,204 @@
+"""Launch-free model steps: the model call replayed as a CUDA graph over padded shape buckets.
+
+A force call of the student is a few hundred small kernels; on a GPU, launching them costs more
+than running them up to thousands of atoms. A CUDA graph records the launches once and replays
+them with one. A graph has fixed shapes, so ``GraphReplay`` pads every call up to a bucket:
+
+* atoms up to the next size of a geometric series (``bucket_size``), keeping at least one padding
+  atom; padding atoms are of element 0 and their energies have weight 0;
+* edges likewise; padding edges connect padding atoms, spread over all of them, and are
+  ``PADDING_DISTANCE`` cutoffs long, where the cutoff function and its derivative are exactly 0:
+  they add exactly nothing to any atom or edge (``tests/model/test_replay.py``);
+* which atoms count goes in as weights (``PaiNN.energies_and_weighted_edge_gradients``), so the
+  number of counted atoms is data, not shape.
+
+Each bucket is captured on its first call and replayed afterwards. A system that outgrows its
+bucket moves to the next one (captured then, once); at most ``max_buckets`` buckets are kept, the
+least recently used dropped first, so memory stays bounded; a capture that runs out of GPU memory
+drops the other buckets and tries once more before it reports the sizes that did not fit.
+
+Without CUDA (``graphs=False``, the default on the CPU) the same padded buffers run eagerly: that
+is how the CPU tests check the padding; on a CPU, calling the model directly is faster.
+
+Halo mode: a ``GatherHalo`` (one process holds every owner) is padded like the rest (padding
+ghosts are padding atoms copied onto themselves) and captured with the step; any other ``Halo``
+exchanges through host callbacks between layers, so that call runs eagerly.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from .halo import GatherHalo, Halo
+from .painn import METHODS, PaiNN
+
+GROWTH = 1.25  # each bucket this much larger than the one before: at most 25% padding
+SMALLEST_ATOMS = 32
+SMALLEST_EDGES = 512
+PADDING_DISTANCE = 2.0  # length of a padding edge, in cutoffs
+
+
+def bucket_size(n: int, smallest: int, growth: float = GROWTH) -> int:
+    """The smallest size of the series smallest, ~smallest*growth, ... (multiples of 8) >= n."""
+    size = smallest
+    while size < n:
+        size = 8 * math.ceil(size * growth / 8)
+    return size
+
+
+class Bucket:
+    """Fixed-size input buffers for up to ``n_atoms - 1`` atoms and ``n_edges`` edges (and, with
+    a halo, up to ``n_atoms - 1`` ghosts), the model call on them, and on a GPU its CUDA graph."""
+
+    def __init__(self, model: PaiNN, method: str, n_atoms: int, n_edges: int, with_halo: bool = False):
+        weight = model.embedding.weight
+        index = dict(dtype=torch.long, device=weight.device)
+        self.model, self.method = model, method
+        self.species = torch.zeros(n_atoms, **index)
+        self.edge_i, self.edge_j = torch.zeros(n_edges, **index), torch.zeros(n_edges, **index)
+        self.r_ij = weight.new_zeros(n_edges, 3)
+        self.weights = weight.new_zeros(n_atoms)
+        self.halo = GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index)) if with_halo else None
+        self.slots = torch.arange(max(n_atoms, n_edges), **index)
+        self.far = weight.new_tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0])
+        self.loaded = None  # the sizes whose padding is now in the buffers
+        self.graph = None
+        self.outputs = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.species.shape[0], self.edge_i.shape[0]
+
+    def load(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor, n_counted: int,
+             halo: GatherHalo | None) -> None:
+        """Copy one call's inputs in; rewrite the padding only when the sizes changed."""
+        n, e, g = species.shape[0], edge_i.shape[0], 0 if halo is None else halo.ghosts.shape[0]
+        self.species[:n].copy_(species)
+        self.edge_i[:e].copy_(edge_i)
+        self.edge_j[:e].copy_(edge_j)
+        self.r_ij[:e].copy_(r_ij)
+        if halo is not None:
+            self.halo.ghosts[:g].copy_(halo.ghosts)
+            self.halo.owners[:g].copy_(halo.owners)
+        if self.loaded != (n, e, g, n_counted):
+            self._pad(n, e, g, n_counted)
+
+    def _pad(self, n: int, e: int, g: int, n_counted: int) -> None:
+        self.species[n:] = 0
+        self._padding_atoms(n, self.edge_i[e:])
+        self.edge_j[e:] = self.edge_i[e:]
+        self.r_ij[e:] = self.far
+        if self.halo is not None:
+            self._padding_atoms(n, self.halo.ghosts[g:])
+            self.halo.owners[g:] = self.halo.ghosts[g:]
+        self.weights.zero_()
+        self.weights[:n_counted] = 1.0
+        self.loaded = (n, e, g, n_counted)
+
+    def _padding_atoms(self, n: int, out: Tensor) -> None:
+        """out[k] = padding atom n + k % (number of padding atoms): padding spread over all of
+        them, so no atom collects every padding edge's atomic adds."""
+        torch.remainder(self.slots[:out.shape[0]], self.shape[0] - n, out=out)
+        out += n
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        """The model on the whole buffers: energies [n_atoms], dE/dr_ij [n_edges, 3]."""
+        return self.model.energies_and_weighted_edge_gradients(
+            self.species, self.edge_i, self.edge_j, self.r_ij, self.weights, self.method, self.halo)
+
+    def capture(self) -> None:
+        """Record ``compute`` as a CUDA graph, after one eager warm-up on a side stream (library
+        handles and workspaces are created there, outside the capture)."""
+        side = torch.cuda.Stream(self.r_ij.device)
+        side.wait_stream(torch.cuda.current_stream(self.r_ij.device))
+        with torch.cuda.stream(side):
+            self.compute()
+        torch.cuda.current_stream(self.r_ij.device).wait_stream(side)
+        torch.cuda.empty_cache()  # give the warm-up's memory to the graph's own pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.outputs = self.compute()
+        self.graph = graph
+
+    def replay(self) -> tuple[Tensor, Tensor]:
+        """Replay the graph; its outputs live in the graph's buffers until the next replay."""
+        self.graph.replay()
+        return self.outputs
+
+
+class GraphReplay:
+    """The model's per-step call, ``energies_and_edge_gradients``, launch-free.
+
+    runner = GraphReplay(model, "analytic")
+    energies, grad = runner(species, edge_i, edge_j, r_ij, n_counted, halo)
+
+    Inputs as for ``PaiNN.energies_and_edge_gradients``, on any device (host tensors are copied
+    straight into the buffers); validate them with ``model.validate_inputs`` where they arrive:
+    nothing here reads their values. Returns energies [n_counted] and dE/dr_ij [E,3] on the
+    model's device, as fresh tensors. halo: None, a ``GatherHalo`` (padded and captured too), or
+    any other ``Halo``, whose host exchanges make that call run eagerly, unpadded.
+    graphs: replay CUDA graphs (default: when the model is on a CUDA device).
+    """
+
+    def __init__(self, model: PaiNN, method: str = "analytic", graphs: bool | None = None, max_buckets: int = 3):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+        device = model.embedding.weight.device
+        self.model, self.method = model, method
+        self.graphs = device.type == "cuda" if graphs is None else graphs
+        if self.graphs and device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a model on a CUDA device, not {device}")
+        self.max_buckets = max_buckets
+        self.buckets: OrderedDict[tuple[int, int, bool], Bucket] = OrderedDict()
+
+    def __call__(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None,
+                 halo: Halo | None = None) -> tuple[Tensor, Tensor]:
+        if halo is not None and not isinstance(halo, GatherHalo):
+            with torch.no_grad():
+                return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, self.method, halo)
+        n_atoms, n_edges = species.shape[0], edge_i.shape[0]
+        n_counted = n_atoms if n_counted is None else n_counted
+        self.model.check_layout(species, edge_i, edge_j, r_ij, n_counted)
+        bucket = self.bucket_for(n_atoms, n_edges, halo is not None)
+        bucket.load(species, edge_i, edge_j, r_ij, n_counted, halo)
+        with torch.no_grad():
+            if not self.graphs:
+                energies, grad = bucket.compute()
+                return energies[:n_counted], grad[:n_edges]
+            if bucket.graph is None:
+                self.capture(bucket)
+            energies, grad = bucket.replay()
+        return energies[:n_counted].clone(), grad[:n_edges].clone()
+
+    def bucket_for(self, n_atoms: int, n_edges: int, with_halo: bool = False) -> Bucket:
+        """The bucket of these sizes, made (and the least recently used one dropped) if needed."""
+        key = bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES), with_halo
+        if key in self.buckets:
+            self.buckets.move_to_end(key)
+        else:
+            while len(self.buckets) >= self.max_buckets:
+                self.buckets.popitem(last=False)
+            self.buckets[key] = Bucket(self.model, self.method, *key)
+        return self.buckets[key]
+
+    def capture(self, bucket: Bucket) -> None:
+        """Capture a bucket; out of memory, drop every other bucket and try once more."""
+        try:
+            bucket.capture()
+            return
+        except torch.cuda.OutOfMemoryError:
+            pass
+        bucket.graph = bucket.outputs = None
+        for key in [k for k, other in self.buckets.items() if other is not bucket]:
+            del self.buckets[key]
+        torch.cuda.empty_cache()
+        try:
+            bucket.capture()
+        except torch.cuda.OutOfMemoryError as exc:
+            n_atoms, n_edges = bucket.shape
+            raise MemoryError(
+                f"the model does not fit on {bucket.r_ij.device} for up to {n_atoms - 1} atoms and {n_edges} "
+                f"edges ({bucket.r_ij.dtype}): split the system over more ranks or GPUs, or use float32") from exc
