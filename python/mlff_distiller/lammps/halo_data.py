@@ -29,7 +29,7 @@ import inspect
 import numpy as np
 import torch
 
-from ..model.halo import Halo
+from ..model.halo import GatherHalo, Halo
 
 PROTOCOL_VERSION = 2
 # The arguments of HaloData._bind, in order, as Python's C API formats them ("i" int, "K" address)
@@ -140,18 +140,20 @@ class HaloData:
         if status:
             raise RuntimeError(f"halo exchange failed: {EXCHANGE_ERRORS.get(status, status)}")
 
-    def halo(self, atoms: np.ndarray) -> Halo:
+    def halo(self, atoms: np.ndarray, device) -> Halo:
         """The model's halo exchange for the model rows ``atoms`` (LAMMPS indices, locals first).
 
         On one rank every ghost is an image of a local atom, so the exchange is a gather (and its
-        transpose a scatter-add) on the model's own device: no host round trip, no collective.
-        On several ranks it goes through LAMMPS's communication (``lammps_exchange``)."""
+        transpose a scatter-add) on the model's ``device``: no host round trip, no collective, and
+        the whole step can be one CUDA graph. On several ranks it goes through LAMMPS's
+        communication (``lammps_exchange``)."""
         if self.owner is None:
             return self.lammps_exchange(atoms)
         position = np.full(self.ntotal, -1, dtype=np.int64)
         position[atoms] = np.arange(atoms.size)
         ghosts = np.flatnonzero(atoms >= self.nlocal)
-        return owner_gather_halo(ghosts, position[self.owner[atoms[ghosts]]])
+        owners = position[self.owner[atoms[ghosts]]]
+        return GatherHalo(torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
 
     def lammps_exchange(self, atoms: np.ndarray) -> Halo:
         """The halo exchange through forward_exchange / reverse_exchange (collective).
@@ -176,30 +178,6 @@ class HaloData:
             return run
 
         return Halo(exchange(self.forward_exchange), exchange(self.reverse_exchange))
-
-
-def owner_gather_halo(ghosts: np.ndarray, owners: np.ndarray) -> Halo:
-    """A halo exchange within one process: rows ``ghosts`` are copies of rows ``owners``.
-
-    forward: rows[ghosts] = rows[owners]; reverse: rows[owners] += rows[ghosts], rows[ghosts] = 0.
-    Index tensors are made once per device."""
-    indices = {}
-
-    def on(device):
-        if device not in indices:
-            indices[device] = (torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
-        return indices[device]
-
-    def copy_to_ghosts(rows: torch.Tensor) -> torch.Tensor:
-        g, o = on(rows.device)
-        return rows.index_copy(0, g, rows.index_select(0, o))
-
-    def sum_into_owners(rows: torch.Tensor) -> torch.Tensor:
-        g, o = on(rows.device)
-        summed = rows.index_add(0, o, rows.index_select(0, g))
-        return summed.index_fill(0, g, 0)
-
-    return Halo(copy_to_ghosts, sum_into_owners)
 
 
 def bind_arguments() -> list[str]:

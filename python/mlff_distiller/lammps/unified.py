@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch
 from .. import __version__
 from ..model.io import load_model
 from ..model.painn import METHODS
+from ..model.replay import GraphReplay
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
 from .device import check_device_request, rank_device, set_rank_threads
 from .halo_data import HaloData
@@ -79,6 +81,9 @@ class StudentUnified(MLIAPUnified):
         self.dtype_name = state["dtype"]
         self.device_request = state["device"]
         self.device = device
+        # the one place where CPU and GPU differ: on a GPU each step replays a CUDA graph
+        self.run_model = GraphReplay(model, self.method) if device.startswith("cuda") else \
+            partial(model.energies_and_edge_gradients, method=self.method)
 
     # -- the ML-IAP interface ----------------------------------------------------------------
     def compute_descriptors(self, data):
@@ -110,10 +115,10 @@ class StudentUnified(MLIAPUnified):
             return
         try:
             with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
-                energies, grad = self.model.energies_and_edge_gradients(
+                energies, grad = self.run_model(
                     self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
                     self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
-                    method=self.method, halo=data.halo(step.atoms) if halo else None)
+                    halo=data.halo(step.atoms, self.device) if halo else None)
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(
                 f"{self.device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
