@@ -180,7 +180,7 @@ def test_errors_stop_lammps_with_a_message(tmp_path, problem):
         script = lammps_input(pair_lines(tmp_path / "nothing.mliap", WATER))
         expect = f"cannot read {tmp_path / 'nothing.mliap'}: No such file"
     elif problem == "model_file":
-        script = lammps_input(pair_lines(tmp_path / "model2_16_float64_analytic.pt", WATER))
+        script = lammps_input(pair_lines(tmp_path / "model2_16_float64_analytic_cpu.pt", WATER))
         expect = "is a model file (torch), not a LAMMPS export: run `mlff-distiller export"
     elif problem == "units":
         script, expect = lammps_input(pair_lines(model_file, WATER), units="real"), "use `units metal`"

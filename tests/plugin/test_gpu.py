@@ -1,0 +1,51 @@
+"""The plugin and stock ML-IAP with CUDA exports in real LAMMPS: the same numbers as the Python
+model on the CPU, on 1 rank (one CUDA graph per step, halo as a device gather) and on 2 ranks
+sharing one GPU (halo through LAMMPS's communication). Skipped without a CUDA GPU; the device runs
+of benchmarks/gpu_session.sh run them."""
+import numpy as np
+import pytest
+import torch
+
+from plugin_support import (WATER, lammps_input, make_export, molecule_in_vacuum, pair_lines, reference,
+                            relative_errors, run_single_point, triclinic_water)
+
+pytestmark = [pytest.mark.lammps,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")]
+
+TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_cuda_export_through_the_plugin_matches_python(tmp_path, dtype, method):
+    atoms = triclinic_water()
+    model_file, model = make_export(tmp_path, 3, dtype=dtype, method=method, device="cuda")
+    ref = reference(model, atoms)
+    for nprocs in (1, 2):
+        result = run_single_point(tmp_path / f"gpu{nprocs}", atoms, lammps_input(pair_lines(model_file, WATER)), nprocs)
+        errors = relative_errors(result, ref)
+        assert max(errors.values()) < TOLERANCE[dtype], (nprocs, errors)
+
+
+def test_cuda_export_through_stock_mliap_matches_python(tmp_path):
+    atoms = molecule_in_vacuum()
+    elements = ["H", "C", "N", "O"]
+    model_file, model = make_export(tmp_path, 3, elements=elements, device="cuda")
+    pair = f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(elements)}"
+    result = run_single_point(tmp_path / "stock", atoms, lammps_input(pair, boundary="f f f"), 1, elements)
+    errors = relative_errors(result, reference(model, atoms))
+    assert max(errors.values()) < TOLERANCE["float64"], errors
+
+
+def test_md_on_the_gpu_follows_the_cpu(tmp_path):
+    """200 NVE steps of water on the GPU (graph replays, buckets moving as pairs change) and on the
+    CPU: positions agree to 1e-8 A in float64."""
+    atoms = triclinic_water()
+    md = "velocity all create 300 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
+    positions = []
+    for device in ("cpu", "cuda"):
+        model_file, _ = make_export(tmp_path, 3, device=device)
+        result = run_single_point(tmp_path / f"md_{device}", atoms,
+                                  lammps_input(pair_lines(model_file, WATER), extra=md, run="run 200"))
+        positions.append(result["positions"])
+    assert np.abs(positions[0] - positions[1]).max() < 1e-8
