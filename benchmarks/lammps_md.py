@@ -121,7 +121,7 @@ def steps_for(atoms_hint: int, device: str) -> tuple[int, int]:
     """(warm-up, timed) steps: enough for a stable figure, few where a CPU step takes seconds."""
     if device == "gpu":
         return (20, 200) if atoms_hint < 50_000 else (10, 50)
-    return (5, 200) if atoms_hint < 500 else (2, 20) if atoms_hint < 2000 else (1, 3)
+    return (5, 200) if atoms_hint < 500 else (1, 5) if atoms_hint < 2000 else (1, 2)
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -184,9 +184,24 @@ def main(argv=None) -> int:
                 for method in args.methods:
                     cases.append((system, data, boundary, elements, pair_style, device, dtype, method, steps, warmup))
     records = []
+
+    def keep(record: dict) -> None:  # written after every case: a run cut short keeps what it measured
+        records.append(record)
+        print(json.dumps(record), flush=True)
+        args.out.write_text(json.dumps(records, indent=1))
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for case in [c for c in cases if c[5] == "gpu"]:  # one at a time: the GPU and its host thread alone
-        records.append(run_case(work, *case, args))
-        print(json.dumps(records[-1]), flush=True)
+        keep(run_case(work, *case, args))
+    if args.largest and "gpu" in devices:
+        for n_molecules in LARGEST_TRIES:
+            name = f"water_{3 * n_molecules}"
+            data = work / f"{name}.data"
+            write_water(data, n_molecules)
+            record = run_case(work, name, data, "p p p", "H O", "mliap/halo", "gpu", "float32", "analytic", 20, 5, args)
+            keep({**record, "largest_search": True})
+            if "error" in record:
+                break
     cpu_cases = [c for c in cases if c[5] == "cpu"]
     free_cores = queue.Queue()
     for core in range(args.cpu_jobs):
@@ -202,20 +217,7 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(args.cpu_jobs) as pool:  # one core each (taskset), several cores at once
         futures = [pool.submit(on_a_free_core, case) for case in cpu_cases]
         for future in futures:
-            records.append(future.result())
-            print(json.dumps(records[-1]), flush=True)
-    if args.largest and "gpu" in devices:
-        for n_molecules in LARGEST_TRIES:
-            name = f"water_{3 * n_molecules}"
-            data = work / f"{name}.data"
-            write_water(data, n_molecules)
-            record = run_case(work, name, data, "p p p", "H O", "mliap/halo", "gpu", "float32", "analytic", 20, 5, args)
-            records.append({**record, "largest_search": True})
-            print(json.dumps(record), flush=True)
-            if "error" in record:
-                break
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(records, indent=1))
+            keep(future.result())
     try:
         plot(records, args.out.with_suffix(".png"))
     except ImportError:  # an offline GPU node without matplotlib: plot later with --plot-only
