@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU machine does in one call: build LAMMPS + plugin offline, run the GPU tests,
-# time the LAMMPS cases. Run from the repository root with the bundle of
-# scripts/gpu_lammps_bundle.sh carried in .cache/gpu-bundle:
+# time the LAMMPS cases (GPU first, then the largest box, then one CPU core per case). Run from
+# the repository root with the bundle of scripts/gpu_lammps_bundle.sh carried in .cache/gpu-bundle:
 #
 #   OUT=/some/folder bash benchmarks/gpu_session.sh
 #
@@ -10,6 +10,7 @@ set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=${PREFIX:-/tmp/mlff}
 export PYTHONUNBUFFERED=1
+T0=$(date +%s)
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; python3 -V
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } >"$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
@@ -18,12 +19,17 @@ echo "=== offline build"
 JOBS=$(nproc) bash scripts/offline_build.sh .cache/gpu-bundle "$PREFIX" >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 PY=$PREFIX/bin/python
+BENCH=("$PY" benchmarks/lammps_md.py --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps_md.json" --append
+       --timeout "${CASE_TIMEOUT:-240}")
 
-echo "=== GPU tests (LAMMPS with CUDA exports, graph replay)"
-timeout 420 "$PY" -m pytest -q -p no:cacheprovider tests/plugin/test_gpu.py tests/model/test_replay.py \
+echo "=== GPU tests (LAMMPS with CUDA exports, graph replay) at $(( $(date +%s) - T0 )) s"
+timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -x -p no:cacheprovider tests/plugin/test_gpu.py \
   >"$OUT/tests.log" 2>&1
 tail -5 "$OUT/tests.log"
 
-echo "=== LAMMPS benchmark"
-"$PY" benchmarks/lammps_md.py --lmp "$PREFIX/bin/lmp" --largest --cpu-jobs "${CPU_JOBS:-6}" \
-  --timeout "${CASE_TIMEOUT:-300}" --out "$OUT/lammps_md.json" ${BENCH_ARGS:-} 2>&1 | tail -60
+echo "=== GPU cases at $(( $(date +%s) - T0 )) s"
+"${BENCH[@]}" --devices gpu --dtypes float32 --largest | cut -c1-300
+"${BENCH[@]}" --devices gpu --dtypes float64 --systems aspirin water_1k water_8k | cut -c1-300
+echo "=== one CPU core per case at $(( $(date +%s) - T0 )) s"
+"${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-300
+echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -166,6 +166,7 @@ def main(argv=None) -> int:
                         help="CPU cases run at once, each pinned to its own core (use at most half the cores)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lammps_md.json")
     parser.add_argument("--plot-only", action="store_true", help="only draw the plot of an existing --out")
+    parser.add_argument("--append", action="store_true", help="add to the records already in --out")
     args = parser.parse_args(argv)
     if args.plot_only:
         plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
             for dtype in args.dtypes:
                 for method in args.methods:
                     cases.append((system, data, boundary, elements, pair_style, device, dtype, method, steps, warmup))
-    records = []
+    records = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
 
     def keep(record: dict) -> None:  # written after every case: a run cut short keeps what it measured
         records.append(record)
