@@ -9,9 +9,9 @@
 #   LAMMPS_SOURCE_DIR   the LAMMPS source to build: a LAMMPS source tree, or the name of one of Debian's
 #                       LAMMPS source packages, `trixie` (LAMMPS 4 Feb 2025, the default) or `sid`
 #                       (LAMMPS 4 Jul 2026), downloaded once into $MLFF_CACHE and checked against its
-#                       pinned sha256. The choice is remembered in build/lammps/.lammps-source: later
-#                       runs without LAMMPS_SOURCE_DIR build the same source again, and
-#                       LAMMPS_SOURCE_DIR=trixie goes back to the default.
+#                       pinned sha256. Another choice than trixie is remembered in
+#                       build/lammps/.lammps-source: later runs without LAMMPS_SOURCE_DIR build the
+#                       same source again, until LAMMPS_SOURCE_DIR=trixie goes back to the default.
 #   MLFF_CACHE          download cache (default: ${XDG_CACHE_HOME:-~/.cache}/mlff-distiller)
 #   MLFF_VENV           the venv to set up (default: .venv)
 #   MLFF_BUILD          the LAMMPS build folder (default: build/lammps); scripts/compat.sh sets both
@@ -253,8 +253,11 @@ main() {
   check_tools
   local src
   src=$(lammps_source)
-  mkdir -p "$BUILD"
-  echo "$SOURCE" >"$REMEMBERED"
+  if [ "$SOURCE" = trixie ]; then
+    rm -f "$REMEMBERED"
+  else
+    mkdir -p "$BUILD" && echo "$SOURCE" >"$REMEMBERED"
+  fi
   make_venv
   build_lammps "$src"
   install_lammps "$src"
