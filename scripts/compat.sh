@@ -31,9 +31,10 @@ status=0
 seconds=$(($(date +%s) - start))
 [ -f "$dir/junit.xml" ] || die "pytest wrote no report (exit status $status, its output is above): fix what stopped it and run again"
 
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- . ':(exclude)compat' 2>/dev/null || commit+=" with uncommitted changes"
 mkdir -p "$ROOT/compat"
-"$dir/venv/bin/python" - "$dir/junit.xml" "$ROOT/compat/$name.json" "$version" "$source" "$seconds" \
-  "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" <<'EOF'
+"$dir/venv/bin/python" - "$dir/junit.xml" "$ROOT/compat/$name.json" "$version" "$source" "$seconds" "$commit" <<'EOF'
 import datetime, json, platform, sys
 import xml.etree.ElementTree as ET
 
