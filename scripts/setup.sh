@@ -6,10 +6,19 @@
 #   .venv/bin/mpirun        MPICH from the PyPI wheel
 #
 # Environment:
-#   LAMMPS_SOURCE_DIR   a LAMMPS source tree to build (default: Debian's LAMMPS 4 Feb 2025 source,
-#                       downloaded once into $MLFF_CACHE and checked against its sha256)
+#   LAMMPS_SOURCE_DIR   the LAMMPS source to build: a LAMMPS source tree, or the name of one of Debian's
+#                       LAMMPS source packages, `trixie` (LAMMPS 4 Feb 2025, the default) or `sid`
+#                       (LAMMPS 4 Jul 2026), downloaded once into $MLFF_CACHE and checked against its
+#                       pinned sha256. Another choice than trixie is remembered in
+#                       build/lammps/.lammps-source: later runs without LAMMPS_SOURCE_DIR build the
+#                       same source again, until LAMMPS_SOURCE_DIR=trixie goes back to the default.
 #   MLFF_CACHE          download cache (default: ${XDG_CACHE_HOME:-~/.cache}/mlff-distiller)
+#   MLFF_VENV           the venv to set up (default: .venv)
+#   MLFF_BUILD          the LAMMPS build folder (default: build/lammps); scripts/compat.sh sets both
 #   JOBS                parallel build jobs (default: number of cores)
+#
+# `scripts/setup.sh --source-dir` prints the LAMMPS source tree that would be built (fetching it if
+# needed) and does nothing else.
 #
 # A completed set-up leaves .venv/.setup-complete holding a fingerprint of its inputs; anything that
 # finds that file missing or stale (the Makefile) runs this script again, so a failure half-way never
@@ -17,17 +26,25 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=$ROOT/.venv
-BUILD=$ROOT/build/lammps
+VENV=$(realpath -m "${MLFF_VENV:-$ROOT/.venv}")
+BUILD=$(realpath -m "${MLFF_BUILD:-$ROOT/build/lammps}")
 STAMP=$VENV/.setup-complete
+REMEMBERED=$BUILD/.lammps-source
 CACHE=${MLFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlff-distiller}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-DEBIAN_SUITE=trixie
-DEBIAN_VERSION=20250204+dfsg.1-2
-DEBIAN_TARBALL=lammps_20250204+dfsg.1.orig.tar.xz
-DEBIAN_SHA256=3671165bd52fad36734e0a9136c5bc5ecb225e03988f8c89aa13366a8b53b1c7
-DEBIAN_TOPDIR=lammps-4Feb2025
+# Debian's LAMMPS source packages that LAMMPS_SOURCE_DIR can name. Per name (= Debian suite): the
+# package version, its orig tarball, the tarball's sha256 (as `apt-cache showsrc lammps` lists it),
+# its size in MB, and the LAMMPS version (without its spaces it names the unpacked tree in $CACHE/src).
+debian_release() {
+  case $1 in
+    trixie) echo 20250204+dfsg.1-2 lammps_20250204+dfsg.1.orig.tar.xz \
+                 3671165bd52fad36734e0a9136c5bc5ecb225e03988f8c89aa13366a8b53b1c7 132 4 Feb 2025 ;;
+    sid)    echo 20260704+dfsg-2 lammps_20260704+dfsg.orig.tar.gz \
+                 cddbc45a047416bd48a4a0b87f24a5b61b3446982b74d18cafe619c22b17eb62 214 4 Jul 2026 ;;
+    *) return 1 ;;
+  esac
+}
 
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -42,7 +59,7 @@ fingerprint() {
     cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/CMakeLists.txt" "$ROOT/scripts/setup.sh"
     find "$ROOT/lammps_plugin" -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMakeLists.txt' \) -print0 2>/dev/null \
       | sort -z | xargs -0 -r cat
-    echo "source=${LAMMPS_SOURCE_DIR:-debian:$DEBIAN_SHA256}"
+    echo "source=$SOURCE"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -73,48 +90,90 @@ make_venv() {
 }
 
 debian_source() {
-  local dir=$CACHE/src tarball=$CACHE/src/$DEBIAN_TARBALL
-  if [ -f "$dir/$DEBIAN_TOPDIR/.extracted" ]; then echo "$dir/$DEBIAN_TOPDIR"; return; fi
+  local name=$1 version tarball sha256 mb lammps_version
+  read -r version tarball sha256 mb lammps_version <<<"$(debian_release "$name")"
+  local dir=$CACHE/src
+  local tree=$dir/lammps-${lammps_version// /} file=$dir/$tarball
+  if [ -f "$tree/.extracted" ]; then echo "$tree"; return; fi
   mkdir -p "$dir" "$CACHE/apt/lists/partial"
-  if [ ! -f "$tarball" ] || ! echo "$DEBIAN_SHA256  $tarball" | sha256sum -c --status; then
-    step "downloading Debian's LAMMPS source ($DEBIAN_SUITE, $DEBIAN_VERSION, 132 MB) into $dir" >&2
-    command -v apt-get >/dev/null || die "no LAMMPS_SOURCE_DIR given and apt-get is not available to fetch Debian's LAMMPS source: set LAMMPS_SOURCE_DIR=/path/to/lammps"
+  if [ ! -f "$file" ] || ! echo "$sha256  $file" | sha256sum -c --status; then
+    step "downloading Debian's LAMMPS source ($name, lammps=$version, $mb MB) into $dir" >&2
+    command -v apt-get >/dev/null || die "apt-get is not available to fetch Debian's LAMMPS source: set LAMMPS_SOURCE_DIR=/path/to/lammps"
     # A private apt configuration (deb-src entry for the mirror this machine already uses), so the
     # system's sources are left alone.
     local mirror
     mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
     [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt to fetch LAMMPS source from: set LAMMPS_SOURCE_DIR=/path/to/lammps"
-    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $DEBIAN_SUITE main" >"$CACHE/apt/sources.list"
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $name main" >"$CACHE/apt/sources.list"
     local apt=(apt-get -q -o Dir::Etc::sourcelist="$CACHE/apt/sources.list" -o Dir::Etc::sourceparts=-
                -o Dir::State::Lists="$CACHE/apt/lists" -o Debug::NoLocking=1)
     quiet "${apt[@]}" update \
       || die "could not reach Debian's package index (no network?): set LAMMPS_SOURCE_DIR=/path/to/lammps to build an existing LAMMPS tree"
     # apt-get exits non-zero here because the .dsc file is gone from the mirror; the orig
     # tarball is all the build needs, and its checksum below is what decides.
-    (cd "$dir" && "${apt[@]}" source --download-only "lammps=$DEBIAN_VERSION" >/dev/null 2>&1) || true
-    [ -f "$tarball" ] || die "could not download $DEBIAN_TARBALL from Debian ($DEBIAN_SUITE): check the network, or set LAMMPS_SOURCE_DIR=/path/to/lammps"
-    echo "$DEBIAN_SHA256  $tarball" | sha256sum -c --status || {
-      rm -f "$tarball"
-      die "$DEBIAN_TARBALL failed its sha256 check (expected $DEBIAN_SHA256); the damaged file was removed, run the set-up again"
+    (cd "$dir" && "${apt[@]}" source --download-only "lammps=$version" >/dev/null 2>&1) || true
+    [ -f "$file" ] || die "could not download $tarball (lammps=$version) from Debian $name: check the network; if Debian no longer offers that version, pin the current one in debian_release of scripts/setup.sh, or set LAMMPS_SOURCE_DIR=/path/to/lammps"
+    echo "$sha256  $file" | sha256sum -c --status || {
+      rm -f "$file"
+      die "$tarball failed its sha256 check (expected $sha256); the damaged file was removed, run the set-up again"
     }
   fi
-  step "unpacking $DEBIAN_TARBALL" >&2
-  rm -rf "${dir:?}/$DEBIAN_TOPDIR"
-  tar -xJf "$tarball" -C "$dir" || die "could not unpack $tarball"
-  touch "$dir/$DEBIAN_TOPDIR/.extracted"
-  echo "$dir/$DEBIAN_TOPDIR"
+  step "unpacking $tarball" >&2
+  rm -rf "$tree" "$tree.partial"
+  mkdir -p "$tree.partial"
+  tar -xf "$file" -C "$tree.partial" || die "could not unpack $file (full disk?): free some space and run the set-up again"
+  # trixie's tarball holds one top folder (lammps-4Feb2025/), sid's holds the tree itself
+  local top=("$tree.partial"/*)
+  if [ ${#top[@]} -eq 1 ] && [ -d "${top[0]}" ]; then
+    mv "${top[0]}" "$tree" && rmdir "$tree.partial"
+  else
+    mv "$tree.partial" "$tree"
+  fi
+  touch "$tree/.extracted"
+  echo "$tree"
+}
+
+# Which LAMMPS source this set-up builds: LAMMPS_SOURCE_DIR if given, else the one remembered from
+# the last set-up of $BUILD, else trixie. Sets SOURCE (trixie, sid or an absolute path) and
+# SOURCE_FROM (where that choice came from, for messages).
+choose_source() {
+  if [ -n "${LAMMPS_SOURCE_DIR:-}" ]; then
+    SOURCE_FROM="LAMMPS_SOURCE_DIR"
+    if debian_release "$LAMMPS_SOURCE_DIR" >/dev/null; then
+      SOURCE=$LAMMPS_SOURCE_DIR
+    else
+      [ -d "$LAMMPS_SOURCE_DIR" ] \
+        || die "LAMMPS_SOURCE_DIR=$LAMMPS_SOURCE_DIR is not a folder: give a LAMMPS source tree, or trixie (Debian's LAMMPS 4 Feb 2025, the default) or sid (Debian's LAMMPS 4 Jul 2026)"
+      SOURCE=$(cd "$LAMMPS_SOURCE_DIR" && pwd)
+    fi
+  elif [ -s "$REMEMBERED" ]; then
+    SOURCE=$(cat "$REMEMBERED")
+    SOURCE_FROM="remembered in $REMEMBERED; LAMMPS_SOURCE_DIR=trixie goes back to the default"
+  else
+    SOURCE=trixie
+    SOURCE_FROM="the default; LAMMPS_SOURCE_DIR picks another"
+  fi
+}
+
+describe_source() {
+  local version tarball sha256 mb lammps_version
+  if read -r version tarball sha256 mb lammps_version < <(debian_release "$SOURCE"); then
+    echo "LAMMPS $lammps_version, Debian $SOURCE's lammps=$version"
+  else
+    echo "the LAMMPS tree at $SOURCE"
+  fi
 }
 
 lammps_source() {
-  if [ -n "${LAMMPS_SOURCE_DIR:-}" ]; then
-    [ -f "$LAMMPS_SOURCE_DIR/cmake/CMakeLists.txt" ] && [ -f "$LAMMPS_SOURCE_DIR/src/version.h" ] \
-      || die "LAMMPS_SOURCE_DIR=$LAMMPS_SOURCE_DIR is not a LAMMPS source tree (no cmake/CMakeLists.txt or src/version.h): point it at the top folder of a LAMMPS checkout or release"
-    [ -f "$LAMMPS_SOURCE_DIR/src/ML-IAP/mliap_unified.cpp" ] \
-      || die "the LAMMPS tree at $LAMMPS_SOURCE_DIR has no ML-IAP unified interface (src/ML-IAP/mliap_unified.cpp): use LAMMPS 2023 or newer"
-    (cd "$LAMMPS_SOURCE_DIR" && pwd)
+  if debian_release "$SOURCE" >/dev/null; then
+    debian_source "$SOURCE"
   else
-    debian_source
+    [ -f "$SOURCE/cmake/CMakeLists.txt" ] && [ -f "$SOURCE/src/version.h" ] \
+      || die "$SOURCE ($SOURCE_FROM) is not a LAMMPS source tree (no cmake/CMakeLists.txt or src/version.h): set LAMMPS_SOURCE_DIR to the top folder of a LAMMPS checkout or release, or to trixie for the default"
+    [ -f "$SOURCE/src/ML-IAP/mliap_unified.cpp" ] \
+      || die "the LAMMPS tree at $SOURCE has no ML-IAP unified interface (src/ML-IAP/mliap_unified.cpp): use LAMMPS 2023 or newer"
+    echo "$SOURCE"
   fi
 }
 
@@ -171,7 +230,7 @@ verify() {
   for pkg in ML-IAP PYTHON PLUGIN; do
     grep -qw -- "$pkg" <<<"$help" || die "the LAMMPS build lacks the $pkg package: remove $BUILD and run the set-up again"
   done
-  "$VENV/bin/python" - <<'EOF' || die "this LAMMPS cannot run 'pair_style mliap unified' from Python (ML-IAP was built without its Python coupling): remove build/lammps and run the set-up again"
+  "$VENV/bin/python" - <<'EOF' || die "this LAMMPS cannot run 'pair_style mliap unified' from Python (ML-IAP was built without its Python coupling): remove $BUILD and run the set-up again"
 import lammps, lammps.mliap
 lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
 assert lmp.has_package("ML-IAP") and lmp.has_package("PYTHON")
@@ -181,6 +240,9 @@ EOF
 }
 
 main() {
+  choose_source
+  if [ "${1:-}" = --source-dir ]; then lammps_source; return; fi
+  step "LAMMPS source: $(describe_source) ($SOURCE_FROM)"
   local want
   want=$(fingerprint)
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/lmp" ]; then
@@ -189,9 +251,14 @@ main() {
   fi
   rm -f "$STAMP"
   check_tools
-  make_venv
   local src
   src=$(lammps_source)
+  if [ "$SOURCE" = trixie ]; then
+    rm -f "$REMEMBERED"
+  else
+    mkdir -p "$BUILD" && echo "$SOURCE" >"$REMEMBERED"
+  fi
+  make_venv
   build_lammps "$src"
   install_lammps "$src"
   install_package
