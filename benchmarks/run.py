@@ -1,0 +1,28 @@
+"""The one entry point of the benchmarks: `python benchmarks/run.py SUITE [options]`.
+
+    lammps      ms per LAMMPS MD step against atoms, GPU and one CPU core (lammps_md.py)
+    model-gpu   the model alone on a GPU: eager, CUDA graphs, compiled graphs (gpu_model.py)
+
+Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
+lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
+Still elsewhere, to be moved here: `mlff-distiller bench` (the model alone on CPU against
+schnetpack), lammps_plugin/bench/ (plugin scaling and memory), examples/lammps_speed.py.
+"""
+import importlib
+import sys
+from pathlib import Path
+
+SUITES = {"lammps": "lammps_md", "model-gpu": "gpu_model"}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in SUITES:
+        print(__doc__)
+        return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    return importlib.import_module(SUITES[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
