@@ -42,12 +42,22 @@ def test_export_from_another_format_version_fails_clearly(tmp_path, model_file):
         broken.__setstate__(state)
 
 
-def test_export_writes_atomically(tmp_path, model_file):
-    """The export goes to a temporary file renamed into place: no partial file, no leftovers."""
-    out = tmp_path / "x.mliap"
-    out.write_bytes(b"old")
-    export(model_file, out)
-    assert read_export(out).method == "analytic"
+def test_export_writes_atomically(tmp_path, model_file, monkeypatch):
+    """An export that fails half-way (here: the disk fills after 100 bytes) leaves the previous
+    file whole and no temporary file behind; LAMMPS never reads half a file."""
+    import mlff_distiller.lammps.export as export_module
+
+    out = export(model_file, tmp_path / "x.mliap")
+    before = out.read_bytes()
+
+    def dump_half_and_fail(obj, fh, protocol=None):
+        fh.write(b"\x80" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_module.pickle, "dump", dump_half_and_fail)
+    with pytest.raises(OSError):
+        export(model_file, out, method="autograd")
+    assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "x.mliap"]
 
 
