@@ -2,6 +2,7 @@
 
     .venv/bin/python examples/default_model/train_default.py            # ~40 min on one core
     .venv/bin/python examples/default_model/train_default.py --resume   # after an interruption
+(a fresh run refuses to overwrite runs/default_model/checkpoint.pt: delete it to start again)
 
 Every molecule (and the water boxes) gives 10% of its configurations to a test set and 5% to
 a validation set (early stopping keeps the best validation epoch); the model trains on the other
