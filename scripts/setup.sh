@@ -16,6 +16,10 @@
 #   MLFF_VENV           the venv to set up (default: .venv)
 #   MLFF_BUILD          the LAMMPS build folder (default: build/lammps); scripts/compat.sh sets both
 #   JOBS                parallel build jobs (default: number of cores)
+#   MLFF_TORCH          `system`: use the torch of the python3 that runs the set-up (a CUDA build on
+#                       a GPU machine) instead of requirements.txt's CPU pin; the venv then sees that
+#                       Python's packages. Remembered by the venv (include-system-site-packages):
+#                       MLFF_TORCH=pinned goes back.
 #
 # `scripts/setup.sh --source-dir` prints the LAMMPS source tree that would be built (fetching it if
 # needed) and does nothing else.
@@ -59,7 +63,7 @@ fingerprint() {
     cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/CMakeLists.txt" "$ROOT/scripts/setup.sh"
     find "$ROOT/lammps_plugin" -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMakeLists.txt' \) -print0 2>/dev/null \
       | sort -z | xargs -0 -r cat
-    echo "source=$SOURCE"
+    echo "source=$SOURCE torch=$TORCH"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -75,14 +79,36 @@ check_tools() {
   command -v make >/dev/null || die "make not found: apt-get install make"
 }
 
-make_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    step "creating $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "could not create $VENV (python3 -m venv failed): apt-get install python3-venv"
+choose_torch() {  # TORCH: pinned (requirements.txt) or system; MLFF_TORCH, else what the venv has
+  TORCH=${MLFF_TORCH:-}
+  if [ -z "$TORCH" ]; then
+    TORCH=pinned
+    grep -qs '^include-system-site-packages = true' "$VENV/pyvenv.cfg" && TORCH=system
   fi
-  step "installing pinned Python dependencies (requirements.txt)"
-  quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$ROOT/requirements.txt" \
+  case $TORCH in
+    pinned | system) ;;
+    *) die "MLFF_TORCH=$TORCH: use system (the torch of python3) or pinned (requirements.txt)" ;;
+  esac
+}
+
+make_venv() {
+  local flags=() requirements=$ROOT/requirements.txt
+  if [ "$TORCH" = system ]; then
+    python3 -c 'import torch' 2>/dev/null \
+      || die "MLFF_TORCH=system but $(command -v python3) cannot import torch: install torch for it, or leave MLFF_TORCH unset"
+    flags=(--system-site-packages)
+    requirements=$(mktemp)
+    grep -v '^torch==' "$ROOT/requirements.txt" >"$requirements"
+  fi
+  local sees_system=pinned
+  grep -qs '^include-system-site-packages = true' "$VENV/pyvenv.cfg" && sees_system=system
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null || [ "$sees_system" != "$TORCH" ]; then
+    step "creating $VENV (torch: $TORCH)"
+    rm -rf "$VENV"
+    python3 -m venv "${flags[@]}" "$VENV" || die "could not create $VENV (python3 -m venv failed): apt-get install python3-venv"
+  fi
+  step "installing pinned Python dependencies (requirements.txt${flags:+, torch from $(command -v python3)})"
+  quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$requirements" \
     || die "pip could not install requirements.txt: check the network to PyPI (pip's output is above)"
   "$VENV/bin/python" -c 'import Cython' 2>/dev/null \
     || die "Cython is missing from $VENV after pip install; ML-IAP's Python coupling needs it: $VENV/bin/pip install cython"
@@ -241,6 +267,7 @@ EOF
 
 main() {
   choose_source
+  choose_torch
   if [ "${1:-}" = --source-dir ]; then lammps_source; return; fi
   step "LAMMPS source: $(describe_source) ($SOURCE_FROM)"
   local want
