@@ -127,19 +127,8 @@ install_package() {
 
 verify() {
   step "checking the installed LAMMPS"
-  local help
-  help=$("$PREFIX/bin/lmp" -h 2>&1) || die "$PREFIX/bin/lmp does not run"
-  for pkg in ML-IAP PYTHON PLUGIN; do
-    grep -qw -- "$pkg" <<<"$help" || die "the LAMMPS build lacks the $pkg package"
-  done
-  "$ENV_PY" - <<'EOF' || die "this LAMMPS cannot run 'pair_style mliap unified' from Python"
-import lammps, lammps.mliap, torch
-lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
-assert lmp.has_package("ML-IAP") and lmp.has_package("PYTHON")
-lammps.mliap.activate_mliappy(lmp)
-lmp.close()
-print(f"lammps OK; torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-EOF
+  "$ENV_PY" "$ROOT/scripts/check_lammps.py" "$PREFIX/bin/lmp" || die "the LAMMPS build is incomplete (above)"
+  "$ENV_PY" -c 'import torch; print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")'
 }
 
 main() {

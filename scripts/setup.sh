@@ -60,7 +60,8 @@ quiet() {  # run a command, show its output only if it fails
 
 fingerprint() {
   {
-    cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/CMakeLists.txt" "$ROOT/scripts/setup.sh"
+    cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/CMakeLists.txt" "$ROOT/scripts/setup.sh" \
+        "$ROOT/scripts/check_lammps.py"
     find "$ROOT/lammps_plugin" -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMakeLists.txt' \) -print0 2>/dev/null \
       | sort -z | xargs -0 -r cat
     echo "source=$SOURCE torch=$TORCH"
@@ -251,18 +252,8 @@ install_package() {
 
 verify() {
   step "checking the installed LAMMPS"
-  local help
-  help=$("$VENV/bin/lmp" -h 2>&1) || die "$VENV/bin/lmp does not run"
-  for pkg in ML-IAP PYTHON PLUGIN; do
-    grep -qw -- "$pkg" <<<"$help" || die "the LAMMPS build lacks the $pkg package: remove $BUILD and run the set-up again"
-  done
-  "$VENV/bin/python" - <<'EOF' || die "this LAMMPS cannot run 'pair_style mliap unified' from Python (ML-IAP was built without its Python coupling): remove $BUILD and run the set-up again"
-import lammps, lammps.mliap
-lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
-assert lmp.has_package("ML-IAP") and lmp.has_package("PYTHON")
-lammps.mliap.activate_mliappy(lmp)
-lmp.close()
-EOF
+  "$VENV/bin/python" "$ROOT/scripts/check_lammps.py" "$VENV/bin/lmp" \
+    || die "the LAMMPS build is incomplete (above): remove $BUILD and run the set-up again"
 }
 
 main() {

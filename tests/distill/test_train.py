@@ -116,12 +116,19 @@ def test_corrupt_checkpoint_gives_a_clear_error(structures, tmp_path):
         train(model, train_set, validation_set, config, checkpoint=checkpoint, resume=True, log=quiet)
 
 
-def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
+def first_run(structures, tmp_path, config=None):
+    """A finished run that left a checkpoint: (train set, validation set, training structures,
+    its TrainConfig, the checkpoint path)."""
     train_set, validation_set, training = datasets(structures, torch.float32)
-    config = TrainConfig(epochs=1, batch_size=8)
+    config = config or TrainConfig(epochs=1, batch_size=8)
     checkpoint = tmp_path / "run.ckpt"
     train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
           progress=False, log=quiet)
+    return train_set, validation_set, training, config, checkpoint
+
+
+def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
+    train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     wider = PaiNNConfig(**{**SMALL.to_dict(), "n_features": 32})
     with pytest.raises(ValueError, match="is for the model"):
         train(build_model(wider, training), train_set, validation_set, config, checkpoint=checkpoint,
@@ -129,11 +136,7 @@ def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
 
 
 def test_existing_checkpoint_is_not_overwritten_by_a_fresh_run(structures, tmp_path):
-    train_set, validation_set, training = datasets(structures, torch.float32)
-    config = TrainConfig(epochs=1, batch_size=8)
-    checkpoint = tmp_path / "run.ckpt"
-    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-          progress=False, log=quiet)
+    train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     written = checkpoint.read_bytes()
     with pytest.raises(ValueError, match="run.ckpt already exists.*add --resume.*delete .*run.ckpt"):
         train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
@@ -163,11 +166,8 @@ def test_resume_with_a_checkpoint_not_written_yet_says_it_starts_from_scratch(st
     (dict(seed=1, energy_weight=1.0), "energy_weight 10.0 then, 1.0 now, seed 0 then, 1 now"),
 ])
 def test_resume_with_other_settings_is_refused(structures, tmp_path, change, message):
-    train_set, validation_set, training = datasets(structures, torch.float32)
-    config = TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3)
-    checkpoint = tmp_path / "run.ckpt"
-    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-          progress=False, log=quiet)
+    train_set, validation_set, training, config, checkpoint = first_run(
+        structures, tmp_path, TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3))
     written = checkpoint.read_bytes()
     other = TrainConfig(**{**config.__dict__, **change})
     with pytest.raises(ValueError, match=f"other settings: {message}. Resume with the checkpoint's settings, "
@@ -186,11 +186,7 @@ def relabelled(atoms, energy_shift):
 
 @pytest.mark.parametrize("other_data", ["another split", "one energy changed"])
 def test_resume_on_other_data_is_refused(structures, tmp_path, other_data):
-    train_set, validation_set, training = datasets(structures, torch.float32)
-    config = TrainConfig(epochs=1, batch_size=8)
-    checkpoint = tmp_path / "run.ckpt"
-    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-          progress=False, log=quiet)
+    train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     if other_data == "another split":
         validation, training = split_structures(structures, [0.25], seed=1)
     else:
