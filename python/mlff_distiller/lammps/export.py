@@ -22,6 +22,11 @@ def build_unified(model: str | Path, method: str = "analytic", dtype: str = "flo
 
 def export(model: str | Path, output: str | Path, method: str = "analytic", dtype: str = "float64",
            device: str = "cpu") -> Path:
+    """Write a model file or shipped model as a file for LAMMPS (see ``write_export``)."""
+    return write_export(build_unified(model, method, dtype, device), output)
+
+
+def write_export(unified: StudentUnified, output: str | Path) -> Path:
     """Write the export atomically (a temporary file renamed into place), so a LAMMPS starting
     meanwhile reads the old file or the new one, never half of one."""
     output = Path(output)
@@ -29,7 +34,6 @@ def export(model: str | Path, output: str | Path, method: str = "analytic", dtyp
         raise ValueError(f"{output}: LAMMPS 4 Feb 2025 and older open .pt/.pth names with torch.load, which "
                          "refuses this file on torch >= 2.6 (LAMMPS 4 Jul 2026 accepts it); name it with another "
                          "suffix, for example .mliap, which every LAMMPS version reads")
-    unified = build_unified(model, method, dtype, device)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     try:

@@ -24,7 +24,6 @@ passes its signature of that contract to ``connect``, which refuses a plugin tha
 from __future__ import annotations
 
 import ctypes
-import inspect
 
 import numpy as np
 import torch
@@ -140,8 +139,9 @@ class HaloData:
         if status:
             raise RuntimeError(f"halo exchange failed: {EXCHANGE_ERRORS.get(status, status)}")
 
-    def halo(self, atoms: np.ndarray, device) -> Halo:
-        """The model's halo exchange for the model rows ``atoms`` (LAMMPS indices, locals first).
+    def halo(self, atoms: np.ndarray, position: np.ndarray, device) -> Halo:
+        """The model's halo exchange for the model rows ``atoms`` (LAMMPS indices, locals first;
+        ``position`` [ntotal] is the row of each LAMMPS atom, -1 for those left out).
 
         On one rank every ghost is an image of a local atom, so the exchange is a gather (and its
         transpose a scatter-add) on the model's ``device``: no host round trip, no collective, and
@@ -149,8 +149,6 @@ class HaloData:
         communication (``lammps_exchange``)."""
         if self.owner is None:
             return self.lammps_exchange(atoms)
-        position = np.full(self.ntotal, -1, dtype=np.int64)
-        position[atoms] = np.arange(atoms.size)
         ghosts = np.flatnonzero(atoms >= self.nlocal)
         owners = position[self.owner[atoms[ghosts]]]
         return GatherHalo(torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
@@ -178,9 +176,3 @@ class HaloData:
             return run
 
         return Halo(exchange(self.forward_exchange), exchange(self.reverse_exchange))
-
-
-def bind_arguments() -> list[str]:
-    """The parameters of ``HaloData._bind``, which BIND_FORMAT must list in order (tested)."""
-    return list(inspect.signature(HaloData._bind).parameters)[1:]
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .export import build_unified, export
+from .export import build_unified, write_export
 from .inputs import plugin_path
 
 PAIR_STYLES = ("mliap/halo", "mliap unified")
@@ -19,14 +19,15 @@ def attach(lmp, model: str | Path = "default", elements: list[str] | None = None
         then match the number of atom types); NULL for types the model leaves out.
     pair_style: "mliap/halo" (our plugin: any box, any number of ranks) or "mliap unified"
         (stock ML-IAP: a molecule or cluster in a non-periodic box on one rank).
-    Returns the ML-IAP unified model object.
+    Returns the ML-IAP unified model object (for mliap/halo, the one written to the file the
+    plugin loads).
     """
     lmp = as_lammps(lmp)
     unified = build_unified(model, method, dtype)
     elements = elements or unified.model.elements
     if pair_style == "mliap/halo":
         with tempfile.TemporaryDirectory() as folder:  # the plugin reads the file at pair_style
-            path = export(model, Path(folder) / "model.mliap", method, dtype)
+            path = write_export(unified, Path(folder) / "model.mliap")
             lmp.command(f"plugin load {plugin_path()}")
             lmp.command(f"pair_style mliap/halo {path}")
             lmp.command(f"pair_coeff * * {' '.join(elements)}")

@@ -28,7 +28,7 @@ from ..model.io import load_model
 from ..model.painn import METHODS
 from ..model.replay import GraphReplay
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
-from .device import check_device_request, rank_device, set_rank_threads
+from .device import rank_device, set_rank_threads
 from .halo_data import HaloData
 from .stock import StockLammps, abort_all_ranks
 
@@ -118,7 +118,7 @@ class StudentUnified(MLIAPUnified):
                 energies, grad = self.run_model(
                     self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
                     self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
-                    halo=data.halo(step.atoms, self.device) if halo else None)
+                    halo=data.halo(step.atoms, step.position, self.device) if halo else None)
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(
                 f"{self.device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
@@ -148,7 +148,6 @@ def check_export_state(state) -> None:
     if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
         raise ValueError(f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
                          f"use one of {METHODS} and {DTYPES}")
-    check_device_request(str(state.get("device")))
 
 
 @dataclass
@@ -157,6 +156,7 @@ class Step:
     counted atoms first, in the order of LAMMPS's list), edges are LAMMPS's ``pairs``."""
 
     atoms: np.ndarray  # [N] LAMMPS index of each model atom
+    position: np.ndarray  # [ntotal] model row of each LAMMPS atom, -1 for those left out
     slots: np.ndarray  # [n_counted] slot of each counted atom in LAMMPS's per-atom energies
     pairs: np.ndarray | slice  # the LAMMPS pairs the model sees (both ends non-NULL)
     species: np.ndarray  # [N] int64
@@ -197,7 +197,7 @@ def prepare_step(data, n_layers: int, halo: bool) -> Step:
     edge_i, edge_j = position[pair_i], position[pair_j]
     valid = (edge_i >= 0) & (edge_j >= 0)
     pairs = slice(None) if valid.all() else valid
-    return Step(atoms, slots, pairs, elems[atoms].astype(np.int64), edge_i[pairs], edge_j[pairs], r_ij[pairs])
+    return Step(atoms, position, slots, pairs, elems[atoms].astype(np.int64), edge_i[pairs], edge_j[pairs], r_ij[pairs])
 
 
 def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None:
@@ -208,6 +208,9 @@ def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None
         data.eatoms = eatoms
     data.energy = float(energies.sum())
     if data.npairs:
-        fij = np.zeros((data.npairs, 3))
-        fij[step.pairs] = grad
-        data.update_pair_forces(fij)
+        if isinstance(step.pairs, slice):  # the model saw every pair: its gradient is fij as it is
+            data.update_pair_forces(np.ascontiguousarray(grad))
+        else:
+            fij = np.zeros((data.npairs, 3))
+            fij[step.pairs] = grad
+            data.update_pair_forces(fij)
