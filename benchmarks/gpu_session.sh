@@ -1,38 +1,58 @@
 #!/usr/bin/env bash
-# Everything the GPU machine does in one call: build LAMMPS + plugin offline, run the GPU tests,
-# time the LAMMPS cases (GPU first, then the largest box, then one CPU core per case). Run from
-# the repository root with the bundle of scripts/gpu_lammps_bundle.sh carried in .cache/gpu-bundle:
+# What the GPU machine does, in stages that fit its calls (at most 10 minutes each): build LAMMPS +
+# plugin offline, run the GPU tests, time the LAMMPS cases, profile the step. Run from the
+# repository root with the bundle of scripts/gpu_lammps_bundle.sh carried in .cache/gpu-bundle:
 #
-#   OUT=/some/folder bash benchmarks/gpu_session.sh
+#   OUT=/some/folder STAGES="build tests gpu profile" bash benchmarks/gpu_session.sh
+#   OUT=/some/folder STAGES="f64 largest cpu" bash benchmarks/gpu_session.sh   (same machine, later)
 #
-# Writes OUT/machine.txt, build.log, tests.log, lammps_md.json (one record per case).
+# Stages (default: all, in this order):
+#   build    scripts/offline_build.sh into PREFIX (default build/gpu-session: kept between calls
+#            on a warm machine, so later stages of another call find it)
+#   tests    tests/plugin/test_gpu.py and the GPU tests of tests/model (-> OUT/tests.log)
+#   gpu      LAMMPS cases on the GPU, float32, analytic and autograd (-> OUT/lammps_md.json)
+#   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json)
+#   f64      the GPU cases in float64
+#   largest  the largest float32 water box that fits on the GPU
+#   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
+# Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
-PREFIX=${PREFIX:-/tmp/mlff}
+PREFIX=${PREFIX:-build/gpu-session}
+STAGES=${STAGES:-build tests gpu profile f64 largest cpu}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 T0=$(date +%s)
+stage() { [[ " $STAGES " == *" $1 "* ]] && echo "=== $1 at $(( $(date +%s) - T0 )) s"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; python3 -V
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } >"$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-echo "=== offline build"
-JOBS=$(nproc) bash scripts/offline_build.sh .cache/gpu-bundle "$PREFIX" >"$OUT/build.log" 2>&1 \
-  || { tail -30 "$OUT/build.log"; exit 1; }
+if stage build; then
+  JOBS=$(nproc) bash scripts/offline_build.sh .cache/gpu-bundle "$PREFIX" >"$OUT/build.log" 2>&1 \
+    || { tail -30 "$OUT/build.log"; exit 1; }
+fi
 PY=$PREFIX/bin/python
-BENCH=("$PY" benchmarks/lammps_md.py --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps_md.json" --append
+[ -x "$PY" ] || { echo "no build in $PREFIX: run the build stage first"; exit 1; }
+BENCH=("$PY" benchmarks/run.py lammps --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps_md.json" --append
        --timeout "${CASE_TIMEOUT:-240}")
 
-echo "=== GPU tests (LAMMPS with CUDA exports, graph replay) at $(( $(date +%s) - T0 )) s"
-timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -x -p no:cacheprovider tests/plugin/test_gpu.py ${TEST_ARGS:-} \
-  >"$OUT/tests.log" 2>&1
-tail -5 "$OUT/tests.log"
-
-echo "=== GPU cases at $(( $(date +%s) - T0 )) s"
-"${BENCH[@]}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-300
-[ -n "${SKIP_F64:-}" ] || "${BENCH[@]}" --devices gpu --dtypes float64 --systems aspirin water_1k water_8k | cut -c1-300
-[ -n "${SKIP_CPU:-}" ] && exit 0
-echo "=== one CPU core per case at $(( $(date +%s) - T0 )) s"
-"${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-300
+if stage tests; then
+  timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider tests/plugin/test_gpu.py \
+    tests/model/test_replay.py ${TEST_ARGS:-} >"$OUT/tests.log" 2>&1
+  tail -15 "$OUT/tests.log"
+fi
+if stage gpu; then "${BENCH[@]}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-400; fi
+if stage profile; then
+  for method in analytic autograd; do
+    "$PY" benchmarks/run.py coupling --model real --device cuda --method $method --steps 100 \
+      --molecules 343 2744 --out "$OUT/coupling_cuda_float32_$method.json" | cut -c1-600
+  done
+fi
+if stage f64; then
+  "${BENCH[@]}" --devices gpu --dtypes float64 --systems aspirin water_1k water_8k | cut -c1-400
+fi
+if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none | cut -c1-400; fi
+if stage cpu; then "${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-400; fi
 echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -102,8 +102,12 @@ def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, 
                      f"exit {proc.returncode}")
         return {**record, "error": error}
     (warm_s, _, _, atoms), (seconds, _, n_steps, _) = loops[0], loops[1]
+    from mlff_distiller.model.replay import CAPTURE_MESSAGE
+
+    timed_run = proc.stdout[LOOP_TIME.search(proc.stdout).end():]
     return {**record, "atoms": int(atoms), "steps": int(n_steps), "ms_per_step": 1e3 * float(seconds) / int(n_steps),
-            "warmup_s": float(warm_s), "warmup_steps": warmup}
+            "warmup_s": float(warm_s), "warmup_steps": warmup,
+            "graph_captures_in_timed_run": timed_run.count(CAPTURE_MESSAGE)}
 
 
 def systems(work: Path, sizes: dict[str, int]):

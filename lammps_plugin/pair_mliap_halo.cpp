@@ -304,14 +304,21 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
 
   elems.resize(ntotal);
   for (int i = 0; i < ntotal; i++) elems[i] = map[type[i]];
-  pair_i.clear();
-  pair_j.clear();
-  rij.clear();
 
   const int inum = list->inum;
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
+  // every listed neighbour is written and kept or overwritten by the next one: the list holds
+  // the skin too, so which pairs are inside the cutoff is unpredictable and a branch would stall
+  size_t listed = 0;
+  for (int ii = 0; ii < inum; ii++) listed += numneigh[ilist[ii]];
+  if (pair_i.size() < listed + 1) {
+    pair_i.resize(listed + 1);
+    pair_j.resize(listed + 1);
+    rij.resize(3 * (listed + 1));
+  }
+  int npairs = 0;
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
     if (elems[i] < 0) continue;
@@ -320,18 +327,15 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
     const int jnum = numneigh[i];
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
-      if (elems[j] < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        pair_i.push_back(i);
-        pair_j.push_back(j);
-        rij.push_back(dx);
-        rij.push_back(dy);
-        rij.push_back(dz);
-      }
+      pair_i[npairs] = i;
+      pair_j[npairs] = j;
+      rij[3 * npairs] = dx;
+      rij[3 * npairs + 1] = dy;
+      rij[3 * npairs + 2] = dz;
+      npairs += (dx * dx + dy * dy + dz * dz < cutsq_model) & (elems[j] >= 0);
     }
   }
-  const int npairs = (int) pair_i.size();
   fij.assign(3 * (size_t) npairs, 0.0);
   eatoms.assign(nlocal, 0.0);
 

@@ -97,6 +97,26 @@ def test_a_growing_system_moves_up_the_buckets_and_memory_stays_bounded():
     assert list(runner.buckets) == shapes[1:]  # the least recently used went first
 
 
+def test_sizes_hovering_around_bucket_boundaries_make_no_new_buckets():
+    """Atoms and pairs that go up and down across a boundary (as at every neighbour-list build in
+    MD) settle in kept buckets after the first round: no bucket is made (on a GPU: captured) again."""
+    model = make_model(n_features=16)
+    runner = GraphReplay(model, max_buckets=3)
+    sizes = [(31, 512), (32, 512), (31, 513), (32, 513), (31, 512), (32, 511)]  # around 32 atoms, 512 pairs
+
+    def one_round(seed):
+        for k, (n, e) in enumerate(sizes):
+            args = random_graph(seed + k, n, e)
+            energies, grad = runner(*args)
+            e_ref, g_ref = model.energies_and_edge_gradients(*args)
+            assert (energies - e_ref).abs().max() < 1e-12 and (grad - g_ref).abs().max() < 1e-12
+        return {key: id(bucket) for key, bucket in runner.buckets.items()}
+
+    first = one_round(0)
+    assert one_round(100) == first and len(first) <= 3
+    assert max(first)[:2] == (40, 576)  # the next size in each dimension, reached together
+
+
 def halo_case(model, atoms, device="cpu"):
     """Local atoms, ghost images and the GatherHalo between them (one process, periodic box)."""
     species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)

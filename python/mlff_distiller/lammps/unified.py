@@ -183,8 +183,7 @@ def prepare_step(data, n_layers: int, halo: bool) -> Step:
     pair_j = np.asarray(data.pair_j) if data.npairs else _NO_PAIRS
     r_ij = np.asarray(data.rij) if data.npairs else np.zeros((0, 3))
 
-    is_sender = np.zeros(elems.size, dtype=bool)
-    is_sender[pair_j] = True
+    is_sender = np.bincount(pair_j, minlength=elems.size) > 0  # faster than a scatter of True
     is_sender &= elems >= 0
     is_sender[counted] = False
     senders = np.flatnonzero(is_sender)

@@ -19,10 +19,13 @@ It is compiled for dynamic shapes from the first call (about 15 s on that machin
 set-up), so that moving to another bucket later in a run costs a graph capture, not a recompile
 (a recompile inside a 200-step LAMMPS run added 75 ms per step on average).
 
-Each bucket is captured on its first call and replayed afterwards. A system that outgrows its
-bucket moves to the next one (captured then, once); at most ``max_buckets`` buckets are kept, the
-least recently used dropped first, so memory stays bounded; a capture that runs out of GPU memory
-drops the other buckets and tries once more before it reports the sizes that did not fit.
+Each bucket is captured on its first call and replayed afterwards (each capture prints one line,
+so a pause in a run can be told apart). A system that outgrows its bucket moves to the next one
+(captured then, once); one that shrinks stays in a kept bucket while that is at most
+``SHRINK_STEPS`` sizes too large, so sizes hovering around a boundary do not capture again and
+again. At most ``max_buckets`` buckets are kept, the least recently used dropped first, so memory
+stays bounded; a capture that runs out of GPU memory drops the other buckets and tries once more
+before it reports the sizes that did not fit.
 
 Without CUDA (``graphs=False``, the default on the CPU) the same padded buffers run eagerly: that
 is how the CPU tests check the padding; on a CPU, calling the model directly is faster.
@@ -34,6 +37,7 @@ exchanges through host callbacks between layers, so that call runs eagerly.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 
 import torch
@@ -46,14 +50,30 @@ GROWTH = 1.125  # each bucket this much larger than the one before: at most 12.5
 SMALLEST_ATOMS = 32
 SMALLEST_EDGES = 512
 PADDING_DISTANCE = 2.0  # length of a padding edge, in cutoffs
+CAPTURE_MESSAGE = "mlff-distiller: captured a CUDA graph"  # printed once per capture (benchmarks count it)
+SHRINK_STEPS = 2  # a kept bucket serves sizes up to this many sizes of the series below it
 
 
 def bucket_size(n: int, smallest: int, growth: float = GROWTH) -> int:
     """The smallest size of the series smallest, ~smallest*growth, ... (multiples of 8) >= n."""
     size = smallest
     while size < n:
-        size = 8 * math.ceil(size * growth / 8)
+        size = next_size(size, growth)
     return size
+
+
+def next_size(size: int, growth: float = GROWTH) -> int:
+    """The size after ``size`` in the series of ``bucket_size``."""
+    return 8 * math.ceil(size * growth / 8)
+
+
+def roomy(need: int, size: int) -> bool:
+    """Whether a bucket dimension of ``size`` holds ``need`` (itself a size of the series) with
+    at most ``SHRINK_STEPS`` sizes of the series to spare."""
+    most = need
+    for _ in range(SHRINK_STEPS):
+        most = next_size(most)
+    return need <= size <= most
 
 
 class Bucket:
@@ -186,8 +206,22 @@ class GraphReplay:
         return energies[:n_counted].clone(), grad[:n_edges].clone()
 
     def bucket_for(self, n_atoms: int, n_edges: int, with_halo: bool = False) -> Bucket:
-        """The bucket of these sizes, made (and the least recently used one dropped) if needed."""
-        key = bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES), with_halo
+        """The bucket for these sizes: the smallest kept one that holds them with at most
+        ``SHRINK_STEPS`` sizes of the series to spare, else a new one of the next sizes of the
+        series, or of the last bucket's size in a dimension where that still holds them (the
+        least recently used bucket dropped if ``max_buckets`` are kept).
+
+        Keeping a roomier bucket while a system shrinks a little is what makes sizes that hover
+        around a bucket boundary (pairs come and go at every neighbour-list build) replay graphs
+        already captured instead of capturing new ones."""
+        need = bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES)
+        kept = [key for key in self.buckets
+                if key[2] == with_halo and roomy(need[0], key[0]) and roomy(need[1], key[1])]
+        if kept:
+            key = min(kept, key=lambda k: (k[1], k[0]))
+        else:  # outgrown in one dimension: keep the other's room of the bucket in use
+            last = next(reversed(self.buckets), need)
+            key = (*(max(n, size) if roomy(n, size) else n for n, size in zip(need, last[:2])), with_halo)
         if key in self.buckets:
             self.buckets.move_to_end(key)
         else:
@@ -198,11 +232,15 @@ class GraphReplay:
 
     def capture(self, bucket: Bucket) -> None:
         """Capture a bucket; out of memory, drop every other bucket and try once more."""
+        start = time.perf_counter()
         try:
             bucket.capture()
-            return
         except torch.cuda.OutOfMemoryError:
-            pass
+            self._capture_alone(bucket)
+        print(f"{CAPTURE_MESSAGE} for up to {bucket.shape[0] - 1} atoms and "
+              f"{bucket.shape[1]} pairs in {time.perf_counter() - start:.2f} s", flush=True)
+
+    def _capture_alone(self, bucket: Bucket) -> None:
         bucket.graph = bucket.outputs = None
         for key in [k for k, other in self.buckets.items() if other is not bucket]:
             del self.buckets[key]
