@@ -18,7 +18,7 @@
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
-PREFIX=${PREFIX:-build/gpu-session}
+PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
 STAGES=${STAGES:-build tests gpu profile f64 largest cpu}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told

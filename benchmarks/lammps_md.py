@@ -96,6 +96,7 @@ def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, 
         proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {**record, "error": f"timed out after {args.timeout} s"}
+    (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
     loops = LOOP_TIME.findall(proc.stdout)
     if proc.returncode != 0 or len(loops) < 2:
         error = next((line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "ERROR" in line),
@@ -105,9 +106,11 @@ def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, 
     from mlff_distiller.model.replay import CAPTURE_MESSAGE
 
     timed_run = proc.stdout[LOOP_TIME.search(proc.stdout).end():]
+    capture_seconds = re.compile(re.escape(CAPTURE_MESSAGE) + r".* in ([0-9.]+) s")
     return {**record, "atoms": int(atoms), "steps": int(n_steps), "ms_per_step": 1e3 * float(seconds) / int(n_steps),
             "warmup_s": float(warm_s), "warmup_steps": warmup,
-            "graph_captures_in_timed_run": timed_run.count(CAPTURE_MESSAGE)}
+            "graph_captures_in_timed_run": timed_run.count(CAPTURE_MESSAGE),
+            "graph_capture_s_in_timed_run": sum(map(float, capture_seconds.findall(timed_run)))}
 
 
 def systems(work: Path, sizes: dict[str, int]):
