@@ -58,8 +58,7 @@ def check_model_output(energies: np.ndarray, grad: np.ndarray, r_ij: np.ndarray,
 
     Runs on host copies that LAMMPS needs anyway, so it adds no device synchronisation.
     atom_ids(indices) -> LAMMPS atom IDs of model atom indices."""
-    # one pass over each array: a NaN makes max() NaN, and NaN <= limit is False
-    if np.abs(energies).max(initial=0.0) <= MAX_ATOM_ENERGY and np.abs(grad).max(initial=0.0) <= MAX_PAIR_GRADIENT:
+    if within(energies, MAX_ATOM_ENERGY) and within(grad, MAX_PAIR_GRADIENT):
         return
     what = "non-finite" if not (np.isfinite(energies).all() and np.isfinite(grad).all()) else "absurd"
     where = ""
@@ -73,3 +72,8 @@ def check_model_output(energies: np.ndarray, grad: np.ndarray, r_ij: np.ndarray,
         f"largest |dE/dr_ij| {np.nanmax(np.abs(grad), initial=0):.3g} eV/A){where}. Atoms this close are outside "
         "what the model knows: check the starting structure (overlapping atoms, wrong units or box) or the time "
         "step")
+
+
+def within(values: np.ndarray, limit: float) -> bool:
+    """|values| <= limit everywhere, and no NaN (NaN compares False); no temporary array."""
+    return values.size == 0 or (values.min() >= -limit and values.max() <= limit)

@@ -175,6 +175,8 @@ def prepare_step(data, n_layers: int, halo: bool) -> Step:
     them. Without a halo a message through a ghost cannot be exact, so a model of several layers
     refuses ghosts that send."""
     elems = np.asarray(data.elems)
+    if halo and data.npairs and elems.min() >= 0:
+        return every_atom_step(data, elems)
     listed = np.asarray(data.iatoms)[:data.nlistatoms] if data.nlistatoms else _NO_PAIRS
     slots = np.flatnonzero(elems[listed] >= 0)
     counted = listed[slots]
@@ -197,6 +199,17 @@ def prepare_step(data, n_layers: int, halo: bool) -> Step:
     valid = (edge_i >= 0) & (edge_j >= 0)
     pairs = slice(None) if valid.all() else valid
     return Step(atoms, position, slots, pairs, elems[atoms].astype(np.int64), edge_i[pairs], edge_j[pairs], r_ij[pairs])
+
+
+def every_atom_step(data, elems: np.ndarray) -> Step:
+    """The plugin's step when no atom is of a NULL type: its atoms come locals first, so every
+    LAMMPS atom is a model row in LAMMPS's order and its pairs are the edges as they are. Ghosts
+    that send nothing are rows without edges, which costs the model less than leaving them out
+    costs here."""
+    atoms = np.arange(elems.size)
+    return Step(atoms, atoms, np.arange(data.nlistatoms), slice(None), elems.astype(np.int64),
+                np.asarray(data.pair_i).astype(np.int64), np.asarray(data.pair_j).astype(np.int64),
+                np.asarray(data.rij))
 
 
 def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None:

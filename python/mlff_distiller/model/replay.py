@@ -15,9 +15,10 @@ them with one. A graph has fixed shapes, so ``GraphReplay`` pads every call up t
 On a GPU the captured call is the model compiled by ``torch.compile`` (inductor): it fuses the
 element-wise work between gathers and scatters into few kernels, which is what decides large
 systems (H100, float32, 8,232 waters: 26 ms per replay unfused, 7.3 ms fused; benchmarks/).
-It is compiled for dynamic shapes from the first call (about 15 s on that machine, at LAMMPS's
+It is compiled for dynamic shapes from the first call (25-60 s on that machine, at LAMMPS's
 set-up), so that moving to another bucket later in a run costs a graph capture, not a recompile
-(a recompile inside a 200-step LAMMPS run added 75 ms per step on average).
+(a recompile inside a 200-step LAMMPS run added 75 ms per step on average). ``MLFF_COMPILE=0`` in
+the environment captures the model uncompiled instead: a start in seconds, for short runs and tests.
 
 Each bucket is captured on its first call and replayed afterwards (each capture prints one line,
 so a pause in a run can be told apart). A system that outgrows its bucket moves to the next one
@@ -37,6 +38,7 @@ exchanges through host callbacks between layers, so that call runs eagerly.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import OrderedDict
 
@@ -167,7 +169,8 @@ class GraphReplay:
     model's device, as fresh tensors. halo: None, a ``GatherHalo`` (padded and captured too), or
     any other ``Halo``, whose host exchanges make that call run eagerly, unpadded.
     graphs: replay CUDA graphs (default: when the model is on a CUDA device).
-    fuse: capture the model compiled by ``torch.compile`` (default: with graphs).
+    fuse: capture the model compiled by ``torch.compile`` (default: with graphs, unless the
+    environment sets MLFF_COMPILE=0).
     """
 
     def __init__(self, model: PaiNN, method: str = "analytic", graphs: bool | None = None,
@@ -179,7 +182,7 @@ class GraphReplay:
         self.graphs = device.type == "cuda" if graphs is None else graphs
         if self.graphs and device.type != "cuda":
             raise ValueError(f"CUDA graphs need a model on a CUDA device, not {device}")
-        self.fuse = self.graphs if fuse is None else fuse
+        self.fuse = (self.graphs and os.environ.get("MLFF_COMPILE", "1") != "0") if fuse is None else fuse
         self.call = model.energies_and_weighted_edge_gradients
         if self.fuse:
             self.call = torch.compile(self.call, dynamic=True)
