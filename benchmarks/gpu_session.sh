@@ -11,15 +11,16 @@
 #            on a warm machine, so later stages of another call find it)
 #   tests    tests/plugin/test_gpu.py and the GPU tests of tests/model (-> OUT/tests.log)
 #   gpu      LAMMPS cases on the GPU, float32, analytic and autograd (-> OUT/lammps_md.json)
+#   largest  the largest float32 water box that fits on the GPU
 #   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json)
 #   f64      the GPU cases in float64
-#   largest  the largest float32 water box that fits on the GPU
 #   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
-# Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, CPU_JOBS, CPU_ARGS.
+# Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
+# F64_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
-STAGES=${STAGES:-build tests gpu profile f64 largest cpu}
+STAGES=${STAGES:-build tests gpu largest profile f64 cpu}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -44,15 +45,15 @@ if stage tests; then
   tail -15 "$OUT/tests.log"
 fi
 if stage gpu; then "${BENCH[@]}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-400; fi
+if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none | cut -c1-400; fi
 if stage profile; then
-  for method in analytic autograd; do
+  for method in ${PROFILE_METHODS:-analytic autograd}; do
     "$PY" benchmarks/run.py coupling --model real --device cuda --method $method --steps 100 \
       --molecules 343 2744 --out "$OUT/coupling_cuda_float32_$method.json" | cut -c1-600
   done
 fi
 if stage f64; then
-  "${BENCH[@]}" --devices gpu --dtypes float64 --systems aspirin water_1k water_8k | cut -c1-400
+  "${BENCH[@]}" --devices gpu --dtypes float64 ${F64_ARGS:---systems aspirin water_1k water_8k} | cut -c1-400
 fi
-if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none | cut -c1-400; fi
 if stage cpu; then "${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-400; fi
 echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -192,7 +192,10 @@ class GraphReplay:
     def __call__(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None,
                  halo: Halo | None = None) -> tuple[Tensor, Tensor]:
         if halo is not None and not isinstance(halo, GatherHalo):
-            with torch.no_grad():
+            # the exchange's backward is Python (autograd method): run it on this thread, not on
+            # autograd's device thread, which would free Python objects after LAMMPS has finalised
+            # Python and abort the process at exit
+            with torch.no_grad(), torch.autograd.set_multithreading_enabled(False):
                 return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, self.method, halo)
         n_atoms, n_edges = species.shape[0], edge_i.shape[0]
         n_counted = n_atoms if n_counted is None else n_counted
