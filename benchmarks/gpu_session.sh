@@ -16,7 +16,7 @@
 #   f64      the GPU cases in float64
 #   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
-# F64_ARGS, CPU_JOBS, CPU_ARGS.
+# F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
@@ -45,7 +45,7 @@ if stage tests; then
   tail -15 "$OUT/tests.log"
 fi
 if stage gpu; then "${BENCH[@]}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-400; fi
-if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none | cut -c1-400; fi
+if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none ${LARGEST_ARGS:-} | cut -c1-400; fi
 if stage profile; then
   for method in ${PROFILE_METHODS:-analytic autograd}; do
     "$PY" benchmarks/run.py coupling --model real --device cuda --method $method --steps 100 \

@@ -168,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=["analytic", "autograd"])
     parser.add_argument("--systems", nargs="+", help="subset of aspirin batch16 water_1k water_8k")
     parser.add_argument("--largest", action="store_true", help="also find the largest float32 water box on the GPU")
+    parser.add_argument("--largest-from", type=int, default=0, metavar="ATOMS",
+                        help="start that search at the first box of at least ATOMS atoms")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--cpu-jobs", type=int, default=1,
                         help="CPU cases run at once, each pinned to its own core (use at most half the cores)")
@@ -202,7 +204,7 @@ def main(argv=None) -> int:
     for case in [c for c in cases if c[5] == "gpu"]:  # one at a time: the GPU and its host thread alone
         keep(run_case(work, *case, args))
     if args.largest and "gpu" in devices:
-        for n_molecules in LARGEST_TRIES:
+        for n_molecules in [n for n in LARGEST_TRIES if 3 * n >= args.largest_from]:
             name = f"water_{3 * n_molecules}"
             data = work / f"{name}.data"
             write_water(data, n_molecules)
