@@ -257,4 +257,5 @@ class GraphReplay:
             n_atoms, n_edges = bucket.shape
             raise MemoryError(
                 f"the model does not fit on {bucket.r_ij.device} for up to {n_atoms - 1} atoms and {n_edges} "
-                f"edges ({bucket.r_ij.dtype}): split the system over more ranks or GPUs, or use float32") from exc
+                f"edges ({bucket.r_ij.dtype}): split the system over more ranks or GPUs"
+                f"{', or export in float32' if bucket.r_ij.dtype == torch.float64 else ''}") from exc
