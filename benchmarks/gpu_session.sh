@@ -49,7 +49,7 @@ if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none ${LA
 if stage profile; then
   for method in ${PROFILE_METHODS:-analytic autograd}; do
     "$PY" benchmarks/run.py coupling --model real --device cuda --method $method --steps 100 \
-      --molecules 343 2744 --out "$OUT/coupling_cuda_float32_$method.json" | cut -c1-600
+      --systems water_343 water_2744 --out "$OUT/coupling_cuda_float32_$method.json" | cut -c1-600
   done
 fi
 if stage f64; then

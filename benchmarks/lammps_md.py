@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,14 +87,18 @@ def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    record = {"system": system, "pair_style": pair_style, "device": gpu_name() if device == "gpu" else cpu_name(),
+    from mlff_distiller.model.replay import compile_requested
+
+    record = {"system": system, "pair_style": pair_style, "compiled": compile_requested(), "device": gpu_name() if device == "gpu" else cpu_name(),
               "gpus": 1 if device == "gpu" else 0, "ranks": 1, "threads_per_rank": 1, "dtype": dtype,
               "method": method, "host": platform.node(), "lammps": str(args.lmp)}
     cmd = [str(args.lmp), "-in", "in.bench", "-nocite", "-log", "log.lammps"]
     if device == "cpu" and core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core)] + cmd
     try:
+        start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout)
+        record["process_s"] = time.perf_counter() - start  # start-up and compilation included
     except subprocess.TimeoutExpired:
         return {**record, "error": f"timed out after {args.timeout} s"}
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
@@ -141,7 +146,8 @@ def plot(records: list[dict], path: Path) -> None:
     series = {}
     for r in records:
         if "ms_per_step" in r:
-            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}"
+            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}" + \
+                ("" if r.get("compiled", True) else " uncompiled")
             series.setdefault(key, []).append((r["atoms"], r["ms_per_step"]))
     for key, points in sorted(series.items()):
         points.sort()

@@ -5,7 +5,7 @@ import torch
 
 from mlff_distiller.model.graph import graph_from_atoms
 from mlff_distiller.model.halo import GatherHalo, Halo
-from mlff_distiller.model.replay import GraphReplay, bucket_size
+from mlff_distiller.model.replay import GraphReplay, bucket_size, step_runner
 
 from model_cases import ghost_graph, make_model, structures, water_box
 
@@ -115,6 +115,35 @@ def test_sizes_hovering_around_bucket_boundaries_make_no_new_buckets():
     first = one_round(0)
     assert one_round(100) == first and len(first) <= 3
     assert max(first)[:2] == (40, 576)  # the next size in each dimension, reached together
+
+
+def test_step_runner_is_the_one_device_decision(monkeypatch):
+    model = make_model(n_features=8)
+    monkeypatch.setenv("MLFF_COMPILE", "0")
+    assert not isinstance(step_runner(model, "analytic"), GraphReplay)  # the eager model itself
+    monkeypatch.setenv("MLFF_COMPILE", "1")
+    runner = step_runner(model, "autograd")
+    assert isinstance(runner, GraphReplay) and runner.fuse and not runner.graphs and runner.method == "autograd"
+
+
+@pytest.mark.slow
+def test_compiled_buckets_on_the_cpu_equal_eager():
+    """The CPU's compiled path (inductor's C++ code over padded buckets) against the eager model,
+    float64: two bucket sizes and a halo, without recompiling for the second size."""
+    model = make_model(n_features=32)
+    runner = GraphReplay(model, "analytic", graphs=False, fuse=True)
+    for n_side in (1, 2):
+        args = inputs(model, water_box(n_side))
+        n_counted = args[0].shape[0] - 1
+        energies, grad = runner(*args, n_counted)
+        e_ref, g_ref = model.energies_and_edge_gradients(*args, n_counted)
+        assert (energies - e_ref).abs().max() < 1e-10 * e_ref.abs().max()
+        assert (grad - g_ref).abs().max() < 1e-10 * g_ref.abs().max()
+    assert len(runner.buckets) == 2
+    args, n, halo = halo_case(model, water_box(2))
+    energies, grad = runner(*args, n, halo)
+    e_ref, g_ref = model.energies_and_edge_gradients(*args, n, "analytic", halo)
+    assert (grad - g_ref).abs().max() < 1e-10 * g_ref.abs().max()
 
 
 def halo_case(model, atoms, device="cpu"):

@@ -15,13 +15,6 @@ pytestmark = [pytest.mark.lammps,
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
 
 
-@pytest.fixture(autouse=True)
-def uncompiled(monkeypatch):
-    """Plain CUDA graphs (MLFF_COMPILE=0): compiling takes 25-60 s per LAMMPS process. The MD test
-    below runs the compiled step that users get; tests/model/test_replay.py compares it with eager."""
-    monkeypatch.setenv("MLFF_COMPILE", "0")
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("method", ["analytic", "autograd"])
 def test_cuda_export_through_the_plugin_matches_python(tmp_path, dtype, method):
@@ -50,7 +43,7 @@ def test_md_on_the_gpu_follows_the_cpu(tmp_path, monkeypatch):
     atoms = triclinic_water()
     md = "velocity all create 300 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
     positions = []
-    monkeypatch.delenv("MLFF_COMPILE")
+    monkeypatch.setenv("MLFF_COMPILE", "1")  # the compiled step users get (tests/conftest.py turns it off)
     for device in ("cpu", "cuda"):
         model_file, _ = make_export(tmp_path, 3, device=device)
         result = run_single_point(tmp_path / f"md_{device}", atoms,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ import torch
 from .. import __version__
 from ..model.io import load_model
 from ..model.painn import METHODS
-from ..model.replay import GraphReplay
+from ..model.replay import step_runner
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
 from .device import rank_device, set_rank_threads
 from .halo_data import HaloData
@@ -81,9 +80,7 @@ class StudentUnified(MLIAPUnified):
         self.dtype_name = state["dtype"]
         self.device_request = state["device"]
         self.device = device
-        # the one place where CPU and GPU differ: on a GPU each step replays a CUDA graph
-        self.run_model = GraphReplay(model, self.method) if device.startswith("cuda") else \
-            partial(model.energies_and_edge_gradients, method=self.method)
+        self.run_model = step_runner(model, self.method)
 
     # -- the ML-IAP interface ----------------------------------------------------------------
     def compute_descriptors(self, data):
