@@ -53,6 +53,7 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     from mlff_distiller.lammps import halo_data, unified
     from mlff_distiller.lammps.export import export
     from mlff_distiller.lammps.inputs import plugin_lines
+    from mlff_distiller.model.replay import compile_requested
 
     torch.set_num_threads(1)
     cuda = device.startswith("cuda")
@@ -102,7 +103,7 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     lmp.close()
     parts = {k: 1e3 * v / steps for k, v in seconds.items()}
     return {"system": system if system == "aspirin" else f"water_{atoms}", "atoms": atoms, "pair_style": pair_style,
-            "model": model,
+            "model": model, "compiled": compile_requested(),
             "device": device_name(device), "gpus": int(cuda), "ranks": 1, "threads_per_rank": 1,
             "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
             "ms_per_step": 1e3 * total / steps,

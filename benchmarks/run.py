@@ -2,7 +2,7 @@
 
     lammps      ms per LAMMPS MD step against atoms, GPU and one CPU core (lammps_md.py)
     model-gpu   the model alone on a GPU: eager, CUDA graphs, compiled graphs (gpu_model.py)
-    coupling    the LAMMPS step with a zero-cost model: what the coupling costs (coupling.py)
+    coupling    where a LAMMPS step's time goes, with the model or a zero-cost stand-in (coupling.py)
 
 Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
 lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
