@@ -169,11 +169,14 @@ def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
     from lammps_runner import MPIRUN
 
     out = export(model_file, tmp_path / "x.mliap")
-    code = f"import torch; from mlff_distiller.lammps.export import read_export; read_export({str(out)!r}); " \
-           "print(torch.get_num_threads())"
+    # each rank writes its own file: mpirun may interleave the ranks' standard output
+    code = f"import pathlib, torch; from mpi4py import MPI; from mlff_distiller.lammps.export import read_export; " \
+           f"read_export({str(out)!r}); pathlib.Path({str(tmp_path)!r}, f'threads{{MPI.COMM_WORLD.rank}}')" \
+           ".write_text(str(torch.get_num_threads()))"
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if omp:
         env["OMP_NUM_THREADS"] = omp
     proc = subprocess.run([str(MPIRUN), "-np", str(ranks), sys.executable, "-c", code], capture_output=True,
                           text=True, env=env, timeout=120)
-    assert proc.stdout.split() == [expect] * ranks, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(tmp_path / f"threads{rank}").read_text() for rank in range(ranks)] == [expect] * ranks
