@@ -1,19 +1,20 @@
 """The one entry point of the benchmarks: `python benchmarks/run.py SUITE [options]`.
 
     lammps      ms per LAMMPS MD step against atoms, GPU and one CPU core (lammps_md.py)
+    model-cpu   the model alone on one CPU thread: analytic vs autograd vs schnetpack (model_cpu.py)
     model-gpu   the model alone on a GPU: eager, CUDA graphs, compiled graphs (gpu_model.py)
     coupling    where a LAMMPS step's time goes, with the model or a zero-cost stand-in (coupling.py)
 
 Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
 lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
-Still elsewhere, to be moved here: `mlff-distiller bench` (the model alone on CPU against
-schnetpack), lammps_plugin/bench/ (plugin scaling and memory), examples/lammps_speed.py.
+Still elsewhere, to be moved here: lammps_plugin/bench/ (plugin scaling and memory),
+examples/lammps_speed.py.
 """
 import importlib
 import sys
 from pathlib import Path
 
-SUITES = {"lammps": "lammps_md", "model-gpu": "gpu_model", "coupling": "coupling"}
+SUITES = {"lammps": "lammps_md", "model-cpu": "model_cpu", "model-gpu": "gpu_model", "coupling": "coupling"}
 
 
 def main(argv=None) -> int:

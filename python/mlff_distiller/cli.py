@@ -12,7 +12,6 @@ COMMANDS = {
     "export": "mlff_distiller.lammps.export",
     "lammps-input": "mlff_distiller.lammps.export",
     "md": "mlff_distiller.lammps.md",
-    "bench": "mlff_distiller.bench",
 }
 
 

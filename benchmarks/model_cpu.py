@@ -1,4 +1,4 @@
-"""`mlff-distiller bench`: analytic vs autograd forces (and schnetpack's PaiNN when installed).
+"""The model alone on one CPU thread: analytic vs autograd forces (and schnetpack's PaiNN when installed).
 
 Every case runs in its own subprocess with one torch thread, so its peak memory (the rise of the
 process's peak resident set over its state before the first force call) is its own. The cases of
@@ -123,7 +123,7 @@ def run_case(system: str, dtype_name: str, method: str) -> dict:
 
 
 def case_in_subprocess(system: str, dtype_name: str, method: str) -> dict:
-    cmd = [sys.executable, "-m", "mlff_distiller.bench", "--case", system, dtype_name, method]
+    cmd = [sys.executable, __file__, "--case", system, dtype_name, method]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
@@ -191,13 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case", nargs=3, metavar=("SYSTEM", "DTYPE", "METHOD"), help=argparse.SUPPRESS)
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="time analytic vs autograd forces", description=__doc__)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/run.py model-cpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    cli = argparse.ArgumentParser(prog="python -m mlff_distiller.bench")
-    add_arguments(cli)
-    sys.exit(run(cli.parse_args()))
+    sys.exit(main())
