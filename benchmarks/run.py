@@ -4,17 +4,19 @@
     model-cpu   the model alone on one CPU thread: analytic vs autograd vs schnetpack (model_cpu.py)
     model-gpu   the model alone on a GPU: eager, CUDA graphs, compiled graphs (gpu_model.py)
     coupling    where a LAMMPS step's time goes, with the model or a zero-cost stand-in (coupling.py)
+    plugin          the plugin's step against the model in Python, 2 ranks against 1 (plugin_benchmark.py)
+    plugin-memory   LAMMPS's memory figure and peak RSS of the plugin against atoms (plugin_memory.py)
+    plugin-scaling  the plugin over 1..N ranks, prepared here and run anywhere (plugin_scaling.py)
 
 Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
 lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
-Still elsewhere, to be moved here: lammps_plugin/bench/ (plugin scaling and memory),
-examples/lammps_speed.py.
 """
 import importlib
 import sys
 from pathlib import Path
 
-SUITES = {"lammps": "lammps_md", "model-cpu": "model_cpu", "model-gpu": "gpu_model", "coupling": "coupling"}
+SUITES = {"lammps": "lammps_md", "model-cpu": "model_cpu", "model-gpu": "gpu_model", "coupling": "coupling",
+          "plugin": "plugin_benchmark", "plugin-memory": "plugin_memory", "plugin-scaling": "plugin_scaling"}
 
 
 def main(argv=None) -> int:

@@ -3,9 +3,9 @@ machines with more free cores than the one the project is developed on, with any
 loads the plugin (needs torch and the mlff_distiller package on its Python path, not ASE).
 
     # where mlff-distiller is installed: water boxes, their periodic graphs, the model exported
-    python lammps_plugin/bench/scaling.py prepare DIR --molecules 343 2744 [--model default]
+    python benchmarks/run.py plugin-scaling prepare DIR --molecules 343 2744 [--model default]
     # anywhere:
-    python lammps_plugin/bench/scaling.py run DIR --ranks 1 2 4 8 [--lmp lmp] [--mpirun mpirun]
+    python benchmarks/run.py plugin-scaling run DIR --ranks 1 2 4 8 [--lmp lmp] [--mpirun mpirun]
         [--plugin mlffplugin.so]
 
 `run` prints, per box, one evaluation of the model in Python on the periodic graph (no ghosts),
@@ -119,7 +119,7 @@ def run(args) -> None:
     print(json.dumps(results, indent=1))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
@@ -135,7 +135,7 @@ def main():
     p.add_argument("--mpirun", default=str(bin_dir / "mpirun"))
     p.add_argument("--mpirun-args", default="", help="extra mpirun options, e.g. '--bind-to core'")
     p.add_argument("--plugin", default=str(Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     prepare(args) if args.command == "prepare" else run(args)
 
 

@@ -1,7 +1,7 @@
 """Speed of the plugin pair style `mliap/halo` against the same model in Python, measured side by
 side in one run.
 
-    .venv/bin/python lammps_plugin/bench/plugin_benchmark.py [--model default] [--quick]
+    .venv/bin/python benchmarks/run.py plugin [--model default] [--quick]
 
 Periodic water boxes from mlff_distiller.distill.sampling.random_water_box; every process runs
 one torch thread (OMP_NUM_THREADS=1), so 1 rank = 1 core. Printed and written to
@@ -38,9 +38,10 @@ from mlff_distiller.model.graph import graph_from_atoms
 from mlff_distiller.model.io import load_model, resolve_model_path, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# the eager model, as in the figures of lammps_plugin/README.md (compiling adds a start-up and its memory)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "0")}
 SKIN = 2.0
 
 
@@ -203,7 +204,7 @@ def parallel_capacity(model_path: Path, dtype: str, n_molecules: int) -> dict:
     return {"alone_s": alone, "concurrent_s": together, "capacity": 2 * alone / np.mean(together)}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model file or shipped model name")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
@@ -212,7 +213,7 @@ def main():
                              "~9 KB per edge in float64)")
     parser.add_argument("--quick", action="store_true", help="smaller boxes, for a smoke test")
     parser.add_argument("--out", default=str(ROOT / "runs" / "plugin_benchmark.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not plugin_path().exists():
         sys.exit(f"{plugin_path()} is missing: run `bash scripts/setup.sh`")
 
