@@ -87,7 +87,8 @@ run 0
 {singles}
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "0")}  # eager, as in lammps_plugin/README.md
     cmd = [args.mpirun, "-np", str(ranks), *args.mpirun_args.split(), args.lmp, "-in", "in.lmp", "-nocite"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
