@@ -28,8 +28,9 @@ again. At most ``max_buckets`` buckets are kept, the least recently used dropped
 stays bounded; a capture that runs out of GPU memory drops the other buckets and tries once more
 before it reports the sizes that did not fit.
 
-Without CUDA (``graphs=False``, the default on the CPU) the same padded buffers run eagerly: that
-is how the CPU tests check the padding; on a CPU, calling the model directly is faster.
+Without CUDA (``graphs=False``, the default on the CPU) the padded buffers run the compiled model
+directly, which is how LAMMPS runs on a CPU (``step_runner``), or the eager one (``fuse=False``),
+which is how the CPU tests check the padding: uncompiled, calling the model unpadded is faster.
 
 Halo mode: a ``GatherHalo`` (one process holds every owner) is padded like the rest (padding
 ghosts are padding atoms copied onto themselves) and captured with the step; any other ``Halo``
