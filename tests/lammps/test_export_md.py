@@ -13,6 +13,7 @@ import torch
 from mlff_distiller.lammps.export import export, read_export
 from mlff_distiller.lammps.unified import StudentUnified
 from mlff_distiller.model.io import save_model
+from mlff_distiller.model.replay import COMPILE_MESSAGE
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,7 @@ def test_compiled_md_follows_the_eager_md(tmp_path, model_file):
                                      "--steps", "100", "--workdir", str(workdir)], capture_output=True, text=True,
                               env={**os.environ, "MLFF_COMPILE": compiled})
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (COMPILE_MESSAGE in (workdir / "screen.txt").read_text()) == (compiled == "1")  # the path it claims
         energies[compiled] = np.loadtxt(workdir / "energy.txt")[:, 2:]
     assert energies["0"].shape[0] > 5
     assert np.abs(energies["0"] - energies["1"]).max() < 1e-8

@@ -55,6 +55,7 @@ SMALLEST_ATOMS = 32
 SMALLEST_EDGES = 512
 PADDING_DISTANCE = 2.0  # length of a padding edge, in cutoffs
 CAPTURE_MESSAGE = "mlff-distiller: captured a CUDA graph"  # printed once per capture (benchmarks count it)
+COMPILE_MESSAGE = "mlff-distiller: compiling the model"  # printed before the first compiled call
 SHRINK_STEPS = 2  # a kept bucket serves sizes up to this many sizes of the series below it
 
 
@@ -207,7 +208,7 @@ class GraphReplay:
         self.call = model.energies_and_weighted_edge_gradients
         if self.fuse:
             self.call = torch.compile(self.call, dynamic=True)
-        self.compiled = False  # whether the first compiled call has been made
+        self.compile_announced = False  # COMPILE_MESSAGE printed (before the first compiled call)
         self.max_buckets = max_buckets
         self.buckets: OrderedDict[tuple[int, int, bool], Bucket] = OrderedDict()
 
@@ -232,10 +233,9 @@ class GraphReplay:
                                "the model uncompiled") from exc
 
     def _run(self, bucket: Bucket, n_counted: int, n_edges: int) -> tuple[Tensor, Tensor]:
-        if self.fuse and not self.compiled:
-            print("mlff-distiller: compiling the model (once per process, 15-60 s; MLFF_COMPILE=0 skips it)",
-                  flush=True)
-            self.compiled = True
+        if self.fuse and not self.compile_announced:
+            print(f"{COMPILE_MESSAGE} (once per process, 15-60 s; MLFF_COMPILE=0 skips it)", flush=True)
+            self.compile_announced = True
         with torch.no_grad():
             if not self.graphs:
                 energies, grad = bucket.compute()
