@@ -92,10 +92,11 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     lmp.commands_string(f"units metal\natom_style atomic\nboundary {boundary}\nnewton on\nread_data {data}\n"
                         f"{pair}\n"
                         "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
-                        "fix integrate all nve\nrun 20")  # warm-up: compilation, graph capture
-    for obj in gc.get_objects():  # the model object the plugin loaded
-        if type(obj) is unified.StudentUnified:  # not isinstance: weak proxies among them
+                        "fix integrate all nve")
+    for obj in gc.get_objects():  # the model object the pair style loaded (before any step: the zero
+        if type(obj) is unified.StudentUnified:  # model never runs the real one; not isinstance: weak proxies)
             obj.run_model = timed(zero_model if model == "zero" else obj.run_model, "model")
+    lmp.command("run 20")  # warm-up: compilation, graph capture
     seconds.clear()
     start = time.perf_counter()
     lmp.command(f"run {steps}")
