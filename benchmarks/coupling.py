@@ -15,9 +15,9 @@ step is then what the coupling alone costs. --model real runs the shipped model 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -82,7 +82,10 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     owners = {"unified": unified, "HaloData": halo_data.HaloData, "StudentUnified": unified.StudentUnified}
     for (owner, name), part in PARTS.items():
         setattr(owners[owner], name, timed(getattr(owners[owner], name), part))
-    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    real_runner = unified.step_runner  # the model object the pair style loads runs what this returns
+    unified.step_runner = lambda *args: timed(zero_model if model == "zero" else real_runner(*args), "model")
+    log = work / f"log_{system}_{device}_{dtype}_{method}_{model}.lammps"
+    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
     if pair_style == "mliap unified":  # stock ML-IAP's Python side, when LAMMPS runs inside Python
         import lammps.mliap
 
@@ -93,9 +96,6 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
                         f"{pair}\n"
                         "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
                         "fix integrate all nve")
-    for obj in gc.get_objects():  # the model object the pair style loaded (before any step: the zero
-        if type(obj) is unified.StudentUnified:  # model never runs the real one; not isinstance: weak proxies)
-            obj.run_model = timed(zero_model if model == "zero" else obj.run_model, "model")
     lmp.command("run 20")  # warm-up: compilation, graph capture
     seconds.clear()
     start = time.perf_counter()
@@ -109,7 +109,16 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
             "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
             "ms_per_step": 1e3 * total / steps,
             "ms_per_step_parts": parts,
-            "ms_per_step_other": 1e3 * total / steps - sum(parts.values())}
+            "ms_per_step_other": 1e3 * total / steps - sum(parts.values()),
+            "lammps_ms_per_step": lammps_sections(log.read_text(), steps)}
+
+
+def lammps_sections(log: str, steps: int) -> dict[str, float]:
+    """LAMMPS's own timing breakdown of the last run (Pair, Neigh, Comm, Modify, Other...), in ms
+    per step: Pair holds the whole Python step and the plugin's C++."""
+    table = log.rsplit("MPI task timing breakdown", 1)[-1]
+    rows = re.findall(r"^(\w+)\s*\|[^|]*\|\s*([0-9.eE+-]+)\s*\|", table, flags=re.M)
+    return {name: 1e3 * float(avg) / steps for name, avg in rows}
 
 
 def main(argv=None) -> int:

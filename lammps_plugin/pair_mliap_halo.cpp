@@ -293,8 +293,9 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
 
-  double **x = atom->x;
-  double **f = atom->f;
+  // LAMMPS keeps x and f contiguous: flat access skips a pointer load per neighbour
+  const double *x = atom->x ? atom->x[0] : nullptr;
+  double *f = atom->f ? atom->f[0] : nullptr;
   const int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
@@ -322,12 +323,12 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
     if (elems[i] < 0) continue;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const double xi = x[3 * i], yi = x[3 * i + 1], zi = x[3 * i + 2];
     const int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      const double dx = x[3 * j] - xi, dy = x[3 * j + 1] - yi, dz = x[3 * j + 2] - zi;
       pair_i[npairs] = i;
       pair_j[npairs] = j;
       rij[3 * npairs] = dx;
@@ -372,12 +373,10 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
   for (int p = 0; p < npairs; p++) {
     const int i = pair_i[p], j = pair_j[p];
     const double *g = fp + 3 * p;
-    f[i][0] += g[0];
-    f[i][1] += g[1];
-    f[i][2] += g[2];
-    f[j][0] -= g[0];
-    f[j][1] -= g[1];
-    f[j][2] -= g[2];
+    for (int k = 0; k < 3; k++) {
+      f[3 * i + k] += g[k];
+      f[3 * j + k] -= g[k];
+    }
 
     if (vflag_either) {
       const double *r = rp + 3 * p;

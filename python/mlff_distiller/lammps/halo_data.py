@@ -119,10 +119,10 @@ class HaloData:
 
     def update_pair_forces(self, fij) -> None:
         """fij [npairs,3] = dE/dr_ij: the pair style adds f_i += fij, f_j -= fij and the virial."""
-        fij = np.asarray(fij, dtype=np.float64)
+        fij = np.asarray(fij)
         if fij.shape != (self.npairs, 3):
             raise ValueError(f"fij has shape {fij.shape}, expected ({self.npairs}, 3)")
-        self._fij[...] = fij
+        np.copyto(self._fij, fij, casting="same_kind")  # float32 converts as it copies: no temporary
 
     # -- halo exchange -------------------------------------------------------------------------
     def forward_exchange(self, src: np.ndarray, dst: np.ndarray, width: int) -> None:
