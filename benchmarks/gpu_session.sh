@@ -15,12 +15,15 @@
 #   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json)
 #   f64      the GPU cases in float64
 #   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
+#   cpu-model  the model alone on one core: analytic, compiled, autograd and schnetpack's PaiNN (its
+#            wheels carried in .cache/gpu-bundle/peers), then the shipped model (-> OUT/model_cpu_*.json)
+#   scaling  the plugin on 1..16 ranks of this host's cores, 8,232 waters (-> OUT/plugin_scaling.json)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
 # F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
-STAGES=${STAGES:-build tests gpu largest profile f64 cpu}
+STAGES=${STAGES:-build tests gpu largest profile f64 cpu cpu-model scaling}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -56,4 +59,17 @@ if stage f64; then
   "${BENCH[@]}" --devices gpu --dtypes float64 ${F64_ARGS:---systems aspirin water_1k water_8k} | cut -c1-400
 fi
 if stage cpu; then "${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-400; fi
+if stage cpu-model; then
+  "$PY" -m pip install -q --no-index --no-deps --disable-pip-version-check --target "$PREFIX/peers" \
+    .cache/gpu-bundle/peers/*.whl || echo "schnetpack's wheels did not install: its column will be missing"
+  PYTHONPATH="$PREFIX/peers" "$PY" benchmarks/run.py model-cpu --model peer --systems aspirin water1k \
+    --dtypes float32 -o "$OUT/model_cpu_peer.json"
+  "$PY" benchmarks/run.py model-cpu --model shipped --systems aspirin water1k -o "$OUT/model_cpu_shipped.json"
+fi
+if stage scaling; then
+  BIND=(); "$PREFIX/bin/mpirun" --version 2>&1 | grep -q "Open MPI" && BIND=(--mpirun-args "--bind-to core")
+  "$PY" benchmarks/run.py plugin-scaling prepare "$PREFIX/scaling" --molecules 2744 --dtype float32 &&
+  "$PY" benchmarks/run.py plugin-scaling run "$PREFIX/scaling" --ranks ${SCALING_RANKS:-1 2 4 8 16} "${BIND[@]}" \
+    | tail -25 && cp "$PREFIX/scaling/scaling.json" "$OUT/plugin_scaling.json"
+fi
 echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -1,8 +1,16 @@
-"""The model alone on one CPU thread: analytic vs autograd forces (and schnetpack's PaiNN when installed).
+"""The model alone on one CPU thread: analytic vs autograd forces, the compiled analytic path that
+LAMMPS runs on a CPU (``step_runner``: torch.compile over padded buckets), and schnetpack's PaiNN
+when installed.
+
+--model peer (default) is a PaiNN with schnetpack's hyper-parameters (128 features, 3 layers, 20
+radial functions, 5 A), random weights, for the side-by-side comparison; --model shipped is the
+shipped default model (64 features).
 
 Every case runs in its own subprocess with one torch thread, so its peak memory (the rise of the
-process's peak resident set over its state before the first force call) is its own. The cases of
-one system and dtype run back to back in one invocation, and the ratio is taken between them.
+process's peak resident set over its state before the first force call) is its own, and the first
+call's time (for ``compiled``: the compilation) is reported apart from the median of the others.
+The cases of one system and dtype run back to back in one invocation, and the ratios are taken
+between them.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 SYSTEMS = {"aspirin": "aspirin (21 atoms)", "water1k": "water, 1029 atoms", "water8k": "water, 8232 atoms"}
@@ -40,21 +49,29 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def student_call(system: str, dtype_name: str, method: str):
+def student_call(system: str, dtype_name: str, method: str, which: str):
     import torch
 
     from mlff_distiller.model.graph import graph_from_atoms
+    from mlff_distiller.model.io import load_model
     from mlff_distiller.model.painn import PaiNN, PaiNNConfig
+    from mlff_distiller.model.replay import GraphReplay
 
     dtype = getattr(torch, dtype_name)
     atoms = build_system(system)
-    elements = sorted(set(atoms.get_chemical_symbols()))
-    model = PaiNN(PaiNNConfig(elements=elements)).to(dtype).requires_grad_(False)
-    g = graph_from_atoms([atoms], elements, model.cutoff, dtype)
+    if which == "shipped":
+        model = load_model("default", dtype).requires_grad_(False)
+    else:
+        model = PaiNN(PaiNNConfig(elements=sorted(set(atoms.get_chemical_symbols())))).to(dtype).requires_grad_(False)
+    g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype)
+    if method == "compiled":  # what step_runner gives LAMMPS on a CPU, whatever MLFF_COMPILE says
+        forces = GraphReplay(model, "analytic", graphs=False, fuse=True)
+    else:
+        forces = partial(model.energies_and_edge_gradients, method=method)
 
     def call():
         with torch.no_grad():
-            model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, method=method)
+            forces(g.species, g.edge_i, g.edge_j, g.r_ij)
 
     return call, len(atoms), len(g.edge_i)
 
@@ -99,8 +116,8 @@ def schnetpack_call(system: str, dtype_name: str):
     return call, len(atoms), int(inputs[spk.properties.idx_i].shape[0])
 
 
-def run_case(system: str, dtype_name: str, method: str) -> dict:
-    """One case, in this process: median time per force call and peak memory rise."""
+def run_case(system: str, dtype_name: str, method: str, which: str) -> dict:
+    """One case, in this process: median time per force call, the first call and peak memory rise."""
     import torch
 
     torch.set_num_threads(1)
@@ -108,7 +125,7 @@ def run_case(system: str, dtype_name: str, method: str) -> dict:
     if method == "schnetpack":
         call, n_atoms, n_edges = schnetpack_call(system, dtype_name)
     else:
-        call, n_atoms, n_edges = student_call(system, dtype_name, method)
+        call, n_atoms, n_edges = student_call(system, dtype_name, method, which)
     before = rss_bytes()
     times = []
     try:
@@ -118,12 +135,12 @@ def run_case(system: str, dtype_name: str, method: str) -> dict:
             times.append(time.perf_counter() - start)
     except RuntimeError as exc:  # torch's "can't allocate memory" under the limit
         return {"error": str(exc).splitlines()[0][:200], "atoms": n_atoms, "edges": n_edges}
-    return {"ms": 1e3 * statistics.median(times[1:]), "peak_mb": (peak_rss_bytes() - before) / 2**20,
-            "atoms": n_atoms, "edges": n_edges}
+    return {"ms": 1e3 * statistics.median(times[1:]), "first_call_s": times[0],
+            "peak_mb": (peak_rss_bytes() - before) / 2**20, "atoms": n_atoms, "edges": n_edges}
 
 
-def case_in_subprocess(system: str, dtype_name: str, method: str) -> dict:
-    cmd = [sys.executable, __file__, "--case", system, dtype_name, method]
+def case_in_subprocess(system: str, dtype_name: str, method: str, which: str) -> dict:
+    cmd = [sys.executable, __file__, "--case", system, dtype_name, method, which]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
@@ -145,25 +162,30 @@ def format_row(system, dtype_name, results) -> str:
             return f"{'failed':>10} {'':>9}"
         return f"{r['ms']:10.2f} {r['peak_mb']:9.1f}"
 
-    ana, auto = results["analytic"], results["autograd"]
-    ratio = f"{auto['ms'] / ana['ms']:6.2f}x" if "ms" in ana and "ms" in auto else "   n/a"
-    mem = f"{auto['peak_mb'] / max(ana['peak_mb'], 1e-3):6.2f}x" if "ms" in ana and "ms" in auto else "   n/a"
-    spk = f"  {cell(results['schnetpack'])}" if "schnetpack" in results else ""
-    return f"{SYSTEMS[system]:<20} {dtype_name:<8} {cell(ana)} {cell(auto)} {ratio} {mem}{spk}"
+    def ratio(slow, fast):
+        a, b = results.get(slow, {}), results.get(fast, {})
+        return f"{a['ms'] / b['ms']:6.2f}x" if "ms" in a and "ms" in b else "   n/a"
+
+    cells = " ".join(cell(results[m]) for m in results)
+    first = results.get("compiled", {}).get("first_call_s", float("nan"))
+    return (f"{SYSTEMS[system]:<20} {dtype_name:<8} {cells} {ratio('autograd', 'analytic')} "
+            f"{ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}")
 
 
-def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True) -> dict:
-    methods = ["analytic", "autograd"] + (["schnetpack"] if peers and schnetpack_available() else [])
-    header = (f"{'system':<20} {'dtype':<8} {'analytic ms':>10} {'peak MB':>9} {'autograd ms':>10} {'peak MB':>9}"
-              f" {'speed':>7} {'memory':>7}" + ("  schnetpack ms   peak MB" if "schnetpack" in methods else ""))
-    print("one torch thread; speed = autograd time / analytic time; memory = autograd peak / analytic peak")
-    if "schnetpack" not in methods:
+def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer") -> dict:
+    methods = ["analytic", "compiled", "autograd"]
+    methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
+    header = (f"{'system':<20} {'dtype':<8} " + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
+              + f" {'auto/ana':>7} {'auto/cmp':>7} {'spk/cmp':>7} {'compile s':>8}")
+    print(f"model: {which}; one torch thread; ratios of times per call; compile s: the compiled path's first "
+          "call")
+    if which == "peer" and "schnetpack" not in methods:
         print("schnetpack is not installed: its column is left out (pip install schnetpack to add it)")
     print(header)
-    report = {"methods": methods, "results": []}
+    report = {"model": which, "methods": methods, "results": []}
     for system in systems:
         for dtype_name in dtypes:
-            results = {m: case_in_subprocess(system, dtype_name, m) for m in methods}
+            results = {m: case_in_subprocess(system, dtype_name, m, which) for m in methods}
             print(format_row(system, dtype_name, results), flush=True)
             for m, r in results.items():
                 if "error" in r:
@@ -179,16 +201,19 @@ def run(args) -> int:
     if args.case:
         print(json.dumps(run_case(*args.case)))
         return 0
-    run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers)
+    run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers,
+                  args.model)
     return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--model", choices=("peer", "shipped"), default="peer",
+                        help="peer: schnetpack's hyper-parameters (the comparison); shipped: the default model")
     parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
-    parser.add_argument("--case", nargs=3, metavar=("SYSTEM", "DTYPE", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=4, metavar=("SYSTEM", "DTYPE", "METHOD", "MODEL"), help=argparse.SUPPRESS)
 
 
 def main(argv=None) -> int:
