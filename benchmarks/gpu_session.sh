@@ -18,12 +18,15 @@
 #   cpu-model  the model alone on one core: analytic, compiled, autograd and schnetpack's PaiNN (its
 #            wheels carried in .cache/gpu-bundle/peers), then the shipped model (-> OUT/model_cpu_*.json)
 #   scaling  the plugin on 1..16 ranks of this host's cores, 8,232 waters (-> OUT/plugin_scaling.json)
+#   gpus     several GPUs: 1 rank on 1 GPU against 2 ranks on 2 GPUs, water of MULTI_SYSTEMS
+#            (default about 64,000 and 200,000 atoms), each step's parts and its halo exchange
+#            (-> OUT/coupling_gpus_<ranks>.json)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
 # F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
-STAGES=${STAGES:-build tests gpu largest profile f64 cpu cpu-model scaling}
+STAGES=${STAGES:-build tests gpu largest profile f64 cpu cpu-model scaling gpus}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -72,4 +75,13 @@ if stage scaling; then
   "$PY" benchmarks/run.py plugin-scaling run "$PREFIX/scaling" --ranks ${SCALING_RANKS:-1 2 4 8 16} "${BIND[@]}" \
     | tail -25 && cp "$PREFIX/scaling/scaling.json" "$OUT/plugin_scaling.json"
 fi
+if stage gpus; then
+  for ranks in 1 2; do
+    timeout "${CASE_TIMEOUT:-240}" "$PREFIX/bin/mpirun" -np $ranks "$PY" benchmarks/run.py coupling --model real \
+      --device cuda --steps ${MULTI_STEPS:-30} --systems ${MULTI_SYSTEMS:-water_21333 water_66667} \
+      --out "$OUT/coupling_gpus_$ranks.json" | cut -c1-900
+  done
+fi
+mkdir -p "$OUT/stdout" && for f in runs/bench_lammps/*/stdout.txt; do
+  [ -e "$f" ] && cp "$f" "$OUT/stdout/$(basename "$(dirname "$f")").txt"; done
 echo "=== done at $(( $(date +%s) - T0 )) s"

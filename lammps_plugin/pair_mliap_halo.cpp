@@ -151,6 +151,25 @@ void PairMLIAPHalo::python_failure(const std::string &what, bool all_ranks)
   error->one(FLERR, message);
 }
 
+/* ----------------------------------------------------------------------
+   a set-up step that may fail on some ranks only (a GPU that one rank cannot
+   use): collective, so that no rank goes on to wait for one that stopped.
+   Failed everywhere: one error->all. Failed on some: those stop the run with
+   their own message (error->one), the others with a pointer to it.
+------------------------------------------------------------------------- */
+
+void PairMLIAPHalo::stop_if_any_rank_failed(bool failed, const std::string &what)
+{
+  int mine = failed ? 1 : 0, count = 0;
+  MPI_Allreduce(&mine, &count, 1, MPI_INT, MPI_SUM, world);
+  if (failed) python_failure(what, count == comm->nprocs);
+  if (count) {
+    PyGILState_Release((PyGILState_STATE) gil_state);
+    error->all(FLERR, "Pair style mliap/halo: {} on {} of {} ranks (their message is above)", what, count,
+               comm->nprocs);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 
 void PairMLIAPHalo::allocate()
@@ -180,10 +199,9 @@ void PairMLIAPHalo::settings(int narg, char **arg)
   gil_state = (int) PyGILState_Ensure();
 
   PyObject *module = PyImport_ImportModule("mlff_distiller.lammps.halo_data");
-  if (!module)
-    python_failure("cannot import mlff_distiller.lammps.halo_data (install mlff-distiller into the "
-                   "Python environment this LAMMPS embeds)",
-                   true);
+  stop_if_any_rank_failed(!module,
+                          "cannot import mlff_distiller.lammps.halo_data (install mlff-distiller into the "
+                          "Python environment this LAMMPS embeds)");
 
   const std::string signature = MLFFHalo::halo_protocol_signature();
   PyObject *connected = PyObject_CallMethod(
@@ -191,7 +209,7 @@ void PairMLIAPHalo::settings(int narg, char **arg)
       (unsigned long long) (uintptr_t) &mlff_halo_exchange, (unsigned long long) (uintptr_t) this,
       signature.c_str(), (int) sizeof(tagint));
   Py_DECREF(module);
-  if (!connected) python_failure("cannot load model file " + model_file, true);
+  stop_if_any_rank_failed(!connected, "cannot load model file " + model_file);
 
   // connect() returns (model, data, element names, cutoff)
   PyObject *model = PyTuple_GetItem(connected, 0);

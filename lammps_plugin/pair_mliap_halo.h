@@ -67,6 +67,7 @@ class PairMLIAPHalo : public Pair {
   const int *owners_on_this_rank();
   void release_python();
   [[noreturn]] void python_failure(const std::string &what, bool all_ranks);
+  void stop_if_any_rank_failed(bool failed, const std::string &what);
 };
 
 }    // namespace LAMMPS_NS

@@ -25,12 +25,12 @@ print "pyz $(c_press[6]:%.17g)" append values.txt
 
 
 def run_lammps(script: str, workdir: Path, nprocs: int = 1, env: dict | None = None,
-               timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """Run an input under `mpirun -np nprocs lmp` in workdir; returns the finished process."""
+               timeout: float = 300, check: bool = True, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run an input under `mpirun -np nprocs [launcher] lmp` in workdir; returns the finished process."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.lmp").write_text(script)
     full_env = {**os.environ, **(env or {})}
-    cmd = [str(MPIRUN), "-np", str(nprocs), str(LMP), "-in", "in.lmp", "-nocite"]
+    cmd = [str(MPIRUN), "-np", str(nprocs), *launcher, str(LMP), "-in", "in.lmp", "-nocite"]
     proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"LAMMPS failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

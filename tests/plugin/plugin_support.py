@@ -145,9 +145,9 @@ def run_single_point(workdir: Path, atoms: Atoms, script: str, nprocs: int = 1, 
                      env: dict | None = None) -> dict[str, np.ndarray]:
     workdir.mkdir(parents=True, exist_ok=True)
     atoms.write(workdir / "structure.data", format="lammps-data", specorder=list(elements), masses=True)
-    run_lammps(script, workdir, nprocs, env=env)
+    proc = run_lammps(script, workdir, nprocs, env=env)
     dump, values = read_dump(workdir / "out.dump"), read_values(workdir / "values.txt")
-    return {"energy": values["energy"], "pe_atom": dump["c_pe_atom"],
+    return {"output": proc.stdout, "energy": values["energy"], "pe_atom": dump["c_pe_atom"],
             "forces": np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1),
             "stress_atom": np.stack([dump[f"c_satom[{k}]"] for k in range(1, 7)], axis=1),
             "positions": np.stack([dump["x"], dump["y"], dump["z"]], axis=1),

@@ -1,18 +1,23 @@
 """The plugin and stock ML-IAP with CUDA exports in real LAMMPS: the same numbers as the Python
 model on the CPU, on 1 rank (one CUDA graph per step, halo as a device gather) and on 2 ranks
-sharing one GPU (halo through LAMMPS's communication). Skipped without a CUDA GPU; the device runs
-of benchmarks/gpu_session.sh run them."""
+sharing one GPU (halo through LAMMPS's communication); with two GPUs, one rank per GPU, ranks
+sharing cards and a rank without atoms. Skipped without a CUDA GPU (or without a second one); the
+device runs of benchmarks/gpu_session.sh run them."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from plugin_support import (WATER, lammps_input, make_export, molecule_in_vacuum, pair_lines, reference,
-                            relative_errors, run_single_point, triclinic_water)
+                            relative_errors, run_single_point, triclinic_water, water_slab)
 
 pytestmark = [pytest.mark.lammps,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")]
 
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (the 2-GPU device runs)")
+MD = "velocity all create 300 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -41,12 +46,47 @@ def test_md_on_the_gpu_follows_the_cpu(tmp_path, monkeypatch):
     """200 NVE steps of water on the GPU (graph replays, buckets moving as pairs change) and on the
     CPU: positions agree to 1e-8 A in float64."""
     atoms = triclinic_water()
-    md = "velocity all create 300 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
     positions = []
     monkeypatch.setenv("MLFF_COMPILE", "1")  # the compiled step users get (tests/conftest.py turns it off)
     for device in ("cpu", "cuda"):
         model_file, _ = make_export(tmp_path, 3, device=device)
         result = run_single_point(tmp_path / f"md_{device}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=md, run="run 200"))
+                                  lammps_input(pair_lines(model_file, WATER), extra=MD, run="run 200"))
         positions.append(result["positions"])
     assert np.abs(positions[0] - positions[1]).max() < 1e-8
+
+
+@two_gpus
+@pytest.mark.parametrize("case", ["one_rank_per_gpu", "ranks_share_gpus", "rank_without_atoms"])
+def test_ranks_on_two_gpus_match_python(tmp_path, case):
+    """float64: every rank on its GPU (local rank modulo the GPUs), exact against the Python model."""
+    atoms = water_slab() if case == "rank_without_atoms" else triclinic_water()
+    nprocs = 2 if case == "one_rank_per_gpu" else 4
+    processors = "processors 4 1 1" if case == "rank_without_atoms" else ""
+    model_file, model = make_export(tmp_path, 3, device="cuda")
+    result = run_single_point(tmp_path / case, atoms, lammps_input(pair_lines(model_file, WATER), processors=processors),
+                              nprocs)
+    errors = relative_errors(result, reference(model, atoms))
+    assert max(errors.values()) < TOLERANCE["float64"], errors
+    assert "on cuda:0" in result["output"] and "on cuda:1" in result["output"], result["output"][-2000:]
+    if case == "rank_without_atoms":
+        log = (tmp_path / case / "log.lammps").read_text()
+        assert re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", log), "no empty rank"
+
+
+MD_TWO_GPUS_BOUND = 1e-6  # A, largest position difference after 500 steps (float64)
+
+
+@two_gpus
+def test_md_on_two_gpus_follows_one_gpu(tmp_path):
+    """500 NVE steps of water in float64: 2 ranks on 2 GPUs against 1 rank on one. The sums run
+    in another order, so trajectories part at round-off and the gap grows with time; the bound
+    holds it to far below anything physical."""
+    atoms = triclinic_water()
+    model_file, _ = make_export(tmp_path, 3, device="cuda")
+    positions = [run_single_point(tmp_path / f"md{n}", atoms,
+                                  lammps_input(pair_lines(model_file, WATER), extra=MD, run="run 500"), n)["positions"]
+                 for n in (1, 2)]
+    gap = np.abs(positions[0] - positions[1]).max()
+    print(f"largest position difference after 500 steps, 2 GPUs vs 1: {gap:.3g} A")
+    assert gap < MD_TWO_GPUS_BOUND

@@ -166,11 +166,18 @@ def overlapping_water():
     return atoms
 
 
+# runs the command with MLFF_DEVICE=cuda:7 on MPI rank 1 only (Open MPI or MPICH)
+ON_RANK_1_A_GPU_THAT_IS_NOT_THERE = (
+    "sh", "-c", 'if [ "${OMPI_COMM_WORLD_RANK:-$PMI_RANK}" = 1 ]; then export MLFF_DEVICE=cuda:7; fi; exec "$@"', "sh")
+
+
 @pytest.mark.parametrize("problem", ["newton", "element", "missing", "model_file", "units", "bonds",
-                                     "overlap_2_ranks"])
+                                     "overlap_2_ranks", "device_on_one_rank"])
 def test_errors_stop_lammps_with_a_message(tmp_path, problem):
+    """Each stops LAMMPS with its message; where one rank fails and the others do not, every rank
+    still stops (no hang: the run's timeout would fail the test)."""
     model_file, _ = make_export(tmp_path, 2)
-    atoms, nprocs, write = ortho_water(), 1, None
+    atoms, nprocs, write, launcher = ortho_water(), 1, None, ()
     script = lammps_input(pair_lines(model_file, WATER))
     if problem == "newton":
         script, expect = script.replace("newton on", "newton off"), "requires newton pair on"
@@ -189,6 +196,9 @@ def test_errors_stop_lammps_with_a_message(tmp_path, problem):
         pair = "bond_style zero\nbond_coeff *\n" + pair_lines(model_file, WATER)
         script = lammps_input(pair, atom_style="full")
         expect, write = "add `special_bonds lj/coul 1.0 1.0 1.0`", write_data_with_bonds
+    elif problem == "device_on_one_rank":  # loading fails on rank 1 only (no such GPU there)
+        nprocs, launcher = 2, ON_RANK_1_A_GPU_THAT_IS_NOT_THERE
+        expect = "the model asks for"  # rank 1's own message (it stops the run before rank 0's)
     else:  # the shipped model on overlapping atoms, one rank fails: every rank stops
         model_file = export("default", tmp_path / "default.mliap")
         atoms, nprocs = overlapping_water(), 2
@@ -200,7 +210,7 @@ def test_errors_stop_lammps_with_a_message(tmp_path, problem):
         write(work / "structure.data", atoms, WATER)
     else:
         atoms.write(work / "structure.data", format="lammps-data", specorder=WATER, masses=True)
-    proc = run_lammps(script, work, nprocs=nprocs, check=False, timeout=120)
+    proc = run_lammps(script, work, nprocs=nprocs, check=False, timeout=120, launcher=launcher)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "ERROR" in output

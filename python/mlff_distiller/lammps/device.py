@@ -21,6 +21,10 @@ LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_CO
 WORLD_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
 
 
+class DeviceError(RuntimeError):
+    """This process cannot use the device the model asks for."""
+
+
 def world_size() -> int:
     for name in WORLD_SIZE_VARIABLES:
         if os.environ.get(name, "").isdigit():
@@ -56,7 +60,7 @@ def rank_device(requested: str) -> str:
     if requested == "cpu":
         return "cpu"
     if not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceError(
             f"the model asks for device {requested!r} but this torch ({torch.__version__}) sees no usable CUDA GPU "
             f"(CUDA build: {torch.version.cuda or 'no'}): export with --device cpu, or set {DEVICE_OVERRIDE}=cpu")
     count = torch.cuda.device_count()
@@ -64,7 +68,7 @@ def rank_device(requested: str) -> str:
         return f"cuda:{local_rank() % count}"
     index = int(requested.split(":")[1])
     if index >= count:
-        raise RuntimeError(f"the model asks for GPU {index} but only {count} GPU(s) are visible "
+        raise DeviceError(f"the model asks for GPU {index} but only {count} GPU(s) are visible "
                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): use --device "
                            f"cuda to give each rank its own GPU, or {DEVICE_OVERRIDE}=cuda:0")
     return requested

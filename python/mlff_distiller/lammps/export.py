@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..model.io import resolve_model_path
+from .device import DeviceError
 from .inputs import SPECIAL_BONDS_FIX, UNITS, plugin_lines
 from .unified import DTYPES, METHODS, StudentUnified
 
@@ -57,7 +58,7 @@ def read_export(path: str | Path) -> StudentUnified:
                 raise ValueError(f"{path} is a model file (torch), not a LAMMPS export: run "
                                  f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`")
             unified = pickle.load(fh)
-    except ValueError:
+    except (ValueError, DeviceError):  # already say what is wrong
         raise
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -28,7 +28,7 @@ from ..model.io import load_model
 from ..model.painn import METHODS
 from ..model.replay import step_runner
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
-from .device import rank_device, set_rank_threads
+from .device import local_rank, rank_device, set_rank_threads, world_size
 from .halo_data import HaloData
 from .stock import StockLammps, abort_all_ranks
 
@@ -73,6 +73,10 @@ class StudentUnified(MLIAPUnified):
         check_export_state(state)
         set_rank_threads()
         device = rank_device(state["device"])
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)  # streams, graph captures and synchronisations of this rank use its card
+            print(f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
+                  f"({torch.cuda.get_device_name(device)})", flush=True)
         model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(device)
         super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
         self.model = model
