@@ -174,7 +174,9 @@ def xyz_dot(a: Tensor, b: Tensor) -> Tensor:
 def edge_chunks(n_edges: int, chunk: int):
     """Slices covering 0..n_edges in pieces of ``chunk``: the per-edge temporaries of one piece
     stay in cache and are reused, instead of streaming [E,3,F] arrays through memory."""
-    return [slice(a, min(a + chunk, n_edges)) for a in range(0, n_edges, chunk)] or [slice(0, 0)]
+    if n_edges <= chunk:  # not range(): under torch.compile it would fix n_edges, and each new size recompile
+        return [slice(0, n_edges)]
+    return [slice(a, min(a + chunk, n_edges)) for a in range(0, n_edges, chunk)]
 
 
 class Message(nn.Module):

@@ -15,6 +15,7 @@ from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update
 from .halo import Halo
 
 METHODS = ("analytic", "autograd")
+COMPILED_CPU_CHUNK_BYTES = 1 << 30  # one [E, 3F] temporary of the compiled CPU path, at most
 
 
 @dataclass
@@ -143,12 +144,16 @@ class PaiNN(nn.Module):
     def edge_chunk(self, device: torch.device) -> int:
         """Edges per chunk of the analytic path (see ``Message``), the one place that decides it.
 
-        On the CPU a [chunk, 3F] temporary stays in cache (``chunk_bytes``). On a GPU chunks only
-        add kernel launches, so one chunk holds the whole system unless a temporary would exceed
-        1/64 of the card's memory (a dozen of them live at once in the backward)."""
+        On the CPU, eager, a [chunk, 3F] temporary stays in cache (``chunk_bytes``). On a GPU chunks
+        only add kernel launches, so one chunk holds the whole system unless a temporary would
+        exceed 1/64 of the card's memory (a dozen of them live at once in the backward). Compiled
+        on the CPU, the fused loops keep their own data in cache, and chunks would only unroll into
+        the compiled graph and fix its edge count: one chunk up to ``COMPILED_CPU_CHUNK_BYTES``."""
         bytes_per_edge = 3 * self.config.n_features * self.embedding.weight.element_size()
         if device.type == "cuda":
             budget = torch.cuda.get_device_properties(device).total_memory // 64
+        elif torch.compiler.is_compiling():
+            budget = COMPILED_CPU_CHUNK_BYTES
         else:
             budget = self.chunk_bytes
         return max(64, budget // bytes_per_edge)
