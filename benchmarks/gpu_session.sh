@@ -20,7 +20,7 @@
 #   scaling  the plugin on 1..16 ranks of this host's cores, 8,232 waters (-> OUT/plugin_scaling.json)
 #   gpus     several GPUs: 1 rank on 1 GPU against 2 ranks on 2 GPUs, water of MULTI_SYSTEMS
 #            (default about 64,000 and 200,000 atoms), each step's parts and its halo exchange
-#            (-> OUT/coupling_gpus_<ranks>.json)
+#            (-> OUT/coupling_gpus_<ranks>.json; MULTI_RANKS: the rank counts, default 1 2)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
 # F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS.
 set -uo pipefail
@@ -76,7 +76,7 @@ if stage scaling; then
     | tail -25 && cp "$PREFIX/scaling/scaling.json" "$OUT/plugin_scaling.json"
 fi
 if stage gpus; then
-  for ranks in 1 2; do
+  for ranks in ${MULTI_RANKS:-1 2}; do
     timeout "${CASE_TIMEOUT:-240}" "$PREFIX/bin/mpirun" -np $ranks "$PY" benchmarks/run.py coupling --model real \
       --device cuda --steps ${MULTI_STEPS:-30} --systems ${MULTI_SYSTEMS:-water_21333 water_66667} \
       --out "$OUT/coupling_gpus_$ranks.json" | cut -c1-900
