@@ -27,6 +27,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
 from ase.optimize import BFGS
+from ase.vibrations import Vibrations
 
 from .sampling import geometry_copy, random_rotation
 
@@ -66,8 +67,6 @@ def hessian(atoms: Atoms, calculator: BaseCalculator, delta: float = 0.01) -> np
     """[3N,3N] Hessian (eV/A^2) by central differences of ``calculator``'s forces (6N calls)."""
     atoms = geometry_copy(atoms)
     atoms.calc = calculator
-    from ase.vibrations import Vibrations
-
     with tempfile.TemporaryDirectory() as cache:  # Vibrations caches displaced forces in files
         vibrations = Vibrations(atoms, name=str(Path(cache) / "vib"), delta=delta)
         vibrations.run()
