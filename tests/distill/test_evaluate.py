@@ -124,6 +124,7 @@ def test_evaluate_command_with_a_committee(model_file, data_file, structures, tm
                      "--json", str(json_path), "--per-structure", str(rows_path)])
     assert code == 0, capsys.readouterr().err
     committee = json.loads(json_path.read_text())["committee"]
+    assert "per_group" not in committee  # no grouping asked for
     assert committee["n_members"] == 2 and -1 <= committee["spearman_max_error"] <= 1
     assert "committee of 2" in capsys.readouterr().out
     lines = rows_path.read_text().splitlines()
@@ -142,3 +143,16 @@ def test_committee_errors_name_the_problem(model_file, data_file, tmp_path, caps
     assert cli.main(["evaluate", str(model_file), str(data_file), "--committee", str(model_file),
                      str(other_file)]) == 2
     assert "same --elements and --cutoff" in capsys.readouterr().err
+
+
+def test_committee_ranking_is_also_reported_within_each_group(model_file, offset_labels, structures, tmp_path):
+    other = save_model(build_model(CONFIG, structures, seed=1, dtype=torch.float64), tmp_path / "other.pt")
+    frames = ase.io.read(offset_labels, ":")
+    for k, atoms in enumerate(frames):
+        atoms.info["half"] = "first" if k < 12 else "second"
+    ase.io.write(offset_labels, frames)
+    metrics = evaluate_file(model_file, offset_labels, group_key="half", committee=[model_file, other])
+    per_group = metrics["committee"]["per_group"]
+    assert set(per_group) == {"first", "second"}
+    assert all(-1 <= m["spearman_max_error"] <= 1 for m in per_group.values())
+    assert "  first" in format_table(metrics).split("committee of 2")[1]

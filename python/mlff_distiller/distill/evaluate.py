@@ -162,6 +162,8 @@ def format_table(metrics: dict) -> str:
                      f"median {c['disagreement_median_meV_per_A']:.0f} meV/A; Spearman with the largest force "
                      f"error {c['spearman_max_error']:.2f}, with the force RMSE {c['spearman_rmse']:.2f}; "
                      f"{c['worst_decile_found']:.0%} of the 10% worst structures are among the 10% most disputed")
+        lines += [f"  {group[:30]:30s} Spearman with the largest force error {m['spearman_max_error']:.2f}, "
+                  f"with the force RMSE {m['spearman_rmse']:.2f}" for group, m in c.get("per_group", {}).items()]
     return "\n".join(lines)
 
 
@@ -203,6 +205,9 @@ def ranking_metrics(disagreement: np.ndarray, largest: np.ndarray, rmse: np.ndar
             "disagreement_median_meV_per_A": 1e3 * float(np.median(disagreement))}
 
 
+MIN_RANKED_STRUCTURES = 10  # a group's own ranking metrics need at least this many structures
+
+
 def committee_report(members: Sequence[PaiNN], dataset: GraphDataset, p: Predictions,
                      batch_size: int = 32) -> tuple[dict, list[dict]]:
     """Committee metrics (see ``ranking_metrics``) and one row per structure (group, atoms,
@@ -213,7 +218,14 @@ def committee_report(members: Sequence[PaiNN], dataset: GraphDataset, p: Predict
     rows = [{"structure": k, "group": str(p.groups[k]), "n_atoms": int(p.n_atoms[k]),
              "force_max_error_meV_per_A": 1e3 * float(largest[k]), "force_rmse_meV_per_A": 1e3 * float(rmse[k]),
              "disagreement_meV_per_A": 1e3 * float(disagreement[k])} for k in range(len(largest))]
-    return {"n_members": len(members), **ranking_metrics(disagreement, largest, rmse)}, rows
+    metrics = {"n_members": len(members), **ranking_metrics(disagreement, largest, rmse)}
+    groups = dict.fromkeys(p.groups)
+    if len(groups) > 1:
+        # within a group (one distortion, say) the ranking cannot lean on what differs between groups
+        metrics["per_group"] = {str(g): ranking_metrics(disagreement[p.groups == g], largest[p.groups == g],
+                                                        rmse[p.groups == g])
+                                for g in groups if (p.groups == g).sum() >= MIN_RANKED_STRUCTURES}
+    return metrics, rows
 
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
