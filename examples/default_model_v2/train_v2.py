@@ -1,7 +1,7 @@
 """Train the candidate v2 default model and compare it with v1 on the same held-out sets.
 
     OMP_NUM_THREADS=1 python examples/default_model_v2/make_dataset.py   # first: the extra data
-    OMP_NUM_THREADS=1 python examples/default_model_v2/train_v2.py       # ~40 min on one core
+    OMP_NUM_THREADS=1 python examples/default_model_v2/train_v2.py       # ~35 min on one core
 (run it again after an interruption: it continues from runs/default_model_v2/checkpoint.pt)
 
 Data: v1's ``examples/default_model/data/train.extxyz`` split exactly as v1 split it (same test
@@ -37,10 +37,14 @@ CHECKPOINT = ROOT / "runs" / "default_model_v2" / "checkpoint.pt"  # git-ignored
 SEED = 0
 TEST_FRACTION, VALIDATION_FRACTION = 0.10, 0.05  # as v1
 ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
+# Structures with a teacher force beyond this (eV/A; 53 of 4,896, nearly all from 0.12 A
+# displacements) are left out: the first attempt, with them and a learning rate of 3e-3, diverged
+# to NaN in its 5th epoch.
+MAX_TEACHER_FORCE = 50.0
 MODEL = PaiNNConfig(elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True)
 TRAINING = TrainConfig(
-    epochs=40, batch_size=8, learning_rate=3e-3, min_learning_rate=1e-5, schedule="cosine", warmup_epochs=1.0,
-    energy_weight=10.0, force_weight=1.0, early_stopping_patience=40, seed=SEED, dtype="float32",
+    epochs=36, batch_size=8, learning_rate=1e-3, min_learning_rate=1e-5, schedule="cosine", warmup_epochs=1.0,
+    energy_weight=10.0, force_weight=1.0, early_stopping_patience=36, seed=SEED, dtype="float32",
 )
 
 
@@ -55,8 +59,9 @@ def main():
     torch.set_num_threads(1)
     v1_test, v1_validation, v1_training = split_structures(read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION],
                                                            SEED, group_key="molecule")
+    extra = [a for a in read_structures(EXTRA_DATA) if abs(a.get_forces()).max() <= MAX_TEACHER_FORCE]
     extra_test, extra_validation, extra_training = split_structures(
-        read_structures(EXTRA_DATA), [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule")
+        extra, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule")
     training, validation = v1_training + extra_training, v1_validation + extra_validation
     print(f"{len(training)} training, {len(validation)} validation structures", flush=True)
     dtype = getattr(torch, TRAINING.dtype)

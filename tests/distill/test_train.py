@@ -40,6 +40,23 @@ def test_a_few_epochs_reduce_the_loss(structures):
     assert after < 0.5 * before
 
 
+def test_a_non_finite_batch_is_skipped_not_learned(structures):
+    """A label that is NaN gives a NaN loss: that batch takes no step, the weights stay finite,
+    and the epoch says how many batches it skipped."""
+    broken = [a.copy() for a in structures]
+    for atoms, source in zip(broken, structures):
+        atoms.calc = SinglePointCalculator(atoms, energy=source.get_potential_energy(), forces=source.get_forces())
+    forces = broken[0].get_forces()
+    forces[0, 0] = np.nan
+    broken[0].calc = SinglePointCalculator(broken[0], energy=broken[0].get_potential_energy(), forces=forces)
+    train_set, validation_set, training = datasets(broken, torch.float32)
+    config = TrainConfig(epochs=2, batch_size=4, dtype="float32")
+    model = build_model(SMALL, [a for a in training if a is not broken[0]], seed=0, dtype=torch.float32)
+    state = train(model, train_set, validation_set, config, progress=False, log=quiet)
+    assert all(h["train"]["skipped_batches"] == 1 for h in state.history)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def force_loss_parameter_gradients(model, batch, method):
     """d/dtheta of mean squared force error, the forces from `method` ([n_parameters])."""
     parameters = list(model.parameters())

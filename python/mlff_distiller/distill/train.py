@@ -146,6 +146,7 @@ class RunningMetrics:
     def __init__(self):
         self.energy_ae = self.force_ae = self.loss = 0.0
         self.n_structures = self.n_components = self.n_batches = 0
+        self.skipped = 0  # batches whose loss or gradient was not finite: no step taken
 
     def add(self, terms: dict, loss: float) -> None:
         self.energy_ae += float(terms["energy_ae"].sum())
@@ -158,7 +159,8 @@ class RunningMetrics:
     def summary(self) -> dict:
         return {"loss": self.loss / max(self.n_batches, 1),
                 "energy_mae_meV_per_atom": 1e3 * self.energy_ae / max(self.n_structures, 1),
-                "force_mae_meV_per_A": 1e3 * self.force_ae / max(self.n_components, 1)}
+                "force_mae_meV_per_A": 1e3 * self.force_ae / max(self.n_components, 1),
+                "skipped_batches": self.skipped}
 
 
 def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: TrainConfig, epoch: int,
@@ -176,10 +178,14 @@ def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: 
         loss = weighted_loss(terms, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         if config.schedule == "cosine":
             scheduler.step()
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            # one non-finite batch would turn every weight into NaN for the rest of the run
+            running.skipped += 1
+            continue
+        optimizer.step()
         running.add(terms, loss.item())
         summary = running.summary()
         bar.set_postfix(loss=f"{summary['loss']:.4g}", E=f"{summary['energy_mae_meV_per_atom']:.1f}",
@@ -419,7 +425,8 @@ def epoch_line(entry: dict, config: TrainConfig) -> str:
     return (f"epoch {entry['epoch']:4d}/{config.epochs}  lr {entry['lr']:.2e}  "
             f"train loss {t['loss']:.4g} E {t['energy_mae_meV_per_atom']:.2f} F {t['force_mae_meV_per_A']:.1f}  "
             f"val loss {v['loss']:.4g} E {v['energy_mae_meV_per_atom']:.2f} F {v['force_mae_meV_per_A']:.1f}  "
-            f"(meV/atom, meV/A; {entry['seconds']:.1f} s)")
+            f"(meV/atom, meV/A; {entry['seconds']:.1f} s)"
+            + (f"  skipped {t['skipped_batches']} non-finite batches" if t.get("skipped_batches") else ""))
 
 
 # ----------------------------------------------------------------------------------------------
