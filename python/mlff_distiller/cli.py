@@ -9,6 +9,7 @@ COMMANDS = {
     "label": "mlff_distiller.distill.label",
     "train": "mlff_distiller.distill.train",
     "evaluate": "mlff_distiller.distill.evaluate",
+    "active-learn": "mlff_distiller.distill.active",
     "export": "mlff_distiller.lammps.export",
     "lammps-input": "mlff_distiller.lammps.export",
     "md": "mlff_distiller.lammps.md",

@@ -11,9 +11,9 @@ from mlff_distiller.distill.dataset import (GraphDataset, fit_energy_shifts, rea
                                             split_structures)
 from mlff_distiller.distill.evaluate import predict
 from mlff_distiller.distill.train import (TrainConfig, build_model, data_fingerprint, load_checkpoint,
-                                          make_scheduler, train, validation_metrics)
+                                          make_scheduler, repulsion_energies, train, validation_metrics)
 from mlff_distiller.model.io import load_model
-from mlff_distiller.model.painn import PaiNNConfig
+from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
 ELEMENTS = ["H", "C", "N", "O"]
 SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cutoff=4.0)
@@ -38,6 +38,23 @@ def test_a_few_epochs_reduce_the_loss(structures):
     after = validation_metrics(model, train_set, config)["loss"]
     assert state.epoch == 8 and len(state.history) == 8
     assert after < 0.5 * before
+
+
+def test_a_non_finite_batch_is_skipped_not_learned(structures):
+    """A label that is NaN gives a NaN loss: that batch takes no step, the weights stay finite,
+    and the epoch says how many batches it skipped."""
+    broken = [a.copy() for a in structures]
+    for atoms, source in zip(broken, structures):
+        atoms.calc = SinglePointCalculator(atoms, energy=source.get_potential_energy(), forces=source.get_forces())
+    forces = broken[0].get_forces()
+    forces[0, 0] = np.nan
+    broken[0].calc = SinglePointCalculator(broken[0], energy=broken[0].get_potential_energy(), forces=forces)
+    train_set, validation_set, training = datasets(broken, torch.float32)
+    config = TrainConfig(epochs=2, batch_size=4, dtype="float32")
+    model = build_model(SMALL, [a for a in training if a is not broken[0]], seed=0, dtype=torch.float32)
+    state = train(model, train_set, validation_set, config, progress=False, log=quiet)
+    assert all(h["train"]["skipped_batches"] == 1 for h in state.history)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def force_loss_parameter_gradients(model, batch, method):
@@ -232,6 +249,38 @@ def test_energy_shifts_recover_atomic_energies():
         structures.append(atoms)
     fitted = fit_energy_shifts(structures, ELEMENTS)
     np.testing.assert_allclose(fitted, [-13.5, -1030.0, 0.0, -2040.0], atol=1e-8)  # N absent: 0
+
+
+def test_with_repulsion_the_shifts_fit_the_teacher_minus_the_repulsion():
+    """Labels that are atomic energies plus the repulsion of squeezed molecules: the fitted shifts
+    are the atomic energies, so the network starts from the teacher minus the repulsion."""
+    from ase.build import molecule
+
+    config = PaiNNConfig(elements=ELEMENTS, n_features=8, n_layers=1, n_radial=4, cutoff=4.0, repulsion=True)
+    shifts = {"H": -13.5, "C": -1030.0, "N": -1500.0, "O": -2040.0}
+    structures = []
+    for formula in ("H2O", "CH4", "NH3", "CH3OH", "CO2"):
+        atoms = molecule(formula)
+        atoms.positions *= 0.7  # bonds inside the repulsion's range
+        structures.append(atoms)
+    repulsion = repulsion_energies(PaiNN(config).double(), structures)
+    assert (repulsion > 1.0).all()
+    for atoms, extra in zip(structures, repulsion):
+        energy = sum(shifts[s] for s in atoms.get_chemical_symbols()) + extra
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+    model = build_model(config, structures, dtype=torch.float64)
+    np.testing.assert_allclose(model.readout.shift.numpy(), list(shifts.values()), atol=1e-6)
+    plain = fit_energy_shifts(structures, ELEMENTS)
+    assert np.abs(plain - list(shifts.values())).max() > 0.1  # the repulsion mattered
+
+
+def test_train_command_with_repulsion(data_file, tmp_path, capsys):
+    output = tmp_path / "student.pt"
+    code = cli.main(["train", str(data_file), "-o", str(output), "--features", "16", "--layers", "1",
+                     "--radial", "8", "--epochs", "2", "--batch-size", "8", "--repulsion"])
+    assert code == 0, capsys.readouterr().err
+    model = load_model(output)
+    assert model.config.repulsion and model.repulsion is not None
 
 
 def test_grouped_split_is_seeded_and_takes_from_every_group(structures):

@@ -19,9 +19,11 @@ NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 CHNO = ["H", "C", "N", "O"]
 
 
-def make_export(tmp_path, n_layers, cutoff=4.0, elements=("H", "C", "N", "O"), seed=0, name="model"):
+def make_export(tmp_path, n_layers, cutoff=4.0, elements=("H", "C", "N", "O"), seed=0, name="model",
+                repulsion=False):
     torch.manual_seed(seed)
-    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=16, n_layers=n_layers, cutoff=cutoff))
+    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=16, n_layers=n_layers, cutoff=cutoff,
+                              repulsion=repulsion))
     with torch.no_grad():
         model.readout.shift.uniform_(-1, 1)
     save_model(model, tmp_path / f"{name}.pt")
@@ -135,6 +137,18 @@ def test_molecule_single_point_matches_python(tmp_path):
     atoms = molecule_in_vacuum()
     values, dump, forces = run_single_point(tmp_path, atoms, model_file, CHNO, boundary="f f f")
     assert_matches(values, dump, forces, reference(model, atoms))
+
+
+def test_repulsion_reaches_lammps_through_the_export(tmp_path):
+    """A molecule squeezed to 80%: its bonds lie inside the repulsion, which LAMMPS must include."""
+    model_file, model = make_export(tmp_path, n_layers=3, repulsion=True)
+    atoms = molecule_in_vacuum()
+    atoms.positions = atoms.positions.mean(0) + 0.8 * (atoms.positions - atoms.positions.mean(0))
+    values, dump, forces = run_single_point(tmp_path, atoms, model_file, CHNO, boundary="f f f")
+    ref = reference(model, atoms)
+    assert_matches(values, dump, forces, ref)
+    model.repulsion = None
+    assert ref[0].sum() - reference(model, atoms)[0].sum() > 1.0  # the same weights without the term
 
 
 def test_one_layer_model_is_exact_with_ghosts_on_any_ranks(tmp_path):

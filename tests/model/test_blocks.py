@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mlff_distiller.model.blocks import (CosineCutoff, EdgeFilter, EdgeGeometry, Message, RadialBasis, Readout,
-                                         SiLUMLP, Update)
+from mlff_distiller.model.blocks import (COULOMB_EV_A, CosineCutoff, EdgeFilter, EdgeGeometry, Message, RadialBasis,
+                                         Readout, SiLUMLP, Update, ZBLRepulsion)
 
 N, E, F, K, CUTOFF = 7, 30, 8, 6, 5.0
 
@@ -157,3 +157,36 @@ def test_readout():
     s = torch.randn(N, F)
     ctx = ro(s, species)[1]
     check_vjp(lambda s: (ro(s, species)[0],), lambda g: (ro.backward(ctx, g),), [s])
+
+
+def zbl_edges():
+    """Edges between every pair of H C O S, at distances from 0.1 A to beyond the switch-off."""
+    species = torch.tensor([0, 1, 2, 3])
+    edge_i, edge_j = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+    edge_i, edge_j = edge_i.flatten().repeat(4), edge_j.flatten().repeat(4)
+    d = torch.rand(edge_i.shape[0]) * 2.4 + 0.1
+    return species, edge_i, edge_j, d
+
+
+def test_zbl_repulsion():
+    zbl, (species, edge_i, edge_j, d) = ZBLRepulsion(["H", "C", "O", "S"]).double(), zbl_edges()
+    energy, ctx = zbl(d, species, edge_i, edge_j)
+    outside = d * zbl.pair_parameters(species, edge_i, edge_j)[2] >= 1
+    assert outside.any() and (~outside).any()  # both branches are checked
+    assert torch.equal(energy[outside], torch.zeros_like(energy[outside]))
+    assert (energy[~outside] > 0).all()
+    check_vjp(lambda d: (zbl(d, species, edge_i, edge_j)[0],), lambda g: (zbl.backward(ctx, g),), [d])
+
+
+def test_zbl_repulsion_vanishes_smoothly_at_its_switch_off_and_is_coulomb_at_contact():
+    zbl = ZBLRepulsion(["H", "C"]).double()
+    species, edge_i, edge_j = torch.tensor([1, 0]), torch.tensor([0]), torch.tensor([1])
+    rmax = 1.0 / float(zbl.pair_parameters(species, edge_i, edge_j)[2])
+    for eps in (1e-2, 1e-3):
+        d = torch.tensor([rmax - eps])
+        energy, ctx = zbl(d, species, edge_i, edge_j)
+        assert 0 < float(energy) < 1e3 * eps ** 3  # value, slope and curvature vanish at rmax
+        assert 0 > float(zbl.derivative(ctx)) > -1e4 * eps ** 2
+    # at contact the screening is ~1 (sum of the c_k) and the envelope 1: bare Coulomb, half per edge
+    d = torch.tensor([1e-4])
+    assert abs(2 * float(zbl(d, species, edge_i, edge_j)[0]) * float(d) / (6 * COULOMB_EV_A) - 1) < 1e-3

@@ -42,11 +42,12 @@ WATER = ["H", "O"]
 
 # -- models ------------------------------------------------------------------------------------
 def make_export(tmp_path: Path, n_layers: int, elements=("H", "O"), cutoff=4.0, seed=0, n_features=16,
-                dtype="float64", method="analytic", name=None, device="cpu"):
+                dtype="float64", method="analytic", name=None, device="cpu", repulsion=False):
     """A random-weight PaiNN exported for LAMMPS: (file for pair_style, the model in float64)."""
-    name = name or f"model{n_layers}_{n_features}_{dtype}_{method}_{device}"
+    name = name or f"model{n_layers}_{n_features}_{dtype}_{method}_{device}" + ("_zbl" if repulsion else "")
     torch.manual_seed(seed)
-    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=n_features, n_layers=n_layers, cutoff=cutoff))
+    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=n_features, n_layers=n_layers, cutoff=cutoff,
+                              repulsion=repulsion))
     with torch.no_grad():
         model.readout.shift.uniform_(-1, 1)
     save_model(model, tmp_path / f"{name}.pt")

@@ -50,6 +50,19 @@ def test_plugin_matches_python_on_1_to_4_ranks(tmp_path, system):
         assert re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", log), "no empty rank"
 
 
+def test_repulsion_through_the_plugin_on_1_and_2_ranks(tmp_path):
+    """Compressed water (every length x 0.8): O-H bonds inside the repulsion, pairs across ranks."""
+    atoms = triclinic_water()
+    atoms.set_cell(atoms.cell * 0.8, scale_atoms=True)
+    model_file, model = make_export(tmp_path, 2, elements=WATER, repulsion=True)
+    ref = reference(model, atoms)
+    for nprocs in (1, 2):
+        result = run_single_point(tmp_path / f"plugin{nprocs}", atoms,
+                                  lammps_input(pair_lines(model_file, WATER), "p p p", ""), nprocs, WATER)
+        errors = relative_errors(result, ref)
+        assert max(errors.values()) < REL, (nprocs, errors)
+
+
 def test_three_layers_float32_autograd_and_many_images(tmp_path):
     """A 3-layer model (two exchanges each way) on a box smaller than the ghost shell (atoms have
     several images on one rank): float64 exact, float32 within float32 round-off, and the

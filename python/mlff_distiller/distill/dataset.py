@@ -110,14 +110,18 @@ def element_counts(structures: Sequence[Atoms], elements: Sequence[str]) -> np.n
     return counts
 
 
-def fit_energy_shifts(structures: Sequence[Atoms], elements: Sequence[str]) -> np.ndarray:
-    """[n_elements] atomic reference energies (eV) minimising sum_s (E_s - counts_s . shift)^2.
+def fit_energy_shifts(structures: Sequence[Atoms], elements: Sequence[str],
+                      baseline: np.ndarray | None = None) -> np.ndarray:
+    """[n_elements] atomic reference energies (eV) minimising sum_s (E_s - B_s - counts_s . shift)^2,
+    where B_s [S] is the energy of a fixed term of the model (its repulsion; default 0).
 
     Least squares with the minimum-norm solution, so that elements that always appear in the
     same ratio (a water-only set) or not at all still get finite, well-defined shifts.
     """
     counts = element_counts(structures, elements)
     energies = np.array([atoms.get_potential_energy() for atoms in structures])
+    if baseline is not None:
+        energies = energies - baseline
     shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     return shifts
 

@@ -1,12 +1,20 @@
 """How close a student is to its teacher: errors of energies and forces, tables, parity plots.
 
-`mlff-distiller evaluate MODEL DATA` prints energy MAE per atom and force MAE/RMSE, overall,
-per element (forces on atoms of that element) and optionally per group of structures (for
-example ``--group-by molecule``); ``--json`` writes the same numbers, ``--plot`` a parity plot.
+`mlff-distiller evaluate MODEL DATA` prints energy MAE per atom, force MAE/RMSE and the largest
+error of one atom's force, overall, per element (forces on atoms of that element) and optionally
+per group of structures (``--group-by molecule``, or ``--group-by molecule distortion`` for every
+combination); ``--json`` writes the same numbers, ``--plot`` a parity plot.
 Forces come from the same analytic path that LAMMPS runs.
+
+With ``--committee M1 M2 ...`` it also reports how much those models disagree on each structure
+(the largest, over atoms, of the spread of their force vectors) and whether that disagreement
+ranks MODEL's errors: Spearman correlations with MODEL's largest and RMS force error per
+structure, and how many of the 10% worst structures are among the 10% most disputed;
+``--per-structure CSV`` writes every structure's error and disagreement.
 """
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -57,27 +65,41 @@ class Predictions:
     reference_energy: np.ndarray  # [S] sum of the model's per-element shifts (for plots)
 
 
-def collect_predictions(model: PaiNN, dataset: GraphDataset, batch_size: int = 32,
-                        group_key: str | None = None) -> Predictions:
-    """Run the student (analytic forces, no autograd) over every structure, in file order."""
+def group_labels(structures, group_key: str | Sequence[str] | None) -> np.ndarray:
+    """[S] label of each structure: its ``info`` value of one key, or of several keys joined by
+    " / " (one group per combination); "" without a key."""
+    keys = [group_key] if isinstance(group_key, str) else list(group_key or [])
+    return np.array([" / ".join(str(a.info.get(key, "")) for key in keys) for a in structures])
+
+
+def predicted_energies_and_forces(model: PaiNN, dataset: GraphDataset,
+                                  batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Energies [S] and forces [N,3] (float64 numpy) of every structure, in file order."""
     energy, forces = [], []
     with torch.no_grad():
         for batch in dataset.batches(batch_size):
             e, f = predict(model, batch)
             energy.append(e.numpy())
             forces.append(f.double().numpy())
+    return np.concatenate(energy), np.concatenate(forces)
+
+
+def collect_predictions(model: PaiNN, dataset: GraphDataset, batch_size: int = 32,
+                        group_key: str | Sequence[str] | None = None) -> Predictions:
+    """Run the student (analytic forces, no autograd) over every structure, in file order."""
+    energy, forces = predicted_energies_and_forces(model, dataset, batch_size)
     structures = dataset.structures
     species = torch.cat([s.graph.species for s in dataset.samples])
     shift = model.readout.shift.double().index_select(0, species).numpy()
     n_atoms = np.array([len(a) for a in structures])
     return Predictions(
-        energy=np.concatenate(energy),
+        energy=energy,
         energy_ref=np.array([a.get_potential_energy() for a in structures]),
         n_atoms=n_atoms,
-        forces=np.concatenate(forces),
+        forces=forces,
         forces_ref=np.concatenate([a.get_forces() for a in structures]),
         symbols=np.array([s for a in structures for s in a.get_chemical_symbols()]),
-        groups=np.array([str(a.info.get(group_key, "")) if group_key else "" for a in structures]),
+        groups=group_labels(structures, group_key),
         reference_energy=np.add.reduceat(shift, np.cumsum(np.r_[0, n_atoms[:-1]])),
     )
 
@@ -86,10 +108,12 @@ def collect_predictions(model: PaiNN, dataset: GraphDataset, batch_size: int = 3
 # Metrics
 # ----------------------------------------------------------------------------------------------
 def force_errors(forces: np.ndarray, forces_ref: np.ndarray) -> dict:
-    """MAE and RMSE over force components, in meV/A."""
-    diff = (forces - forces_ref).ravel()
+    """MAE and RMSE over force components, and the largest error of one atom's force vector
+    (its norm), in meV/A."""
+    diff = forces - forces_ref
     return {"force_mae_meV_per_A": 1e3 * float(np.mean(np.abs(diff))),
-            "force_rmse_meV_per_A": 1e3 * float(np.sqrt(np.mean(diff ** 2)))}
+            "force_rmse_meV_per_A": 1e3 * float(np.sqrt(np.mean(diff ** 2))),
+            "force_max_error_meV_per_A": 1e3 * float(np.linalg.norm(diff, axis=1).max())}
 
 
 def energy_errors(energy: np.ndarray, energy_ref: np.ndarray, n_atoms: np.ndarray) -> dict:
@@ -121,18 +145,94 @@ def error_metrics(p: Predictions) -> dict:
 
 def format_table(metrics: dict) -> str:
     """The metrics as a plain-text table: one row overall, then per element, then per group."""
-    header = f"{'':24s} {'count':>8s} {'E MAE':>10s} {'F MAE':>10s} {'F RMSE':>10s}"
-    units = f"{'':24s} {'':>8s} {'meV/atom':>10s} {'meV/A':>10s} {'meV/A':>10s}"
+    header = f"{'':32s} {'count':>8s} {'E MAE':>10s} {'F MAE':>10s} {'F RMSE':>10s} {'F max':>10s}"
+    units = f"{'':32s} {'':>8s} {'meV/atom':>10s} {'meV/A':>10s} {'meV/A':>10s} {'meV/A':>10s}"
 
     def row(name, count, m):
         energy = f"{m['energy_mae_meV_per_atom']:10.2f}" if "energy_mae_meV_per_atom" in m else f"{'-':>10s}"
-        return (f"{name[:24]:24s} {count:8d} {energy} {m['force_mae_meV_per_A']:10.1f} "
-                f"{m['force_rmse_meV_per_A']:10.1f}")
+        return (f"{name[:32]:32s} {count:8d} {energy} {m['force_mae_meV_per_A']:10.1f} "
+                f"{m['force_rmse_meV_per_A']:10.1f} {m['force_max_error_meV_per_A']:10.0f}")
 
     lines = [header, units, row("all structures", metrics["n_structures"], metrics)]
     lines += [row(f"  forces on {el}", m["n_atoms"], m) for el, m in metrics["per_element"].items()]
     lines += [row(f"  {group}", m["n_structures"], m) for group, m in metrics.get("per_group", {}).items()]
+    if "committee" in metrics:
+        c = metrics["committee"]
+        lines.append(f"committee of {c['n_members']}: disagreement (largest force spread of a structure) "
+                     f"median {c['disagreement_median_meV_per_A']:.0f} meV/A; Spearman with the largest force "
+                     f"error {c['spearman_max_error']:.2f}, with the force RMSE {c['spearman_rmse']:.2f}; "
+                     f"{c['worst_decile_found']:.0%} of the 10% worst structures are among the 10% most disputed")
+        lines += [f"  {group[:30]:30s} Spearman with the largest force error {m['spearman_max_error']:.2f}, "
+                  f"with the force RMSE {m['spearman_rmse']:.2f}" for group, m in c.get("per_group", {}).items()]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Committee disagreement
+# ----------------------------------------------------------------------------------------------
+def atom_ranges(n_atoms: np.ndarray) -> np.ndarray:
+    """[S] index of the first atom of each structure in the concatenated atom arrays."""
+    return np.cumsum(np.r_[0, n_atoms[:-1]])
+
+
+def committee_disagreement(member_forces: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
+    """[S] largest, over a structure's atoms, spread of the members' force vectors (eV/A):
+    sqrt(mean_k |F_k - mean F|^2) per atom, from member_forces [K,N,3]."""
+    spread = np.sqrt(((member_forces - member_forces.mean(0)) ** 2).sum(-1).mean(0))
+    return np.maximum.reduceat(spread, atom_ranges(n_atoms))
+
+
+def structure_force_errors(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """[S] largest error of one atom's force (norm) and [S] force RMSE, per structure (eV/A)."""
+    diff = p.forces - p.forces_ref
+    starts = atom_ranges(p.n_atoms)
+    largest = np.maximum.reduceat(np.linalg.norm(diff, axis=1), starts)
+    rmse = np.sqrt(np.add.reduceat((diff ** 2).sum(1), starts) / (3 * p.n_atoms))
+    return largest, rmse
+
+
+def ranking_metrics(disagreement: np.ndarray, largest: np.ndarray, rmse: np.ndarray) -> dict:
+    """How well disagreement ranks errors: Spearman correlations, and the fraction of the 10%
+    structures of largest error that are also among the 10% of largest disagreement."""
+    from scipy.stats import spearmanr
+
+    decile = max(1, len(largest) // 10)
+    worst = set(np.argsort(largest)[-decile:])
+    disputed = set(np.argsort(disagreement)[-decile:])
+    return {"spearman_max_error": float(spearmanr(disagreement, largest).statistic),
+            "spearman_rmse": float(spearmanr(disagreement, rmse).statistic),
+            "worst_decile_found": len(worst & disputed) / decile,
+            "disagreement_median_meV_per_A": 1e3 * float(np.median(disagreement))}
+
+
+MIN_RANKED_STRUCTURES = 10  # a group's own ranking metrics need at least this many structures
+
+
+def committee_report(members: Sequence[PaiNN], dataset: GraphDataset, p: Predictions,
+                     batch_size: int = 32) -> tuple[dict, list[dict]]:
+    """Committee metrics (see ``ranking_metrics``) and one row per structure (group, atoms,
+    largest force error, force RMSE, disagreement, in meV/A) for ``p``'s model."""
+    member_forces = np.stack([predicted_energies_and_forces(m, dataset, batch_size)[1] for m in members])
+    disagreement = committee_disagreement(member_forces, p.n_atoms)
+    largest, rmse = structure_force_errors(p)
+    rows = [{"structure": k, "group": str(p.groups[k]), "n_atoms": int(p.n_atoms[k]),
+             "force_max_error_meV_per_A": 1e3 * float(largest[k]), "force_rmse_meV_per_A": 1e3 * float(rmse[k]),
+             "disagreement_meV_per_A": 1e3 * float(disagreement[k])} for k in range(len(largest))]
+    metrics = {"n_members": len(members), **ranking_metrics(disagreement, largest, rmse)}
+    groups = dict.fromkeys(p.groups)
+    if len(groups) > 1:
+        # within a group (one distortion, say) the ranking cannot lean on what differs between groups
+        metrics["per_group"] = {str(g): ranking_metrics(disagreement[p.groups == g], largest[p.groups == g],
+                                                        rmse[p.groups == g])
+                                for g in groups if (p.groups == g).sum() >= MIN_RANKED_STRUCTURES}
+    return metrics, rows
+
+
+def write_rows(rows: list[dict], path: str | Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,21 +284,38 @@ def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
 # Command line
 # ----------------------------------------------------------------------------------------------
 def evaluate_file(model: str | Path | PaiNN, data: str | Path, batch_size: int = 32,
-                  dtype: str = "float64", group_key: str | None = None,
-                  plot: str | Path | None = None) -> dict:
-    """Metrics of a model (file, shipped name or object) on a labelled extended-XYZ file."""
-    if not isinstance(model, PaiNN):
-        model = load_model(model, DTYPES[dtype])
+                  dtype: str = "float64", group_key: str | Sequence[str] | None = None,
+                  plot: str | Path | None = None, committee: Sequence[str | Path | PaiNN] = (),
+                  per_structure: str | Path | None = None) -> dict:
+    """Metrics of a model (file, shipped name or object) on a labelled extended-XYZ file; with a
+    committee (two or more models, which must share the model's elements and cutoff), also
+    its disagreement and how it ranks the model's errors (``committee_report``)."""
+    model, *members = [m if isinstance(m, PaiNN) else load_model(m, DTYPES[dtype]) for m in (model, *committee)]
+    if len(members) == 1:
+        raise ValueError("a committee needs at least two models to disagree: give two or more after --committee")
+    for member in members:
+        if member.elements != model.elements or member.cutoff != model.cutoff:
+            raise ValueError(f"committee member with elements {member.elements} and cutoff {member.cutoff} A does "
+                             f"not match the evaluated model ({model.elements}, {model.cutoff} A): a committee "
+                             "must read the same graphs; train its members with the same --elements and --cutoff")
     structures = read_structures(data)
     dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
     predictions = collect_predictions(model, dataset, batch_size, group_key)
     if plot:
         parity_plot(predictions, plot, title=Path(data).name)
-    return error_metrics(predictions)
+    metrics = error_metrics(predictions)
+    if members:
+        metrics["committee"], rows = committee_report(members, dataset, predictions, batch_size)
+        if per_structure:
+            write_rows(rows, per_structure)
+    elif per_structure:
+        raise ValueError("--per-structure writes each structure's committee disagreement: add --committee")
+    return metrics
 
 
 def run(args) -> int:
-    metrics = evaluate_file(args.model, args.data, args.batch_size, args.dtype, args.group_by, args.plot)
+    metrics = evaluate_file(args.model, args.data, args.batch_size, args.dtype, args.group_by, args.plot,
+                            args.committee, args.per_structure)
     metrics = {"model": str(args.model), "data": str(args.data), **metrics}
     if args.json == "-":
         json.dump(metrics, sys.stdout, indent=2)
@@ -220,7 +337,13 @@ def register(subparsers) -> None:
     parser.add_argument("data", help="extended-XYZ file with teacher energies and forces")
     parser.add_argument("--plot", metavar="PNG", help="write a parity plot of energies and forces")
     parser.add_argument("--json", metavar="PATH", help="write the metrics as JSON ('-': to stdout, no table)")
-    parser.add_argument("--group-by", metavar="KEY", help="also report per value of this info key, e.g. molecule")
+    parser.add_argument("--group-by", metavar="KEY", nargs="+",
+                        help="also report per value of this info key (e.g. molecule), or per combination of "
+                             "the values of several keys (e.g. molecule distortion)")
+    parser.add_argument("--committee", metavar="MODEL", nargs="+", default=[],
+                        help="models whose disagreement per structure is reported and ranked against the errors")
+    parser.add_argument("--per-structure", metavar="CSV",
+                        help="with --committee: write each structure's force errors and disagreement")
     parser.add_argument("--batch-size", type=int, default=32, help="structures per model call (default 32)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
                         help="precision to run the model in (default float64)")

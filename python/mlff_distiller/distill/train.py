@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..model.blocks import EdgeGeometry
+from ..model.graph import graph_from_atoms
 from ..model.io import save_model
 from ..model.painn import PaiNN, PaiNNConfig
 from .dataset import (Batch, GraphDataset, elements_in, fit_energy_shifts, force_rms, read_structures,
@@ -93,13 +95,29 @@ def build_model(config: PaiNNConfig, structures: Sequence[Atoms], seed: int = 0,
 
     shift[z]: least-squares atomic reference energies, so the network only learns what is left
     (the interaction energy). scale: the force RMS, the energy scale of that remainder.
+    With ``config.repulsion`` the shifts are fitted to the teacher minus the repulsion, which the
+    network then learns on top of.
     """
     torch.manual_seed(seed)
     model = PaiNN(config)
-    shifts = fit_energy_shifts(structures, config.elements)
+    shifts = fit_energy_shifts(structures, config.elements, repulsion_energies(model, structures))
     model.readout.shift.copy_(torch.as_tensor(shifts))
     model.readout.scale.fill_(force_rms(structures))
     return model.to(dtype)
+
+
+def repulsion_energies(model: PaiNN, structures: Sequence[Atoms]) -> np.ndarray | None:
+    """[S] energy of the model's repulsion term in each structure (eV); None without one."""
+    if model.repulsion is None:
+        return None
+    dtype = model.repulsion.prefactor.dtype
+    energies = []
+    with torch.no_grad():
+        for atoms in structures:
+            g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype)
+            (d, _), _ = EdgeGeometry.forward(g.r_ij)
+            energies.append(float(model.repulsion(d, g.species, g.edge_i, g.edge_j)[0].double().sum()))
+    return np.array(energies)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,6 +146,7 @@ class RunningMetrics:
     def __init__(self):
         self.energy_ae = self.force_ae = self.loss = 0.0
         self.n_structures = self.n_components = self.n_batches = 0
+        self.skipped = 0  # batches whose loss or gradient was not finite: no step taken
 
     def add(self, terms: dict, loss: float) -> None:
         self.energy_ae += float(terms["energy_ae"].sum())
@@ -140,7 +159,8 @@ class RunningMetrics:
     def summary(self) -> dict:
         return {"loss": self.loss / max(self.n_batches, 1),
                 "energy_mae_meV_per_atom": 1e3 * self.energy_ae / max(self.n_structures, 1),
-                "force_mae_meV_per_A": 1e3 * self.force_ae / max(self.n_components, 1)}
+                "force_mae_meV_per_A": 1e3 * self.force_ae / max(self.n_components, 1),
+                "skipped_batches": self.skipped}
 
 
 def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: TrainConfig, epoch: int,
@@ -158,10 +178,14 @@ def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: 
         loss = weighted_loss(terms, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         if config.schedule == "cosine":
             scheduler.step()
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            # one non-finite batch would turn every weight into NaN for the rest of the run
+            running.skipped += 1
+            continue
+        optimizer.step()
         running.add(terms, loss.item())
         summary = running.summary()
         bar.set_postfix(loss=f"{summary['loss']:.4g}", E=f"{summary['energy_mae_meV_per_atom']:.1f}",
@@ -401,7 +425,8 @@ def epoch_line(entry: dict, config: TrainConfig) -> str:
     return (f"epoch {entry['epoch']:4d}/{config.epochs}  lr {entry['lr']:.2e}  "
             f"train loss {t['loss']:.4g} E {t['energy_mae_meV_per_atom']:.2f} F {t['force_mae_meV_per_A']:.1f}  "
             f"val loss {v['loss']:.4g} E {v['energy_mae_meV_per_atom']:.2f} F {v['force_mae_meV_per_A']:.1f}  "
-            f"(meV/atom, meV/A; {entry['seconds']:.1f} s)")
+            f"(meV/atom, meV/A; {entry['seconds']:.1f} s)"
+            + (f"  skipped {t['skipped_batches']} non-finite batches" if t.get("skipped_batches") else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -451,7 +476,7 @@ def train_from_file(data: str | Path, output: str | Path, model_config: PaiNNCon
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     model_config = PaiNNConfig(elements=args.elements or [], n_features=args.features, n_layers=args.layers,
-                               n_radial=args.radial, cutoff=args.cutoff)
+                               n_radial=args.radial, cutoff=args.cutoff, repulsion=args.repulsion)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          min_learning_rate=args.min_lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                          energy_weight=args.energy_weight, force_weight=args.force_weight,
@@ -475,6 +500,9 @@ def register(subparsers) -> None:
     model.add_argument("--layers", type=int, default=m.n_layers, help=f"default {m.n_layers}")
     model.add_argument("--radial", type=int, default=m.n_radial, help=f"radial functions, default {m.n_radial}")
     model.add_argument("--cutoff", type=float, default=m.cutoff, help=f"A, default {m.cutoff}")
+    model.add_argument("--repulsion", action="store_true",
+                       help="add a ZBL screened nuclear repulsion inside bonding distance; the network learns "
+                            "the teacher minus it")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update
+from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update, ZBLRepulsion
 from .halo import Halo
 
 METHODS = ("analytic", "autograd")
@@ -28,6 +28,9 @@ class PaiNNConfig:
     n_radial: int = 20
     cutoff: float = 5.0
     epsilon: float = 1e-8
+    # ZBL screened nuclear repulsion inside bonding distance (``blocks.ZBLRepulsion``), added to
+    # the network's energy; off in files written before it existed
+    repulsion: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +48,7 @@ class PaiNN(nn.Module):
         self.messages = nn.ModuleList(Message(F) for _ in range(L))
         self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
         self.readout = Readout(F, len(config.elements))
+        self.repulsion = ZBLRepulsion(config.elements) if config.repulsion else None
         # bytes of one [chunk, 3F] edge temporary of the analytic path on the CPU: small enough to
         # stay in cache (``edge_chunk`` decides for every device)
         self.chunk_bytes = 1 << 18
@@ -172,10 +176,14 @@ class PaiNN(nn.Module):
             if halo is not None and layer < self.config.n_layers - 1:
                 s, v = halo.forward(s, v)
         energies, readout_ctx = self.readout(s, species)
-        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, v)
+        repulsion_ctx = None
+        if self.repulsion is not None:
+            pair_energies, repulsion_ctx = self.repulsion(d, species, edge_i, edge_j)
+            energies = energies.index_add(0, edge_i, pair_energies)
+        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v)
 
     def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo):
-        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, v) = self._forward(
+        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v) = self._forward(
             species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo)
         g_s = self.readout.backward(readout_ctx, weights)
         g_v = v.new_zeros(v.shape)
@@ -191,6 +199,8 @@ class PaiNN(nn.Module):
             projected = projected + projected_layer
             g_u = g_u + g_u_layer
         g_d = self.edge_filter.backward(filter_ctx, projected)
+        if repulsion_ctx is not None:
+            g_d = g_d + self.repulsion.backward(repulsion_ctx, weights.index_select(0, edge_i))
         return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
 
     def _autograd(self, species, edge_i, edge_j, r_ij, weights, halo):

@@ -1,0 +1,91 @@
+"""Train the candidate v2 default model and compare it with v1 on the same held-out sets.
+
+    OMP_NUM_THREADS=1 python examples/default_model_v2/make_dataset.py   # first: the extra data
+    OMP_NUM_THREADS=1 python examples/default_model_v2/train_v2.py       # ~35 min on one core
+(run it again after an interruption: it continues from runs/default_model_v2/checkpoint.pt)
+
+Data: v1's ``examples/default_model/data/train.extxyz`` split exactly as v1 split it (same test
+set, so held-out errors compare directly) plus ``runs/default_model_v2/extra.extxyz`` split the
+same way (10% test, 5% validation per molecule). Model: v1's size (64 features, 3 layers) with
+the ZBL repulsion. Writes
+
+* ``python/mlff_distiller/models/default_v2.pt`` (a new file: ``default.pt`` stays v1);
+* ``metrics.json`` next to this script: v1 and v2 on v1's test set, on the extra test set, on
+  phenacetin and on the unseen-molecule benchmark per distortion.
+"""
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from mlff_distiller.distill.dataset import GraphDataset, read_structures, split_structures
+from mlff_distiller.distill.evaluate import collect_predictions, error_metrics, format_table
+from mlff_distiller.distill.train import TrainConfig, build_model, train, training_metadata
+from mlff_distiller.model.io import SHIPPED_DIR, load_model, save_model
+from mlff_distiller.model.painn import PaiNNConfig
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+V1_DATA = ROOT / "examples" / "default_model" / "data" / "train.extxyz"
+EXTRA_DATA = ROOT / "runs" / "default_model_v2" / "extra.extxyz"
+HELDOUT_DATA = ROOT / "examples" / "default_model" / "data" / "heldout_molecule.extxyz"
+UNSEEN_DATA = ROOT / "examples" / "unseen_benchmark" / "data" / "unseen.extxyz"
+MODEL_FILE = SHIPPED_DIR / "default_v2.pt"
+CHECKPOINT = ROOT / "runs" / "default_model_v2" / "checkpoint.pt"  # git-ignored
+
+SEED = 0
+TEST_FRACTION, VALIDATION_FRACTION = 0.10, 0.05  # as v1
+ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
+# Structures with a teacher force beyond this (eV/A; 53 of 4,896, nearly all from 0.12 A
+# displacements) are left out: the first attempt, with them and a learning rate of 3e-3, diverged
+# to NaN in its 5th epoch.
+MAX_TEACHER_FORCE = 50.0
+MODEL = PaiNNConfig(elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True)
+TRAINING = TrainConfig(
+    epochs=36, batch_size=8, learning_rate=1e-3, min_learning_rate=1e-5, schedule="cosine", warmup_epochs=1.0,
+    energy_weight=10.0, force_weight=1.0, early_stopping_patience=36, seed=SEED, dtype="float32",
+)
+
+
+def evaluate(model, structures, name, group_key="molecule"):
+    dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
+    metrics = error_metrics(collect_predictions(model, dataset, batch_size=32, group_key=group_key))
+    print(f"\n{name}\n{format_table(metrics)}", flush=True)
+    return metrics
+
+
+def main():
+    torch.set_num_threads(1)
+    v1_test, v1_validation, v1_training = split_structures(read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION],
+                                                           SEED, group_key="molecule")
+    extra = [a for a in read_structures(EXTRA_DATA) if abs(a.get_forces()).max() <= MAX_TEACHER_FORCE]
+    extra_test, extra_validation, extra_training = split_structures(
+        extra, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule")
+    training, validation = v1_training + extra_training, v1_validation + extra_validation
+    print(f"{len(training)} training, {len(validation)} validation structures", flush=True)
+    dtype = getattr(torch, TRAINING.dtype)
+    train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
+    validation_set = GraphDataset(validation, ELEMENTS, MODEL.cutoff, dtype)
+    model = build_model(MODEL, training, SEED, dtype)
+    state = train(model, train_set, validation_set, TRAINING, checkpoint=CHECKPOINT, resume=CHECKPOINT.exists())
+
+    models = {"v1": load_model("default"), "v2": copy.deepcopy(model).to(torch.float64).eval().requires_grad_(False)}
+    sets = {"v1_test": (v1_test, "molecule"), "extra_test": (extra_test, "sampler"),
+            "phenacetin": (read_structures(HELDOUT_DATA), "molecule"),
+            "unseen": (read_structures(UNSEEN_DATA), "distortion")}
+    results = {version: {name: evaluate(m, data, f"{version}: {name}", key) for name, (data, key) in sets.items()}
+               for version, m in models.items()}
+
+    metadata = training_metadata(EXTRA_DATA, len(training), len(validation), TRAINING, state)
+    metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name]
+    metadata["metrics"] = {name: {k: v for k, v in r.items() if k != "per_group"} for name, r in results["v2"].items()}
+    save_model(model, MODEL_FILE, metadata)
+    summary = {"model_file": str(MODEL_FILE.relative_to(ROOT)), "model_file_bytes": MODEL_FILE.stat().st_size,
+               "model": MODEL.to_dict(), "training": metadata["training"], **results}
+    (HERE / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {MODEL_FILE} and {HERE / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Active learning in one command: label, train a committee, run student MD, select the
+structures the committee disagrees on most, label them, retrain.
+
+    mlff-distiller active-learn --smiles CCO c1ccccc1 --workdir runs/al --rounds 3 -o student.pt
+
+Round 0 labels small random displacements of every seed geometry. Each round then trains a
+committee of students on everything labelled so far, runs Langevin MD with the first member at
+each temperature from every seed, and labels the ``--select`` snapshots of largest committee
+disagreement (the largest spread of an atom's force over the members). After the last round a
+final committee is trained and its first member written to ``-o``.
+
+Everything lives in the work folder, and every stage leaves a file that says it is done, so a
+killed run restarts at the stage it was in, with nothing labelled twice or lost:
+
+    data.extxyz                 every teacher label (appended; ids make relabelling impossible)
+    round<r>/member<k>.pt       committee trained at the start of round r (``.ckpt``: mid-training)
+    round<r>/candidates.extxyz  student MD snapshots        (written whole, then renamed)
+    round<r>/selected.extxyz    the most disputed of them   (written whole, then renamed)
+    round<r>/labelled           marker: the selection is in data.extxyz
+    final/member<k>.pt          the committee trained on all data
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, ZeroRotation
+from tqdm import tqdm
+
+from ..model.calculator import StudentCalculator
+from ..model.io import load_model
+from ..model.painn import PaiNNConfig
+from .dataset import elements_in, read_structures
+from .distortions import random_displacements
+from .evaluate import committee_disagreement
+from .label import label_structures
+from .sampling import conformer_to_atoms, embed_conformers, geometry_copy, thermalize_momenta
+from .teacher import check_elements, make_teacher
+from .train import TrainConfig, train_from_file
+
+# A student force beyond this (eV/A) means the trajectory has left anything physical: it stops
+# there, and its last snapshot (the most instructive one) is kept.
+MAX_EXPLORATION_FORCE = 50.0
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass
+class LoopSettings:
+    """What a run does; stored in the work folder, and a resumed run must not change it."""
+
+    rounds: int = 3
+    committee: int = 3
+    temperatures: list = field(default_factory=lambda: [300.0, 600.0, 1000.0])
+    md_steps: int = 400
+    md_interval: int = 20
+    timestep_fs: float = 0.5
+    select: int = 50
+    initial_per_seed: int = 20
+    initial_amplitudes: list = field(default_factory=lambda: [0.02, 0.05])
+    teacher: str = "gfn2-xtb"
+    model: dict = field(default_factory=dict)  # PaiNNConfig fields
+    epochs: int = 30
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+def write_whole(path: Path, structures: Sequence[Atoms]) -> None:
+    """Write an extxyz file under a temporary name, then rename: it exists complete or not at all."""
+    tmp = path.with_name(path.name + ".tmp")
+    ase.io.write(tmp, list(structures), format="extxyz")
+    os.replace(tmp, path)
+
+
+def check_settings(workdir: Path, settings: LoopSettings) -> None:
+    """Record the settings on the first run; refuse a resumed run whose settings differ."""
+    path = workdir / SETTINGS_FILE
+    now = asdict(settings)
+    if not path.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, indent=2) + "\n")
+        return
+    then = json.loads(path.read_text())
+    changed = sorted(key for key in now if then.get(key) != now[key])
+    if changed:
+        raise ValueError(f"{workdir} holds a run with other settings ("
+                         + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in changed)
+                         + f"): resume it with the same settings, or use another --workdir")
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------
+def committee(folder: Path, settings: LoopSettings) -> list:
+    """The committee members in ``folder`` as frozen float64 models."""
+    return [load_model(folder / f"member{k}.pt") for k in range(settings.committee)]
+
+
+def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: bool) -> list:
+    """Train the members missing in ``folder`` on ``data`` (each resuming from its checkpoint,
+    members written in order, so the last one marks the stage done); returns the committee."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(settings.committee):
+        output = folder / f"member{k}.pt"
+        if output.exists():
+            continue
+        checkpoint = folder / f"member{k}.ckpt"
+        config = TrainConfig(epochs=settings.epochs, early_stopping_patience=settings.epochs,
+                             seed=settings.seed + k)
+        train_from_file(data, output, PaiNNConfig(**settings.model), config, validation_fraction=0.1,
+                        checkpoint=checkpoint, resume=checkpoint.exists(), progress=progress,
+                        log=lambda line: tqdm.write(f"  member {k}: {line}") if progress else None)
+        checkpoint.unlink(missing_ok=True)
+    return committee(folder, settings)
+
+
+def explore(model, seeds: Sequence[Atoms], settings: LoopSettings, rng: np.random.Generator) -> list[Atoms]:
+    """Snapshots of Langevin MD driven by ``model`` from every seed at every temperature; a
+    trajectory whose forces blow up stops there, its last snapshot kept."""
+    snapshots = []
+    for seed_index, seed in enumerate(seeds):
+        for temperature in settings.temperatures:
+            atoms = geometry_copy(seed)
+            atoms.calc = StudentCalculator(model)
+            thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+            Stationary(atoms)
+            ZeroRotation(atoms)
+            dynamics = Langevin(atoms, timestep=settings.timestep_fs * units.fs, temperature_K=temperature,
+                                friction=0.02 / units.fs, fixcm=False, rng=rng)
+            for step in range(settings.md_interval, settings.md_steps + 1, settings.md_interval):
+                dynamics.run(settings.md_interval)
+                snapshot = geometry_copy(atoms)
+                snapshot.info.update(seed.info)
+                snapshot.info.update(sampler="student_md", temperature=float(temperature), md_step=step,
+                                     seed_structure=seed_index)
+                snapshots.append(snapshot)
+                forces = atoms.get_forces()
+                if not np.isfinite(forces).all() or np.abs(forces).max() > MAX_EXPLORATION_FORCE:
+                    break
+    return snapshots
+
+
+def disagreements(members, structures: Sequence[Atoms]) -> np.ndarray:
+    """[S] committee disagreement of each structure (eV/A, see ``evaluate.committee_disagreement``)."""
+    values = []
+    for atoms in structures:
+        forces = []
+        for member in members:
+            atoms = atoms.copy()
+            atoms.calc = StudentCalculator(member)
+            forces.append(atoms.get_forces())
+        values.append(committee_disagreement(np.stack(forces), np.array([len(atoms)]))[0])
+    return np.array(values)
+
+
+def most_disputed(members, candidates: Sequence[Atoms], n: int) -> list[Atoms]:
+    """The ``n`` candidates of largest committee disagreement, with it in ``info``."""
+    spread = disagreements(members, candidates)
+    chosen = np.sort(np.argsort(spread)[::-1][:n])
+    selected = []
+    for k in chosen:
+        atoms = geometry_copy(candidates[k])
+        atoms.info.update(candidates[k].info)
+        atoms.info["disagreement"] = float(spread[k])
+        selected.append(atoms)
+    return selected
+
+
+def initial_structures(seeds: Sequence[Atoms], settings: LoopSettings, rng: np.random.Generator) -> list[Atoms]:
+    per_amplitude = max(1, settings.initial_per_seed // len(settings.initial_amplitudes))
+    return [atoms for seed in seeds for atoms in random_displacements(seed, settings.initial_amplitudes,
+                                                                       per_amplitude, rng)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings, output: str | Path | None = None,
+             teacher=None, progress: bool = True) -> Path:
+    """Run (or resume) the loop in ``workdir``; returns the final committee's first member file
+    (copied to ``output`` when given). ``teacher``: an ASE calculator instead of
+    ``settings.teacher`` (tests)."""
+    workdir = Path(workdir)
+    if not seeds:
+        raise ValueError("no seed structures: give --smiles or --structures")
+    settings.model = {**settings.model, "elements": settings.model.get("elements") or elements_in(seeds)}
+    missing = sorted(set(elements_in(seeds)) - set(settings.model["elements"]))
+    if missing:
+        raise ValueError(f"the seed structures contain {', '.join(missing)}, which the model's elements "
+                         f"{settings.model['elements']} lack: add them to --elements")
+    teacher = teacher or make_teacher(settings.teacher)
+    check_elements(teacher, seeds)  # before hours of work
+    check_settings(workdir, settings)
+    data = workdir / "data.extxyz"
+    bar = tqdm(total=4 * settings.rounds + 2, desc="active learning", unit="stage", disable=not progress,
+               dynamic_ncols=True)
+
+    def stage(name: str, done_marker: Path, work) -> None:
+        """Run ``work`` unless ``done_marker`` exists (a stage finished before a kill)."""
+        bar.set_postfix_str(name)
+        if not done_marker.exists():
+            work()
+        bar.update(1)
+
+    def label(structures: Sequence[Atoms], marker: Path) -> None:
+        report_failures(label_structures(structures, teacher, data, teacher_name=settings.teacher,
+                                         progress=progress))
+        marker.touch()
+
+    initial = workdir / "initial.labelled"
+    stage("label initial", initial,
+          lambda: label(initial_structures(seeds, settings, np.random.default_rng([settings.seed, 0])), initial))
+    for r in range(settings.rounds):
+        folder = workdir / f"round{r}"
+        candidates, selected, labelled = folder / "candidates.extxyz", folder / "selected.extxyz", folder / "labelled"
+        members = []
+        stage(f"round {r}: train committee", folder / f"member{settings.committee - 1}.pt",
+              lambda: members.extend(train_committee(data, folder, settings, progress)))
+        members = members or committee(folder, settings)
+        stage(f"round {r}: student MD", candidates, lambda: write_whole(
+            candidates, explore(members[0], seeds, settings, np.random.default_rng([settings.seed, r + 1]))))
+        stage(f"round {r}: select", selected, lambda: write_whole(
+            selected, most_disputed(members, ase.io.read(candidates, ":"), settings.select)))
+        stage(f"round {r}: label", labelled, lambda: label(ase.io.read(selected, ":"), labelled))
+    final = workdir / "final"
+    stage("final committee", final / f"member{settings.committee - 1}.pt",
+          lambda: train_committee(data, final, settings, progress))
+    bar.close()
+    result = workdir / "final" / "member0.pt"
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result, output)
+        result = Path(output)
+    return result
+
+
+def report_failures(report) -> None:
+    if report.failed:
+        tqdm.write(f"teacher failed on {report.failed} structures; they were skipped: {report.summary()}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+def seed_structures(smiles: Sequence[str], structures_file: str | None, seed: int) -> list[Atoms]:
+    seeds = []
+    for text in smiles:
+        atoms = conformer_to_atoms(embed_conformers(text, 1, seed), 0)
+        atoms.info.update(molecule=text, smiles=text)
+        seeds.append(atoms)
+    if structures_file:
+        if not Path(structures_file).exists():
+            raise FileNotFoundError(f"structure file {structures_file} does not exist")
+        seeds += ase.io.read(structures_file, ":")
+    return seeds
+
+
+def run(args) -> int:
+    torch.set_num_threads(args.threads)
+    settings = LoopSettings(
+        rounds=args.rounds, committee=args.committee, temperatures=args.temperatures, md_steps=args.md_steps,
+        md_interval=args.md_interval, select=args.select, initial_per_seed=args.initial, teacher=args.teacher,
+        model=PaiNNConfig(elements=args.elements or [], n_features=args.features, n_layers=args.layers,
+                          cutoff=args.cutoff, repulsion=not args.no_repulsion).to_dict(),
+        epochs=args.epochs, seed=args.seed)
+    if settings.committee < 2:
+        raise ValueError("--committee must be at least 2: one model cannot disagree with itself")
+    result = run_loop(seed_structures(args.smiles, args.structures, args.seed), args.workdir, settings, args.output)
+    print(f"model written to {result}")
+    return 0
+
+
+def register(subparsers) -> None:
+    d = LoopSettings()
+    parser = subparsers.add_parser("active-learn", help="label, train a committee, student MD, select, repeat",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smiles", nargs="+", default=[], metavar="S", help="seed molecules")
+    parser.add_argument("--structures", metavar="FILE", help="seed geometries (any ASE-readable file)")
+    parser.add_argument("--workdir", required=True, help="work folder (a rerun resumes it)")
+    parser.add_argument("-o", "--output", help="copy the final model here")
+    parser.add_argument("--teacher", default=d.teacher, help=f"default {d.teacher}")
+    parser.add_argument("--rounds", type=int, default=d.rounds, help=f"default {d.rounds}")
+    parser.add_argument("--committee", type=int, default=d.committee, help=f"members, default {d.committee}")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=d.temperatures, metavar="K")
+    parser.add_argument("--md-steps", type=int, default=d.md_steps, help=f"per trajectory, default {d.md_steps}")
+    parser.add_argument("--md-interval", type=int, default=d.md_interval, help=f"steps between snapshots, "
+                                                                               f"default {d.md_interval}")
+    parser.add_argument("--select", type=int, default=d.select, help=f"structures labelled per round, "
+                                                                     f"default {d.select}")
+    parser.add_argument("--initial", type=int, default=d.initial_per_seed,
+                        help=f"displaced copies of each seed labelled first, default {d.initial_per_seed}")
+    parser.add_argument("--elements", nargs="+", help="model elements (default: those of the seeds)")
+    parser.add_argument("--features", type=int, default=32, help="default 32")
+    parser.add_argument("--layers", type=int, default=3, help="default 3")
+    parser.add_argument("--cutoff", type=float, default=5.0, help="A, default 5.0")
+    parser.add_argument("--no-repulsion", action="store_true", help="leave out the ZBL repulsion")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"per committee member, default {d.epochs}")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.set_defaults(func=run)
