@@ -469,86 +469,65 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
   return MLFFHalo::OK;
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   the four communication callbacks move the same thing, the slice
+   [xoffset, xoffset + xcount) of rows of the exchanged array, between rows and
+   LAMMPS's double buffer: one routine, for either element type, in either
+   direction, with rows named by a list or counted from a first row
+------------------------------------------------------------------------- */
+
+namespace {
+
+enum class Move { ROWS_TO_BUFFER, BUFFER_TO_ROWS, BUFFER_ADDED_TO_ROWS };
+
+template <typename T, Move move, typename RowOf>
+int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of, double *buf)
+{
+  T *a = static_cast<T *>(array);
+  int m = 0;
+  for (int k = 0; k < n; k++) {
+    T *row = a + (size_t) row_of(k) * width + offset;
+    for (int c = 0; c < count; c++, m++) {
+      if constexpr (move == Move::ROWS_TO_BUFFER) buf[m] = row[c];
+      else if constexpr (move == Move::BUFFER_TO_ROWS) row[c] = (T) buf[m];
+      else row[c] += (T) buf[m];
+    }
+  }
+  return m;
+}
+
+template <Move move, typename RowOf>
+int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n, RowOf row_of,
+                              double *buf)
+{
+  return is_double ? move_rows<double, move>(array, width, offset, count, n, row_of, buf)
+                   : move_rows<float, move>(array, width, offset, count, n, row_of, buf);
+}
+
+}    // namespace
 
 int PairMLIAPHalo::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
-  int m = 0;
-  if (xdouble) {
-    const double *a = (const double *) xbuf;
-    for (int k = 0; k < n; k++) {
-      const double *row = a + (size_t) list[k] * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
-    }
-  } else {
-    const float *a = (const float *) xbuf;
-    for (int k = 0; k < n; k++) {
-      const float *row = a + (size_t) list[k] * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
-    }
-  }
-  return m;
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(xdouble, xbuf, xwidth, xoffset, xcount, n,
+                                                  [list](int k) { return list[k]; }, buf);
 }
-
-/* ---------------------------------------------------------------------- */
 
 void PairMLIAPHalo::unpack_forward_comm(int n, int first, double *buf)
 {
-  int m = 0;
-  if (xdouble) {
-    double *a = (double *) xbuf;
-    for (int i = first; i < first + n; i++) {
-      double *row = a + (size_t) i * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) row[c] = buf[m++];
-    }
-  } else {
-    float *a = (float *) xbuf;
-    for (int i = first; i < first + n; i++) {
-      float *row = a + (size_t) i * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) row[c] = (float) buf[m++];
-    }
-  }
+  move_exchange_rows<Move::BUFFER_TO_ROWS>(xdouble, xbuf, xwidth, xoffset, xcount, n,
+                                           [first](int k) { return first + k; }, buf);
 }
-
-/* ---------------------------------------------------------------------- */
 
 int PairMLIAPHalo::pack_reverse_comm(int n, int first, double *buf)
 {
-  int m = 0;
-  if (xdouble) {
-    const double *a = (const double *) xbuf;
-    for (int i = first; i < first + n; i++) {
-      const double *row = a + (size_t) i * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
-    }
-  } else {
-    const float *a = (const float *) xbuf;
-    for (int i = first; i < first + n; i++) {
-      const float *row = a + (size_t) i * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) buf[m++] = row[c];
-    }
-  }
-  return m;
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(xdouble, xbuf, xwidth, xoffset, xcount, n,
+                                                  [first](int k) { return first + k; }, buf);
 }
-
-/* ---------------------------------------------------------------------- */
 
 void PairMLIAPHalo::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  int m = 0;
-  if (xdouble) {
-    double *a = (double *) xbuf;
-    for (int k = 0; k < n; k++) {
-      double *row = a + (size_t) list[k] * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) row[c] += buf[m++];
-    }
-  } else {
-    float *a = (float *) xbuf;
-    for (int k = 0; k < n; k++) {
-      float *row = a + (size_t) list[k] * xwidth + xoffset;
-      for (int c = 0; c < xcount; c++) row[c] += (float) buf[m++];
-    }
-  }
+  move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(xdouble, xbuf, xwidth, xoffset, xcount, n,
+                                                 [list](int k) { return list[k]; }, buf);
 }
 
 /* ---------------------------------------------------------------------- */
