@@ -102,3 +102,15 @@ def test_calculator_autograd_method_agrees(model):
     fa = StudentCalculator(model).get_property("forces", atoms)
     fr = StudentCalculator(model, method="autograd").get_property("forces", atoms)
     assert np.abs(fa - fr).max() < 1e-10
+
+
+def test_the_package_exports_what_users_type():
+    import mlff_distiller
+    from mlff_distiller.lammps.export import export
+    from mlff_distiller.model.io import load_model
+
+    assert mlff_distiller.export is export and mlff_distiller.load_model is load_model
+    for name in mlff_distiller.__all__:
+        assert getattr(mlff_distiller, name) is not None
+    with pytest.raises(AttributeError):
+        mlff_distiller.not_a_name
