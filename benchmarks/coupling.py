@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlff_distiller.model.painn import DTYPES, METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
 # the timed functions: (module or class, function) -> the part's name
 PARTS = {("unified", "prepare_step"): "prepare_step", ("StudentUnified", "_tensor"): "to_device",
@@ -142,8 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--model", choices=("zero", "real"), default="zero")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--method", choices=("analytic", "autograd"), default="analytic")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--method", choices=METHODS, default="analytic")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "coupling.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))

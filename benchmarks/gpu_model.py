@@ -40,11 +40,10 @@ sys.path.insert(0, str(ROOT / "python"))
 
 from mlff_distiller.model.graph import graph_from_atoms  # noqa: E402
 from mlff_distiller.model.io import load_model  # noqa: E402
+from mlff_distiller.model.painn import DTYPES, METHODS  # noqa: E402
 from mlff_distiller.model.replay import GraphReplay  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MODES = {"graphs": False, "graphs-compiled": True}  # mode: GraphReplay's fuse
-METHODS = ("analytic", "autograd")
 WATER = {"water_1029": 343, "water_8232": 2744}  # molecules
 
 

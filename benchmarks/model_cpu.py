@@ -54,10 +54,10 @@ def student_call(system: str, dtype_name: str, method: str, which: str):
 
     from mlff_distiller.model.graph import graph_from_atoms
     from mlff_distiller.model.io import load_model
-    from mlff_distiller.model.painn import PaiNN, PaiNNConfig
+    from mlff_distiller.model.painn import DTYPES, PaiNN, PaiNNConfig
     from mlff_distiller.model.replay import GraphReplay
 
-    dtype = getattr(torch, dtype_name)
+    dtype = DTYPES[dtype_name]
     atoms = build_system(system)
     if which == "shipped":
         model = load_model("default", dtype).requires_grad_(False)
@@ -94,10 +94,12 @@ def schnetpack_call(system: str, dtype_name: str):
     list done beforehand (not timed), like ours."""
     import torch
 
+    from mlff_distiller.model.painn import DTYPES
+
     spk = import_schnetpack()
     import schnetpack.transform as trn
 
-    dtype = getattr(torch, dtype_name)
+    dtype = DTYPES[dtype_name]
     atoms = build_system(system)
     converter = spk.interfaces.AtomsConverter(neighbor_list=trn.ASENeighborList(cutoff=5.0), dtype=dtype)
     inputs = converter(atoms)

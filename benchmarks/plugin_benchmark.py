@@ -36,7 +36,7 @@ from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import graph_from_atoms
 from mlff_distiller.model.io import load_model, resolve_model_path, save_model
-from mlff_distiller.model.painn import PaiNN, PaiNNConfig
+from mlff_distiller.model.painn import DTYPES, PaiNN, PaiNNConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -136,8 +136,8 @@ fix nve all nve
 run 0
 run 1 pre no post no
 """)
-        model = load_model(model_path, getattr(torch, dtype))
-        g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype=getattr(torch, dtype))
+        model = load_model(model_path, DTYPES[dtype])
+        g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype=DTYPES[dtype])
         plugin, python = [], []
         for _ in range(rounds):
             start = time.perf_counter()
@@ -160,9 +160,9 @@ def python_time(model_path: Path, atoms, dtype: str, repeats: int = 2) -> dict:
     """One evaluation of the model on the periodic graph (energies + forces, analytic), the best
     of `repeats` after a warm-up; also the time to build that graph (ASE neighbour list)."""
     torch.set_num_threads(1)
-    model = load_model(model_path, getattr(torch, dtype))
+    model = load_model(model_path, DTYPES[dtype])
     start = time.perf_counter()
-    g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype=getattr(torch, dtype))
+    g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype=DTYPES[dtype])
     graph_s = time.perf_counter() - start
     times = []
     with torch.inference_mode():
@@ -207,8 +207,8 @@ def parallel_capacity(model_path: Path, dtype: str, n_molecules: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model file or shipped model name")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--big-dtype", default="float32", choices=["float64", "float32"],
+    parser.add_argument("--dtype", default="float64", choices=list(DTYPES))
+    parser.add_argument("--big-dtype", default="float32", choices=list(DTYPES),
                         help="dtype of the 30k-atom run (the model keeps every layer's edge filters: "
                              "~9 KB per edge in float64)")
     parser.add_argument("--quick", action="store_true", help="smaller boxes, for a smoke test")

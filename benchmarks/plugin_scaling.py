@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+from mlff_distiller.lammps.inputs import plugin_path
+from mlff_distiller.model.painn import DTYPES
+
 
 def prepare(args) -> None:
     from mlff_distiller.distill.sampling import random_water_box
@@ -56,13 +59,13 @@ def python_eval(directory: Path, graph_file: Path, dtype: str, repeats: int) -> 
     from mlff_distiller.model.io import load_model
 
     torch.set_num_threads(1)
-    model = load_model(directory / "model.pt", getattr(torch, dtype))
+    model = load_model(directory / "model.pt", DTYPES[dtype])
     g = torch.load(graph_file)
     times = []
     with torch.inference_mode():
         for _ in range(repeats + 1):
             start = time.perf_counter()
-            model.energies_and_edge_gradients(g["species"], g["edge_i"], g["edge_j"], g["r_ij"].to(getattr(torch, dtype)))
+            model.energies_and_edge_gradients(g["species"], g["edge_i"], g["edge_j"], g["r_ij"].to(DTYPES[dtype]))
             times.append(time.perf_counter() - start)
     return min(times[1:])
 
@@ -127,7 +130,7 @@ def main(argv=None):
     p.add_argument("dir")
     p.add_argument("--molecules", type=int, nargs="+", default=[343, 2744])
     p.add_argument("--model", default="default")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--dtype", default="float64", choices=list(DTYPES))
     p = sub.add_parser("run")
     p.add_argument("dir")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
@@ -135,7 +138,7 @@ def main(argv=None):
     p.add_argument("--lmp", default=str(bin_dir / "lmp"))
     p.add_argument("--mpirun", default=str(bin_dir / "mpirun"))
     p.add_argument("--mpirun-args", default="", help="extra mpirun options, e.g. '--bind-to core'")
-    p.add_argument("--plugin", default=str(Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so"))
+    p.add_argument("--plugin", default=str(plugin_path()))
     args = parser.parse_args(argv)
     prepare(args) if args.command == "prepare" else run(args)
 

@@ -27,10 +27,9 @@ from torch import Tensor
 
 from ..model.graph import forces_from_edge_gradients
 from ..model.io import load_model
-from ..model.painn import PaiNN
+from ..model.painn import DTYPES, PaiNN
 from .dataset import Batch, GraphDataset, read_structures
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # ----------------------------------------------------------------------------------------------

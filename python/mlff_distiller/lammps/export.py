@@ -10,7 +10,8 @@ from pathlib import Path
 from ..model.io import resolve_model_path
 from .device import DeviceError
 from .inputs import SPECIAL_BONDS_FIX, UNITS, plugin_lines
-from .unified import DTYPES, METHODS, StudentUnified
+from ..model.painn import DTYPES, METHODS
+from .unified import StudentUnified
 
 EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
 
@@ -105,7 +106,7 @@ def register(subparsers) -> None:
     p.add_argument("model", help="a model file or the name of a shipped model (e.g. default)")
     p.add_argument("-o", "--output", required=True, help="output file (not .pt/.pth; .mliap is a good suffix)")
     p.add_argument("--method", choices=METHODS, default="analytic")
-    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=lambda a: print(export(a.model, a.output, a.method, a.dtype, a.device)) or 0)
 

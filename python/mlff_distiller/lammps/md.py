@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.painn import DTYPES
 from .export import export
 from .inputs import plugin_path
 
@@ -135,7 +136,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="default", help="model file or shipped model name (default: default)")
     p.add_argument("--np", type=int, default=1, dest="ranks", help="MPI ranks")
     p.add_argument("--method", choices=["analytic", "autograd"], default="analytic")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--steps", type=int, help="override the input's number of steps")
     p.add_argument("--workdir", type=Path, help="run folder (default: runs/<input folder name> here)")
     p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps, a.workdir) and 0)

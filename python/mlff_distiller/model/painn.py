@@ -15,6 +15,7 @@ from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update, ZBLRepul
 from .halo import Halo
 
 METHODS = ("analytic", "autograd")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}  # the precisions a model runs in, by name
 COMPILED_CPU_CHUNK_BYTES = 1 << 30  # one [E, 3F] temporary of the compiled CPU path, at most
 
 
