@@ -1,5 +1,5 @@
 # The two commands of the README, and the set-up they both run first.
-.PHONY: setup run test
+.PHONY: setup run test lint
 PY := .venv/bin/python
 
 setup:
@@ -10,3 +10,6 @@ run: setup
 
 test: setup
 	@$(PY) -m pytest -q tests
+
+lint: setup
+	@.venv/bin/ruff check python benchmarks tests examples scripts

@@ -92,7 +92,6 @@ def import_schnetpack():
 def schnetpack_call(system: str, dtype_name: str):
     """schnetpack's PaiNN, same hyper-parameters, energy and forces by autograd, its own neighbour
     list done beforehand (not timed), like ours."""
-    import torch
 
     from mlff_distiller.model.painn import DTYPES
 

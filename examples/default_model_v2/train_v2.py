@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from mlff_distiller.distill.dataset import GraphDataset, read_structures, split_structures
-from mlff_distiller.distill.evaluate import collect_predictions, error_metrics, format_table
+from mlff_distiller.distill.evaluate import format_table
+from mlff_distiller.distill.metrics import collect_predictions, error_metrics
 from mlff_distiller.distill.train import TrainConfig, build_model, train, training_metadata
 from mlff_distiller.model.io import SHIPPED_DIR, load_model, save_model
 from mlff_distiller.model.painn import PaiNNConfig

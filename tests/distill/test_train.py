@@ -9,7 +9,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from mlff_distiller import cli
 from mlff_distiller.distill.dataset import (GraphDataset, fit_energy_shifts, read_structures,
                                             split_structures)
-from mlff_distiller.distill.evaluate import predict
+from mlff_distiller.distill.metrics import predict
 from mlff_distiller.distill.train import (TrainConfig, build_model, data_fingerprint, load_checkpoint,
                                           make_scheduler, repulsion_energies, train, validation_metrics)
 from mlff_distiller.model.io import load_model

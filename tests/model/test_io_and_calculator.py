@@ -6,7 +6,7 @@ import torch
 from mlff_distiller.model.calculator import StudentCalculator
 from mlff_distiller.model.io import FORMAT, load_model, save_model
 
-from model_cases import make_model, structures
+from model_cases import structures
 
 
 def test_round_trip_keeps_numbers(tmp_path, model):

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..model.calculator import StudentCalculator
 from ..model.io import load_model
 from ..model.painn import PaiNNConfig
-from .dataset import elements_in, read_structures
+from .dataset import elements_in
 from .distortions import random_displacements
 from .evaluate import committee_disagreement
 from .label import label_structures
@@ -95,7 +95,7 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
     if changed:
         raise ValueError(f"{workdir} holds a run with other settings ("
                          + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in changed)
-                         + f"): resume it with the same settings, or use another --workdir")
+                         + "): resume it with the same settings, or use another --workdir")
 
 
 # ----------------------------------------------------------------------------------------------

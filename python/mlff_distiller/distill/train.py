@@ -29,10 +29,10 @@ from ase import Atoms
 from ..model.blocks import EdgeGeometry
 from ..model.graph import graph_from_atoms
 from ..model.io import save_model
-from ..model.painn import PaiNN, PaiNNConfig
+from ..model.painn import DTYPES, PaiNN, PaiNNConfig
 from .dataset import (Batch, GraphDataset, elements_in, fit_energy_shifts, force_rms, read_structures,
                       split_structures)
-from .evaluate import DTYPES, collect_predictions, error_metrics, predict
+from .metrics import collect_predictions, error_metrics, predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: with the data fingerprints
