@@ -9,6 +9,8 @@ shipped default model (64 features).
 Every case runs in its own subprocess with one torch thread, so its peak memory (the rise of the
 process's peak resident set over its state before the first force call) is its own, and the first
 call's time (for ``compiled``: the compilation) is reported apart from the median of the others.
+No memory limit is set (an address-space limit stops torch.compile's threads and, on a CUDA host,
+schnetpack): a case that outgrows the machine is killed and reported as failed.
 The cases of one system and dtype run back to back in one invocation, and the ratios are taken
 between them.
 """
