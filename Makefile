@@ -13,3 +13,4 @@ test: setup
 
 lint: setup
 	@.venv/bin/ruff check python benchmarks tests examples scripts
+	@.venv/bin/clang-format --dry-run --Werror lammps_plugin/*.cpp lammps_plugin/*.h && echo "clang-format: lammps_plugin/ as LAMMPS formats its sources"

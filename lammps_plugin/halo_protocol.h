@@ -23,7 +23,8 @@ namespace MLFFHalo {
   // in Python's C-API format: i = int, K = buffer address (unsigned long long); owner is 0 (null)
   // on several ranks, where ghosts may belong to other ranks
   constexpr const char *BIND_FORMAT = "iiiKKKKKKKKii";
-  constexpr const char *BIND_NAMES = "nlocal,ntotal,npairs,elems,pair_i,pair_j,tag,owner,rij,eatoms,fij,eflag,vflag";
+  constexpr const char *BIND_NAMES =
+      "nlocal,ntotal,npairs,elems,pair_i,pair_j,tag,owner,rij,eatoms,fij,eflag,vflag";
 
   // element type of the arrays handed to mlff_halo_exchange()
   enum Dtype { FLOAT64 = 0, FLOAT32 = 1 };
@@ -33,9 +34,10 @@ namespace MLFFHalo {
 
   inline std::string halo_protocol_signature()
   {
-    return "mlff-halo/" + std::to_string(PROTOCOL_VERSION) + " bind(" + BIND_FORMAT + ":" + BIND_NAMES +
-        ") dtype(float64=" + std::to_string(FLOAT64) + ",float32=" + std::to_string(FLOAT32) + ") status(" +
-        std::to_string(BAD_ROWS) + "," + std::to_string(BAD_WIDTH) + "," + std::to_string(BAD_DTYPE) + "," +
+    return "mlff-halo/" + std::to_string(PROTOCOL_VERSION) + " bind(" + BIND_FORMAT + ":" +
+        BIND_NAMES + ") dtype(float64=" + std::to_string(FLOAT64) +
+        ",float32=" + std::to_string(FLOAT32) + ") status(" + std::to_string(BAD_ROWS) + "," +
+        std::to_string(BAD_WIDTH) + "," + std::to_string(BAD_DTYPE) + "," +
         std::to_string(NULL_DATA) + ")";
   }
 

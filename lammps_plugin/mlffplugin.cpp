@@ -15,9 +15,7 @@
 using namespace LAMMPS_NS;
 
 static Pair *mliap_halo_creator(LAMMPS *lmp)
-{
-  return new PairMLIAPHalo(lmp);
-}
+{ return new PairMLIAPHalo(lmp); }
 
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {

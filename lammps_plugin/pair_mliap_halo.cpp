@@ -16,11 +16,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>    // must come first
 
-#include "pair_mliap_halo.h"
 #include "halo_protocol.h"
+#include "pair_mliap_halo.h"
 
 #include "atom.h"
-#include "update.h"
 #include "comm.h"
 #include "error.h"
 #include "force.h"
@@ -28,6 +27,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "update.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -79,8 +79,8 @@ std::string take_python_error(bool print_traceback)
 
   PyObject *tbmod = print_traceback ? PyImport_ImportModule("traceback") : nullptr;
   if (tbmod) {
-    PyObject *res = PyObject_CallMethod(tbmod, "print_exception", "OOO", type, value ? value : Py_None,
-                                        traceback ? traceback : Py_None);
+    PyObject *res = PyObject_CallMethod(tbmod, "print_exception", "OOO", type,
+                                        value ? value : Py_None, traceback ? traceback : Py_None);
     Py_XDECREF(res);
     Py_DECREF(tbmod);
   }
@@ -165,8 +165,8 @@ void PairMLIAPHalo::stop_if_any_rank_failed(bool failed, const std::string &what
   if (failed) python_failure(what, count == comm->nprocs);
   if (count) {
     PyGILState_Release((PyGILState_STATE) gil_state);
-    error->all(FLERR, "Pair style mliap/halo: {} on {} of {} ranks (their message is above)", what, count,
-               comm->nprocs);
+    error->all(FLERR, "Pair style mliap/halo: {} on {} of {} ranks (their message is above)", what,
+               count, comm->nprocs);
   }
 }
 
@@ -199,15 +199,16 @@ void PairMLIAPHalo::settings(int narg, char **arg)
   gil_state = (int) PyGILState_Ensure();
 
   PyObject *module = PyImport_ImportModule("mlff_distiller.lammps.halo_data");
-  stop_if_any_rank_failed(!module,
-                          "cannot import mlff_distiller.lammps.halo_data (install mlff-distiller into the "
-                          "Python environment this LAMMPS embeds)");
+  stop_if_any_rank_failed(
+      !module,
+      "cannot import mlff_distiller.lammps.halo_data (install mlff-distiller into the "
+      "Python environment this LAMMPS embeds)");
 
   const std::string signature = MLFFHalo::halo_protocol_signature();
-  PyObject *connected = PyObject_CallMethod(
-      module, "connect", "sKKsi", model_file.c_str(),
-      (unsigned long long) (uintptr_t) &mlff_halo_exchange, (unsigned long long) (uintptr_t) this,
-      signature.c_str(), (int) sizeof(tagint));
+  PyObject *connected = PyObject_CallMethod(module, "connect", "sKKsi", model_file.c_str(),
+                                            (unsigned long long) (uintptr_t) &mlff_halo_exchange,
+                                            (unsigned long long) (uintptr_t) this,
+                                            signature.c_str(), (int) sizeof(tagint));
   Py_DECREF(module);
   stop_if_any_rank_failed(!connected, "cannot load model file " + model_file);
 
@@ -216,7 +217,8 @@ void PairMLIAPHalo::settings(int narg, char **arg)
   PyObject *data = PyTuple_GetItem(connected, 1);
   PyObject *names = PyTuple_GetItem(connected, 2);
   PyObject *cut = PyTuple_GetItem(connected, 3);
-  if (!model || !data || !names || !cut) python_failure("unexpected result of halo_data.connect()", true);
+  if (!model || !data || !names || !cut)
+    python_failure("unexpected result of halo_data.connect()", true);
   for (Py_ssize_t k = 0; k < PyList_Size(names); k++) {
     const char *name = PyUnicode_AsUTF8(PyList_GetItem(names, k));
     if (!name) python_failure("bad element name in " + model_file, true);
@@ -231,7 +233,8 @@ void PairMLIAPHalo::settings(int narg, char **arg)
   Py_DECREF(connected);
   PyGILState_Release((PyGILState_STATE) gil_state);
 
-  if (cutoff <= 0.0) error->all(FLERR, "Pair style mliap/halo: model {} has cutoff {}", model_file, cutoff);
+  if (cutoff <= 0.0)
+    error->all(FLERR, "Pair style mliap/halo: model {} has cutoff {}", model_file, cutoff);
 }
 
 /* ----------------------------------------------------------------------
@@ -258,10 +261,11 @@ void PairMLIAPHalo::coeff(int narg, char **arg)
     for (int k = 0; k < (int) elements.size(); k++)
       if (elements[k] == name) map[i] = k;
     if (map[i] < 0)
-      error->all(FLERR,
-                 "Pair style mliap/halo: element {} (atom type {}) is not one of the elements of model "
-                 "{}:{}",
-                 name, i, model_file, known);
+      error->all(
+          FLERR,
+          "Pair style mliap/halo: element {} (atom type {}) is not one of the elements of model "
+          "{}:{}",
+          name, i, model_file, known);
   }
 
   int count = 0;
@@ -278,21 +282,26 @@ void PairMLIAPHalo::coeff(int narg, char **arg)
 void PairMLIAPHalo::init_style()
 {
   if (force->newton_pair == 0)
-    error->all(FLERR, "Pair style mliap/halo requires newton pair on (add `newton on` to the input)");
+    error->all(FLERR,
+               "Pair style mliap/halo requires newton pair on (add `newton on` to the input)");
   if (!py_model) error->all(FLERR, "Pair style mliap/halo: no model loaded");
   if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR,
-               "Pair style mliap/halo: the model works in `units metal` (eV, A, ps) but this input uses "
-               "`units {}`; forces would be silently wrong: use `units metal`",
-               update->unit_style);
+    error->all(
+        FLERR,
+        "Pair style mliap/halo: the model works in `units metal` (eV, A, ps) but this input uses "
+        "`units {}`; forces would be silently wrong: use `units metal`",
+        update->unit_style);
   // with bonds, special factors other than 1 drop bonded pairs from the neighbour list
   bool all_one = true;
-  for (int k = 1; k <= 3; k++) all_one = all_one && force->special_lj[k] == 1.0 && force->special_coul[k] == 1.0;
+  for (int k = 1; k <= 3; k++)
+    all_one = all_one && force->special_lj[k] == 1.0 && force->special_coul[k] == 1.0;
   if (atom->molecular != Atom::ATOMIC && !all_one)
-    error->all(FLERR,
-               "Pair style mliap/halo: with bonds in the data and special_bonds factors other than 1, LAMMPS "
-               "removes bonded pairs from the neighbour list and the model would see broken molecules "
-               "(silently wrong forces): add `special_bonds lj/coul 1.0 1.0 1.0` before the run");
+    error->all(
+        FLERR,
+        "Pair style mliap/halo: with bonds in the data and special_bonds factors other than 1, "
+        "LAMMPS "
+        "removes bonded pairs from the neighbour list and the model would see broken molecules "
+        "(silently wrong forces): add `special_bonds lj/coul 1.0 1.0 1.0` before the run");
   // a plain full list of the local atoms: no ghost neighbour lists, ghost features come by exchange
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
@@ -364,11 +373,13 @@ void PairMLIAPHalo::compute(int eflag, int vflag)
   {
     gil_state = (int) PyGILState_Ensure();
     auto *data = (PyObject *) py_data;
-    auto addr = [](const void *p) { return (unsigned long long) (uintptr_t) p; };
-    PyObject *res = PyObject_CallMethod(data, "_bind", MLFFHalo::BIND_FORMAT, nlocal, ntotal, npairs,
-                                        addr(elems.data()), addr(pair_i.data()), addr(pair_j.data()),
-                                        addr(atom->tag), addr(owners_on_this_rank()), addr(rij.data()),
-                                        addr(eatoms.data()), addr(fij.data()), eflag, vflag);
+    auto addr = [](const void *p) {
+      return (unsigned long long) (uintptr_t) p;
+    };
+    PyObject *res = PyObject_CallMethod(
+        data, "_bind", MLFFHalo::BIND_FORMAT, nlocal, ntotal, npairs, addr(elems.data()),
+        addr(pair_i.data()), addr(pair_j.data()), addr(atom->tag), addr(owners_on_this_rank()),
+        addr(rij.data()), addr(eatoms.data()), addr(fij.data()), eflag, vflag);
     if (!res) python_failure("cannot pass the neighbour data to Python", false);
     Py_DECREF(res);
 
@@ -441,7 +452,8 @@ const int *PairMLIAPHalo::owners_on_this_rank()
    Collective: every rank must call it with the same width.
 ------------------------------------------------------------------------- */
 
-int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse)
+int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, int dtype,
+                            int reverse)
 {
   const int nlocal = atom->nlocal;
   const long long ntotal = (long long) nlocal + atom->nghost;
@@ -464,7 +476,8 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
   }
 
   if (reverse && ntotal > nlocal)
-    memset((char *) dst + (size_t) nlocal * width * elsize, 0, (size_t) (ntotal - nlocal) * width * elsize);
+    memset((char *) dst + (size_t) nlocal * width * elsize, 0,
+           (size_t) (ntotal - nlocal) * width * elsize);
   xbuf = nullptr;
   return MLFFHalo::OK;
 }
@@ -488,17 +501,20 @@ int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of
   for (int k = 0; k < n; k++) {
     T *row = a + (size_t) row_of(k) * width + offset;
     for (int c = 0; c < count; c++, m++) {
-      if constexpr (move == Move::ROWS_TO_BUFFER) buf[m] = row[c];
-      else if constexpr (move == Move::BUFFER_TO_ROWS) row[c] = (T) buf[m];
-      else row[c] += (T) buf[m];
+      if constexpr (move == Move::ROWS_TO_BUFFER)
+        buf[m] = row[c];
+      else if constexpr (move == Move::BUFFER_TO_ROWS)
+        row[c] = (T) buf[m];
+      else
+        row[c] += (T) buf[m];
     }
   }
   return m;
 }
 
 template <Move move, typename RowOf>
-int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n, RowOf row_of,
-                              double *buf)
+int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n,
+                       RowOf row_of, double *buf)
 {
   return is_double ? move_rows<double, move>(array, width, offset, count, n, row_of, buf)
                    : move_rows<float, move>(array, width, offset, count, n, row_of, buf);
@@ -508,26 +524,42 @@ int move_exchange_rows(bool is_double, void *array, int width, int offset, int c
 
 int PairMLIAPHalo::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
-  return move_exchange_rows<Move::ROWS_TO_BUFFER>(xdouble, xbuf, xwidth, xoffset, xcount, n,
-                                                  [list](int k) { return list[k]; }, buf);
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [list](int k) {
+        return list[k];
+      },
+      buf);
 }
 
 void PairMLIAPHalo::unpack_forward_comm(int n, int first, double *buf)
 {
-  move_exchange_rows<Move::BUFFER_TO_ROWS>(xdouble, xbuf, xwidth, xoffset, xcount, n,
-                                           [first](int k) { return first + k; }, buf);
+  move_exchange_rows<Move::BUFFER_TO_ROWS>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [first](int k) {
+        return first + k;
+      },
+      buf);
 }
 
 int PairMLIAPHalo::pack_reverse_comm(int n, int first, double *buf)
 {
-  return move_exchange_rows<Move::ROWS_TO_BUFFER>(xdouble, xbuf, xwidth, xoffset, xcount, n,
-                                                  [first](int k) { return first + k; }, buf);
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [first](int k) {
+        return first + k;
+      },
+      buf);
 }
 
 void PairMLIAPHalo::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(xdouble, xbuf, xwidth, xoffset, xcount, n,
-                                                 [list](int k) { return list[k]; }, buf);
+  move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [list](int k) {
+        return list[k];
+      },
+      buf);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -537,7 +569,8 @@ double PairMLIAPHalo::memory_usage()
   double bytes = Pair::memory_usage();
   const int n = atom->ntypes + 1;
   bytes += (double) n * n * (sizeof(int) + sizeof(double)) + (double) n * sizeof(int);
-  bytes += (double) (pair_i.capacity() + pair_j.capacity() + elems.capacity() + owner.capacity()) * sizeof(int);
+  bytes += (double) (pair_i.capacity() + pair_j.capacity() + elems.capacity() + owner.capacity()) *
+      sizeof(int);
   bytes += (double) (rij.capacity() + fij.capacity() + eatoms.capacity()) * sizeof(double);
   return bytes;
 }

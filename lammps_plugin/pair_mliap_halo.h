@@ -45,8 +45,8 @@ class PairMLIAPHalo : public Pair {
 
  protected:
   std::string model_file;
-  void *py_model;    // PyObject *: the ML-IAP unified object
-  void *py_data;     // PyObject *: the HaloData handed to compute_forces
+  void *py_model;                       // PyObject *: the ML-IAP unified object
+  void *py_data;                        // PyObject *: the HaloData handed to compute_forces
   std::vector<std::string> elements;    // the model's element_types
   double cutoff;                        // 2 * rcutfac
   int *map;                             // atom type -> element index, -1 for NULL
