@@ -17,7 +17,12 @@ pytestmark = [pytest.mark.lammps,
 
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (the 2-GPU device runs)")
-MD = "velocity all create 300 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
+
+
+def nve(temperature: float) -> str:
+    """NVE from velocities drawn at ``temperature`` (K), 0.5 fs steps."""
+    return (f"velocity all create {temperature} 4928459 mom yes rot yes dist gaussian\n"
+            "timestep 0.0005\nfix nve all nve")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -51,7 +56,7 @@ def test_md_on_the_gpu_follows_the_cpu(tmp_path, monkeypatch):
     for device in ("cpu", "cuda"):
         model_file, _ = make_export(tmp_path, 3, device=device)
         result = run_single_point(tmp_path / f"md_{device}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=MD, run="run 200"))
+                                  lammps_input(pair_lines(model_file, WATER), extra=nve(300), run="run 200"))
         positions.append(result["positions"])
     assert np.abs(positions[0] - positions[1]).max() < 1e-8
 
@@ -85,9 +90,8 @@ def test_md_on_two_gpus_follows_one_gpu(tmp_path):
     with this random-weight model it reached 0.9 A after 500 steps (2 H200s)."""
     atoms = triclinic_water()
     model_file, _ = make_export(tmp_path, 2, device="cuda")
-    md = MD.replace("create 300", "create 50")
     positions = [run_single_point(tmp_path / f"md{n}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=md, run="run 500", skin=1.0),
+                                  lammps_input(pair_lines(model_file, WATER), extra=nve(50), run="run 500", skin=1.0),
                                   n)["positions"]
                  for n in (1, 2)]
     gap = np.abs(positions[0] - positions[1]).max()
