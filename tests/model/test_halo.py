@@ -63,3 +63,16 @@ def test_gather_halo_equals_the_exchange_it_replaces(method):
     gather = GatherHalo(torch.arange(n, len(owner)), owner[n:])
     result = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n, method, gather)
     assert all((a - b).abs().max() < 1e-12 for a, b in zip(result, reference))
+
+
+def test_update_blocks_skip_ghost_rows():
+    """With a halo the update blocks run on the counted rows only (ghost rows are overwritten by
+    the next exchange, and their energies do not count): the numbers above stay exact."""
+    model = make_model(n_features=16)
+    species, edge_i, edge_j, r_ij, owner = ghost_graph(water_box(), model.cutoff)
+    n = int((owner == torch.arange(len(owner))).sum())
+    rows = []
+    for update in model.updates:
+        update.register_forward_hook(lambda module, args, output: rows.append(args[0].shape[0]))
+    model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n, "analytic", python_halo(owner, n))
+    assert rows == [n] * model.config.n_layers and n < len(owner) / 3

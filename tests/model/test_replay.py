@@ -168,24 +168,49 @@ def test_padded_halo_equals_unpadded_halo(method):
         e_ref, g_ref = model.energies_and_edge_gradients(*args, n, method, halo)
         assert (energies - e_ref).abs().max() < 1e-12 and (grad - g_ref).abs().max() < 1e-12
     ((key, bucket),) = runner.buckets.items()
-    assert key[2] and bucket.halo.ghosts.shape[0] > halo.ghosts.shape[0]
+    assert key[3] == "gather" and bucket.halo.ghosts.shape[0] > halo.ghosts.shape[0]
 
 
-def test_a_callback_halo_runs_eagerly():
-    """Exchanges through host callbacks cannot be padded or captured: that call runs as is."""
+def callback_halo(gather: GatherHalo, calls: list) -> Halo:
+    """The exchange of ``gather`` through host callbacks (as MPI ranks exchange), counted."""
+    def counted(exchange):
+        return lambda rows: calls.append(rows.shape[0]) or exchange(rows)
+
+    return Halo(counted(gather.copy_to_ghosts), counted(gather.sum_into_owners))
+
+
+def test_a_callback_halo_runs_eagerly_uncompiled():
+    """Exchanges through host callbacks cannot be captured: uncompiled, that call runs as is."""
     model = make_model(n_features=16)
     args, n, gather = halo_case(model, water_box())
     calls = []
-
-    def counted(exchange):
-        return lambda rows: calls.append(1) or exchange(rows)
-
-    halo = Halo(counted(gather.copy_to_ghosts), counted(gather.sum_into_owners))
     runner = GraphReplay(model)
-    energies, grad = runner(*args, n, halo)
+    energies, grad = runner(*args, n, callback_halo(gather, calls))
     e_ref, g_ref = model.energies_and_edge_gradients(*args, n, "analytic", gather)
     assert torch.equal(energies, e_ref) and torch.equal(grad, g_ref)
     assert len(calls) == 2 * (model.config.n_layers - 1) and not runner.buckets
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_compiled_callback_halo_equals_eager(method):
+    """The compiled model calls host exchanges through the opaque operator (the CPU's and the
+    GPUs' path on several MPI ranks): padded buckets, the callbacks see only the real rows, the
+    numbers are the eager ones, and a smaller system in the same bucket does not recompile."""
+    model = make_model(n_features=16)
+    runner = GraphReplay(model, method, graphs=False, fuse=True)
+    atoms = water_box(2)
+    for case in (atoms, atoms[:-1]):
+        args, n, gather = halo_case(model, case)
+        calls = []
+        with torch._dynamo.config.patch(error_on_recompile=case is not atoms):
+            energies, grad = runner(*args, n, callback_halo(gather, calls))
+        e_ref, g_ref = model.energies_and_edge_gradients(*args, n, method, gather)
+        assert (energies - e_ref).abs().max() < 1e-12 and (grad - g_ref).abs().max() < 1e-12
+        assert g_ref.abs().max() > 1e-3
+        assert calls == [args[0].shape[0]] * (2 * (model.config.n_layers - 1))
+    ((key, bucket),) = runner.buckets.items()
+    assert key[3] == "host" and bucket.shape[0] > args[0].shape[0] and not bucket.replayable
 
 
 def test_layout_errors_are_still_caught():

@@ -1,7 +1,7 @@
 """The plugin and stock ML-IAP with CUDA exports in real LAMMPS: the same numbers as the Python
 model on the CPU, on 1 rank (one CUDA graph per step, halo as a device gather) and on 2 ranks
-sharing one GPU (halo through LAMMPS's communication); with two GPUs, one rank per GPU, ranks
-sharing cards and a rank without atoms. Skipped without a CUDA GPU (or without a second one); the
+sharing one GPU (halo through LAMMPS's communication); with two GPUs, one rank per GPU (uncompiled
+and compiled), ranks sharing cards and a rank without atoms. Skipped without a CUDA GPU (or without a second one); the
 device runs of benchmarks/gpu_session.sh run them."""
 import re
 
@@ -62,15 +62,17 @@ def test_md_on_the_gpu_follows_the_cpu(tmp_path, monkeypatch):
 
 
 @two_gpus
-@pytest.mark.parametrize("case", ["one_rank_per_gpu", "ranks_share_gpus", "rank_without_atoms"])
+@pytest.mark.parametrize("case", ["one_rank_per_gpu", "one_rank_per_gpu_compiled", "ranks_share_gpus",
+                                  "rank_without_atoms"])
 def test_ranks_on_two_gpus_match_python(tmp_path, case):
-    """float64: every rank on its GPU (local rank modulo the GPUs), exact against the Python model."""
+    """float64: every rank on its GPU (local rank modulo the GPUs), exact against the Python model;
+    uncompiled, and compiled as users get it (halo exchanges through the opaque operator)."""
     atoms = water_slab() if case == "rank_without_atoms" else triclinic_water()
-    nprocs = 2 if case == "one_rank_per_gpu" else 4
+    nprocs = 2 if case.startswith("one_rank_per_gpu") else 4
     processors = "processors 4 1 1" if case == "rank_without_atoms" else ""
     model_file, model = make_export(tmp_path, 3, device="cuda")
     result = run_single_point(tmp_path / case, atoms, lammps_input(pair_lines(model_file, WATER), processors=processors),
-                              nprocs)
+                              nprocs, env={"MLFF_COMPILE": "1" if case.endswith("compiled") else "0"})
     errors = relative_errors(result, reference(model, atoms))
     assert max(errors.values()) < TOLERANCE["float64"], errors
     assert "on cuda:0" in result["output"] and "on cuda:1" in result["output"], result["output"][-2000:]
@@ -83,11 +85,12 @@ MD_TWO_GPUS_BOUND = 1e-6  # A, largest position difference after 500 steps (floa
 
 
 @two_gpus
-def test_md_on_two_gpus_follows_one_gpu(tmp_path):
-    """500 NVE steps of water in float64: 2 ranks on 2 GPUs against 1 rank on one, in the
-    conditions of the CPU test (tests/plugin/test_plugin.py: 50 K, skin 1 A). The sums run in
-    another order, so trajectories part at round-off and the dynamics amplifies the gap: at 300 K
-    with this random-weight model it reached 0.9 A after 500 steps (2 H200s)."""
+def test_md_on_two_gpus_follows_one_gpu(tmp_path, monkeypatch):
+    """500 NVE steps of water in float64, compiled as users get it: 2 ranks on 2 GPUs against 1
+    rank on one, in the conditions of the CPU test (tests/plugin/test_plugin.py: 50 K, skin 1 A).
+    The sums run in another order, so trajectories part at round-off and the dynamics amplifies
+    the gap: at 300 K with this random-weight model it reached 0.9 A after 500 steps (2 H200s)."""
+    monkeypatch.setenv("MLFF_COMPILE", "1")
     atoms = triclinic_water()
     model_file, _ = make_export(tmp_path, 2, device="cuda")
     positions = [run_single_point(tmp_path / f"md{n}", atoms,

@@ -10,6 +10,7 @@ import pytest
 
 from mlff_distiller.lammps.export import export, input_lines
 from mlff_distiller.lammps.halo_data import BIND_FORMAT, HaloData, connect, protocol_signature
+from mlff_distiller.model.replay import COMPILE_MESSAGE
 
 from plugin_support import (PLUGIN, WATER, lammps_input, make_export, molecule_in_vacuum, ortho_water,
                             pair_lines, reference, relative_errors, run_lammps, run_single_point,
@@ -77,6 +78,20 @@ def test_three_layers_float32_autograd_and_many_images(tmp_path):
                                       lammps_input(pair_lines(model_file, WATER)), nprocs)
             errors = relative_errors(result, ref)
             assert max(errors.values()) < rel, (dtype, method, nprocs, errors)
+
+
+@pytest.mark.parametrize("method", ["analytic", "autograd"])
+def test_compiled_step_on_several_ranks(tmp_path, method):
+    """The step users get by default (MLFF_COMPILE unset: the compiled model, whose host halo
+    exchanges run through the opaque operator of model/halo.py) on 2 ranks, exact in float64."""
+    atoms = triclinic_water()
+    model_file, model = make_export(tmp_path, 3, method=method)
+    ref = reference(model, atoms)
+    result = run_single_point(tmp_path / "compiled", atoms, lammps_input(pair_lines(model_file, WATER)), 2,
+                              env={"MLFF_COMPILE": "1"})
+    assert result["output"].count(COMPILE_MESSAGE) == 2  # each rank compiled its model
+    errors = relative_errors(result, ref)
+    assert max(errors.values()) < REL, errors
 
 
 def test_null_type_under_pair_hybrid(tmp_path):

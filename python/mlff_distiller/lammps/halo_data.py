@@ -162,25 +162,61 @@ class HaloData:
         return GatherHalo(torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
 
     def lammps_exchange(self, atoms: np.ndarray) -> Halo:
-        """The halo exchange through forward_exchange / reverse_exchange (collective).
+        """The halo exchange through forward_exchange / reverse_exchange (collective: every rank
+        makes the same calls). Model rows are LAMMPS's atoms in LAMMPS's order (the plugin's step
+        when no type is NULL) or a subset, ``atoms``."""
+        if len(atoms) == self.ntotal:
+            return Halo(self._copy_to_ghosts, self._sum_into_owners)
+        return Halo(self._through_all_atoms(atoms, self.forward_exchange),
+                    self._through_all_atoms(atoms, self.reverse_exchange))
 
-        The exchange works on all ntotal LAMMPS atoms, so rows are scattered into a full array
-        around it. Rows left out start at zero, which is exact: forward, every ghost row is
-        overwritten from its owner (chains through other ghosts included); reverse, zero adds
-        nothing. Every rank makes the same calls."""
-        every_atom = len(atoms) == self.ntotal
+    def _copy_to_ghosts(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows [ntotal,W] -> ghost rows replaced by their owners'. From a GPU only the local rows
+        go to the host and only the ghost rows come back (through pinned memory)."""
+        if rows.device.type == "cpu":
+            out = rows.detach().clone()
+            array = out.numpy()
+            self.forward_exchange(array, array, rows.shape[1])
+            return out
+        n = self.nlocal
+        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+        host[:n].copy_(rows[:n])  # waits for the device: the exchange reads it next
+        array = host.numpy()
+        self.forward_exchange(array, array, rows.shape[1])
+        out = torch.empty_like(rows)
+        out[:n].copy_(rows[:n])
+        out[n:].copy_(host[n:], non_blocking=True)
+        return out
+
+    def _sum_into_owners(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows [ntotal,W] -> owner rows plus their ghosts' rows, ghost rows zero. From a GPU only
+        the ghost rows go to the host and only the sums for the local rows come back."""
+        if rows.device.type == "cpu":
+            out = rows.detach().clone()
+            array = out.numpy()
+            self.reverse_exchange(array, array, rows.shape[1])
+            return out
+        n = self.nlocal
+        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+        host[n:].copy_(rows[n:])  # waits for the device: the exchange reads it next
+        host[:n].zero_()
+        array = host.numpy()
+        self.reverse_exchange(array, array, rows.shape[1])
+        out = torch.zeros_like(rows)
+        torch.add(rows[:n], host[:n].to(rows.device, non_blocking=True), out=out[:n])
+        return out
+
+    def _through_all_atoms(self, atoms: np.ndarray, move):
+        """A primitive for model rows that are a subset of LAMMPS's atoms (NULL types left out):
+        rows are scattered into all ntotal atoms around the exchange. Rows left out start at
+        zero, which is exact: forward, every ghost row is overwritten from its owner (chains
+        through other ghosts included); reverse, zero adds nothing."""
         index = torch.from_numpy(atoms)
 
-        def exchange(move):
-            def run(rows: torch.Tensor) -> torch.Tensor:
-                if every_atom:
-                    full = rows.detach().to("cpu", copy=True).contiguous()
-                else:
-                    full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
-                    full[index] = rows.detach().cpu()
-                array = full.numpy()
-                move(array, array, rows.shape[1])
-                return (full if every_atom else full[index]).to(rows.device)
-            return run
-
-        return Halo(exchange(self.forward_exchange), exchange(self.reverse_exchange))
+        def run(rows: torch.Tensor) -> torch.Tensor:
+            full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
+            full[index] = rows.detach().cpu()
+            array = full.numpy()
+            move(array, array, rows.shape[1])
+            return full[index].to(rows.device)
+        return run

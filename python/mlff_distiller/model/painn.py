@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .blocks import EdgeGeometry, EdgeFilter, Message, Readout, Update, ZBLRepulsion
+from .blocks import EdgeFilter, EdgeGeometry, Message, Readout, Update, ZBLRepulsion
 from .halo import Halo
 
 METHODS = ("analytic", "autograd")
@@ -73,7 +73,8 @@ class PaiNN(nn.Module):
         n_counted: the leading atoms whose energies count (default all N); the others only
             send messages (ghost atoms, for example).
         halo: exchange of features with ghost atoms (see ``halo.py``); then only counted atoms
-            need incoming edges, and ghosts get their features from their owners after each layer.
+            need incoming edges, ghosts get their features from their owners after each layer,
+            and the update blocks run on the counted atoms only.
         Returns energies [n_counted] and dE/dr_ij [E,3], the gradient of the summed energy of
         the counted atoms, in the dtype of the model.
 
@@ -85,24 +86,30 @@ class PaiNN(nn.Module):
         counted = r_ij.new_zeros(species.shape[0])
         counted[:n_counted] = 1.0
         energies, grad = self.energies_and_weighted_edge_gradients(species, edge_i, edge_j, r_ij, counted,
-                                                                   method, halo)
+                                                                   method, halo, n_counted)
         return energies[:n_counted], grad
 
     def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic", halo=None):
         return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method, halo)
 
     def energies_and_weighted_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor,
-                                             weights: Tensor, method: str = "analytic",
-                                             halo: Halo | None = None) -> tuple[Tensor, Tensor]:
+                                             weights: Tensor, method: str = "analytic", halo: Halo | None = None,
+                                             n_owned: int | None = None) -> tuple[Tensor, Tensor]:
         """The shape-static core of ``energies_and_edge_gradients``, for callers that replay it
         over fixed buffers (``replay.py``): energies of all N atoms and the gradient with respect
         to r_ij of sum(weights [N] * energies). Weights of 1 for the counted atoms and 0 for the
-        others give exactly the gradient of the counted energies. No checks at all."""
+        others give exactly the gradient of the counted energies. No checks at all.
+
+        n_owned (with a halo): the leading rows that hold every counted atom. The other rows are
+        ghosts (or padding), whose updated features nothing reads: the exchange overwrites them
+        before the next layer and their energies have weight 0. So the update blocks skip them,
+        which matters where ghosts outnumber the atoms of a rank (small domains, many ranks)."""
         species, edge_i, edge_j = species.long(), edge_i.long(), edge_j.long()
+        n_owned = species.shape[0] if halo is None or n_owned is None else n_owned
         if method == "analytic":
-            return self._analytic(species, edge_i, edge_j, r_ij, weights, halo)
+            return self._analytic(species, edge_i, edge_j, r_ij, weights, halo, n_owned)
         if method == "autograd":
-            return self._autograd(species, edge_i, edge_j, r_ij, weights, halo)
+            return self._autograd(species, edge_i, edge_j, r_ij, weights, halo, n_owned)
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
 
     # ------------------------------------------------------------------------------------------
@@ -163,7 +170,7 @@ class PaiNN(nn.Module):
             budget = self.chunk_bytes
         return max(64, budget // bytes_per_edge)
 
-    def _forward(self, species, edge_i, edge_j, r_ij, chunk, halo):
+    def _forward(self, species, edge_i, edge_j, r_ij, chunk, halo, n_owned):
         """Energies of all atoms [N] and the context the analytic backward needs."""
         (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
         filters, filter_ctx = self.edge_filter(d)
@@ -172,7 +179,7 @@ class PaiNN(nn.Module):
         layer_ctx = []
         for layer, (message, update) in enumerate(zip(self.messages, self.updates)):
             (s, v), message_ctx = message(s, v, filters[layer], u, edge_i, edge_j, layer == 0, chunk)
-            (s, v), update_ctx = update(s, v)
+            (s, v), update_ctx = update_rows(update, s, v, n_owned)
             layer_ctx.append((message_ctx, update_ctx))
             if halo is not None and layer < self.config.n_layers - 1:
                 s, v = halo.forward(s, v)
@@ -183,9 +190,9 @@ class PaiNN(nn.Module):
             energies = energies.index_add(0, edge_i, pair_energies)
         return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v)
 
-    def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo):
+    def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo, n_owned):
         energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v) = self._forward(
-            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo)
+            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo, n_owned)
         g_s = self.readout.backward(readout_ctx, weights)
         g_v = v.new_zeros(v.shape)
         g_u = r_ij.new_zeros(r_ij.shape)
@@ -194,7 +201,7 @@ class PaiNN(nn.Module):
             message_ctx, update_ctx = layer_ctx[layer]
             if halo is not None and layer < self.config.n_layers - 1:
                 g_s, g_v = halo.reverse(g_s, g_v)
-            g_s, g_v = self.updates[layer].backward(update_ctx, g_s, g_v)
+            g_s, g_v = update_rows_backward(self.updates[layer], update_ctx, g_s, g_v, n_owned)
             g_s, g_v, projected_layer, g_u_layer = self.messages[layer].backward(
                 message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0)
             projected = projected + projected_layer
@@ -204,11 +211,27 @@ class PaiNN(nn.Module):
             g_d = g_d + self.repulsion.backward(repulsion_ctx, weights.index_select(0, edge_i))
         return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
 
-    def _autograd(self, species, edge_i, edge_j, r_ij, weights, halo):
+    def _autograd(self, species, edge_i, edge_j, r_ij, weights, halo, n_owned):
         training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with torch.enable_grad():
             r = r_ij.detach().requires_grad_(True)
             # one chunk: autograd keeps every temporary anyway, and chunking only adds graph nodes
-            energies = self._forward(species, edge_i, edge_j, r, max(1, edge_i.shape[0]), halo)[0]
+            energies = self._forward(species, edge_i, edge_j, r, max(1, edge_i.shape[0]), halo, n_owned)[0]
             (grad,) = torch.autograd.grad(energies, r, weights, create_graph=training)
         return (energies, grad) if training else (energies.detach(), grad)
+
+
+def update_rows(update: Update, s: Tensor, v: Tensor, n: int):
+    """``update`` on the first n rows of s [N,F], v [N,3,F]; the other rows pass unchanged."""
+    if n == s.shape[0]:
+        return update(s, v)
+    (s_head, v_head), ctx = update(s[:n], v[:n])
+    return (torch.cat((s_head, s[n:])), torch.cat((v_head, v[n:]))), ctx
+
+
+def update_rows_backward(update: Update, ctx, g_s: Tensor, g_v: Tensor, n: int):
+    """The transpose of ``update_rows``: gradients of the passed rows pass unchanged."""
+    if n == g_s.shape[0]:
+        return update.backward(ctx, g_s, g_v)
+    g_s_head, g_v_head = update.backward(ctx, g_s[:n], g_v[:n])
+    return torch.cat((g_s_head, g_s[n:])), torch.cat((g_v_head, g_v[n:]))

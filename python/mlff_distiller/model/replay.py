@@ -33,8 +33,10 @@ directly, which is how LAMMPS runs on a CPU (``step_runner``), or the eager one 
 which is how the CPU tests check the padding: uncompiled, calling the model unpadded is faster.
 
 Halo mode: a ``GatherHalo`` (one process holds every owner) is padded like the rest (padding
-ghosts are padding atoms copied onto themselves) and captured with the step; any other ``Halo``
-exchanges through host callbacks between layers, so that call runs eagerly.
+ghosts are padding atoms copied onto themselves) and captured with the step. Any other ``Halo``
+exchanges through host callbacks between layers (MPI ranks): the compiled model calls them through
+the opaque operator of ``halo.py`` and runs without a CUDA graph, whose replay cannot call back
+to the host; uncompiled, that call runs eagerly, unpadded.
 """
 from __future__ import annotations
 
@@ -42,12 +44,13 @@ import math
 import os
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from functools import partial
 
 import torch
 from torch import Tensor
 
-from .halo import GatherHalo, Halo
+from .halo import STEP_HALO, GatherHalo, Halo, exchanging
 from .painn import METHODS, PaiNN
 
 GROWTH = 1.125  # each bucket this much larger than the one before: at most 12.5% padding
@@ -100,11 +103,26 @@ def step_runner(model: PaiNN, method: str):
     return partial(model.energies_and_edge_gradients, method=method)
 
 
+def halo_kind(halo: Halo | None) -> str | None:
+    """None, "gather" (device operations: padded and captured with the step) or "host" (host
+    callbacks between layers: through ``STEP_HALO``, never captured)."""
+    if halo is None:
+        return None
+    return "gather" if isinstance(halo, GatherHalo) else "host"
+
+
+def owned_need(need: tuple, key: tuple) -> tuple:
+    """``need`` as a bucket of key's atoms must hold it: its owned rows stop one short of them."""
+    return need[0], need[1], min(need[2], key[0] - 1)
+
+
 class Bucket:
     """Fixed-size input buffers for up to ``n_atoms - 1`` atoms and ``n_edges`` edges (and, with
-    a halo, up to ``n_atoms - 1`` ghosts), the model call on them, and on a GPU its CUDA graph."""
+    a gather halo, up to ``n_atoms - 1`` ghosts), the model call on them, and on a GPU its CUDA
+    graph (not with a host halo)."""
 
-    def __init__(self, call, model: PaiNN, method: str, n_atoms: int, n_edges: int, with_halo: bool = False):
+    def __init__(self, call, model: PaiNN, method: str, n_atoms: int, n_edges: int, n_owned: int = 0,
+                 halo: str | None = None):
         weight = model.embedding.weight
         index = dict(dtype=torch.long, device=weight.device)
         self.call, self.method = call, method
@@ -112,7 +130,10 @@ class Bucket:
         self.edge_i, self.edge_j = torch.zeros(n_edges, **index), torch.zeros(n_edges, **index)
         self.r_ij = weight.new_zeros(n_edges, 3)
         self.weights = weight.new_zeros(n_atoms)
-        self.halo = GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index)) if with_halo else None
+        self.halo = {None: None, "host": STEP_HALO,
+                     "gather": GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index))}[halo]
+        self.replayable = halo != "host"
+        self.n_owned = n_owned if halo else None  # with a halo, the rows the update blocks run on
         self.slots = torch.arange(max(n_atoms, n_edges), **index)
         self.far = weight.new_tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0])
         self.loaded = None  # the sizes whose padding is now in the buffers
@@ -126,12 +147,13 @@ class Bucket:
     def load(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor, n_counted: int,
              halo: GatherHalo | None) -> None:
         """Copy one call's inputs in; rewrite the padding only when the sizes changed."""
-        n, e, g = species.shape[0], edge_i.shape[0], 0 if halo is None else halo.ghosts.shape[0]
+        gather = isinstance(halo, GatherHalo)
+        n, e, g = species.shape[0], edge_i.shape[0], halo.ghosts.shape[0] if gather else 0
         self.species[:n].copy_(species)
         self.edge_i[:e].copy_(edge_i)
         self.edge_j[:e].copy_(edge_j)
         self.r_ij[:e].copy_(r_ij)
-        if halo is not None:
+        if gather:
             self.halo.ghosts[:g].copy_(halo.ghosts)
             self.halo.owners[:g].copy_(halo.owners)
         if self.loaded != (n, e, g, n_counted):
@@ -142,7 +164,7 @@ class Bucket:
         self._padding_atoms(n, self.edge_i[e:])
         self.edge_j[e:] = self.edge_i[e:]
         self.r_ij[e:] = self.far
-        if self.halo is not None:
+        if isinstance(self.halo, GatherHalo):
             self._padding_atoms(n, self.halo.ghosts[g:])
             self.halo.owners[g:] = self.halo.ghosts[g:]
         self.weights.zero_()
@@ -157,7 +179,8 @@ class Bucket:
 
     def compute(self) -> tuple[Tensor, Tensor]:
         """The model on the whole buffers: energies [n_atoms], dE/dr_ij [n_edges, 3]."""
-        return self.call(self.species, self.edge_i, self.edge_j, self.r_ij, self.weights, self.method, self.halo)
+        return self.call(self.species, self.edge_i, self.edge_j, self.r_ij, self.weights, self.method, self.halo,
+                         self.n_owned)
 
     def capture(self) -> None:
         """Record ``compute`` as a CUDA graph, after one eager warm-up on a side stream (library
@@ -189,7 +212,8 @@ class GraphReplay:
     straight into the buffers); validate them with ``model.validate_inputs`` where they arrive:
     nothing here reads their values. Returns energies [n_counted] and dE/dr_ij [E,3] on the
     model's device, as fresh tensors. halo: None, a ``GatherHalo`` (padded and captured too), or
-    any other ``Halo``, whose host exchanges make that call run eagerly, unpadded.
+    any other ``Halo`` (host exchanges: compiled and padded but never captured, or without
+    ``fuse`` the eager model, unpadded).
     graphs: replay CUDA graphs (default: when the model is on a CUDA device).
     fuse: capture the model compiled by ``torch.compile`` (default: with graphs, unless the
     environment sets MLFF_COMPILE=0).
@@ -210,21 +234,28 @@ class GraphReplay:
             self.call = torch.compile(self.call, dynamic=True)
         self.compile_announced = False  # COMPILE_MESSAGE printed (before the first compiled call)
         self.max_buckets = max_buckets
-        self.buckets: OrderedDict[tuple[int, int, bool], Bucket] = OrderedDict()
+        self.buckets: OrderedDict[tuple[int, int, int, str | None], Bucket] = OrderedDict()
 
     def __call__(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None,
                  halo: Halo | None = None) -> tuple[Tensor, Tensor]:
-        if halo is not None and not isinstance(halo, GatherHalo):
-            # the exchange's backward is Python (autograd method): run it on this thread, not on
-            # autograd's device thread, which would free Python objects after LAMMPS has finalised
-            # Python and abort the process at exit
-            with torch.no_grad(), torch.autograd.set_multithreading_enabled(False):
-                return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, self.method, halo)
-        n_atoms, n_edges = species.shape[0], edge_i.shape[0]
-        n_counted = n_atoms if n_counted is None else n_counted
-        self.model.check_layout(species, edge_i, edge_j, r_ij, n_counted)
-        bucket = self.bucket_for(n_atoms, n_edges, halo is not None)
-        bucket.load(species, edge_i, edge_j, r_ij, n_counted, halo)
+        kind = halo_kind(halo)
+        # a host exchange's backward is Python (autograd method): run it on this thread, not on
+        # autograd's device thread, which would free Python objects after LAMMPS has finalised
+        # Python and abort the process at exit
+        with torch.autograd.set_multithreading_enabled(False) if kind == "host" else nullcontext():
+            if kind == "host" and not self.fuse:
+                with torch.no_grad():
+                    return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted,
+                                                                  self.method, halo)
+            n_atoms, n_edges = species.shape[0], edge_i.shape[0]
+            n_counted = n_atoms if n_counted is None else n_counted
+            self.model.check_layout(species, edge_i, edge_j, r_ij, n_counted)
+            bucket = self.bucket_for(n_atoms, n_edges, kind, n_counted)
+            bucket.load(species, edge_i, edge_j, r_ij, n_counted, halo)
+            with exchanging(halo, n_atoms) if kind == "host" else nullcontext():
+                return self._compiled_call(bucket, n_counted, n_edges)
+
+    def _compiled_call(self, bucket: Bucket, n_counted: int, n_edges: int) -> tuple[Tensor, Tensor]:
         try:
             return self._run(bucket, n_counted, n_edges)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
@@ -237,7 +268,7 @@ class GraphReplay:
             print(f"{COMPILE_MESSAGE} (once per process, 15-60 s; MLFF_COMPILE=0 skips it)", flush=True)
             self.compile_announced = True
         with torch.no_grad():
-            if not self.graphs:
+            if not (self.graphs and bucket.replayable):
                 energies, grad = bucket.compute()
                 return energies[:n_counted], grad[:n_edges]
             if bucket.graph is None:
@@ -245,23 +276,25 @@ class GraphReplay:
             energies, grad = bucket.replay()
         return energies[:n_counted].clone(), grad[:n_edges].clone()
 
-    def bucket_for(self, n_atoms: int, n_edges: int, with_halo: bool = False) -> Bucket:
+    def bucket_for(self, n_atoms: int, n_edges: int, halo: str | None = None, n_counted: int = 0) -> Bucket:
         """The bucket for these sizes: the smallest kept one that holds them with at most
         ``SHRINK_STEPS`` sizes of the series to spare, else a new one of the next sizes of the
         series, or of the last bucket's size in a dimension where that still holds them (the
-        least recently used bucket dropped if ``max_buckets`` are kept).
+        least recently used bucket dropped if ``max_buckets`` are kept). With a halo the counted
+        atoms are a third dimension (the rows of the update blocks), below the bucket's atoms.
 
         Keeping a roomier bucket while a system shrinks a little is what makes sizes that hover
         around a bucket boundary (pairs come and go at every neighbour-list build) replay graphs
         already captured instead of capturing new ones."""
-        need = bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES)
-        kept = [key for key in self.buckets
-                if key[2] == with_halo and roomy(need[0], key[0]) and roomy(need[1], key[1])]
+        need = (bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES),
+                bucket_size(n_counted, SMALLEST_ATOMS) if halo else 0)
+        kept = [key for key in self.buckets if key[3] == halo and all(map(roomy, owned_need(need, key), key[:3]))]
         if kept:
-            key = min(kept, key=lambda k: (k[1], k[0]))
+            key = min(kept, key=lambda k: (k[1], k[0], k[2]))
         else:  # outgrown in one dimension: keep the other's room of the bucket in use
             last = next(reversed(self.buckets), need)
-            key = (*(max(n, size) if roomy(n, size) else n for n, size in zip(need, last[:2])), with_halo)
+            n, e, owned = (max(n, size) if roomy(n, size) else n for n, size in zip(need, last[:3]))
+            key = (n, e, min(owned, n - 1) if halo else 0, halo)
         if key in self.buckets:
             self.buckets.move_to_end(key)
         else:
