@@ -35,7 +35,9 @@
 
 using namespace LAMMPS_NS;
 
-// values per atom in one communication pass; wider arrays go in several passes
+// doubles of LAMMPS's buffer per atom in one communication pass (comm_forward, comm_reverse):
+// rows travel as their own bytes, so a pass carries 128 doubles or 256 floats of a row, and wider
+// rows go in several passes
 static constexpr int EXCHANGE_SLICE = 128;
 
 /* ----------------------------------------------------------------------
@@ -467,12 +469,14 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
   xbuf = dst;
   xwidth = width;
   xdouble = dtype == MLFFHalo::FLOAT64;
-  for (xoffset = 0; xoffset < width; xoffset += EXCHANGE_SLICE) {
-    xcount = MIN(EXCHANGE_SLICE, width - xoffset);
+  const int slice = EXCHANGE_SLICE * (int) (sizeof(double) / elsize);
+  for (xoffset = 0; xoffset < width; xoffset += slice) {
+    xcount = MIN(slice, width - xoffset);
+    const int doubles_per_atom = (int) ((xcount * elsize + sizeof(double) - 1) / sizeof(double));
     if (reverse)
-      comm->reverse_comm(this, xcount);
+      comm->reverse_comm(this, doubles_per_atom);
     else
-      comm->forward_comm(this, xcount);
+      comm->forward_comm(this, doubles_per_atom);
   }
 
   if (reverse && ntotal > nlocal)
@@ -486,7 +490,9 @@ int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, in
    the four communication callbacks move the same thing, the slice
    [xoffset, xoffset + xcount) of rows of the exchanged array, between rows and
    LAMMPS's double buffer: one routine, for either element type, in either
-   direction, with rows named by a list or counted from a first row
+   direction, with rows named by a list or counted from a first row. Elements
+   travel as their bytes (floats two to a double): exact, and half the traffic
+   of converting floats to doubles. Returns the doubles of the buffer used.
 ------------------------------------------------------------------------- */
 
 namespace {
@@ -497,19 +503,23 @@ template <typename T, Move move, typename RowOf>
 int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of, double *buf)
 {
   T *a = static_cast<T *>(array);
-  int m = 0;
-  for (int k = 0; k < n; k++) {
+  char *bytes = reinterpret_cast<char *>(buf);
+  const size_t row_bytes = (size_t) count * sizeof(T);
+  for (int k = 0; k < n; k++, bytes += row_bytes) {
     T *row = a + (size_t) row_of(k) * width + offset;
-    for (int c = 0; c < count; c++, m++) {
-      if constexpr (move == Move::ROWS_TO_BUFFER)
-        buf[m] = row[c];
-      else if constexpr (move == Move::BUFFER_TO_ROWS)
-        row[c] = (T) buf[m];
-      else
-        row[c] += (T) buf[m];
+    if constexpr (move == Move::ROWS_TO_BUFFER) {
+      memcpy(bytes, row, row_bytes);
+    } else if constexpr (move == Move::BUFFER_TO_ROWS) {
+      memcpy(row, bytes, row_bytes);
+    } else {
+      for (int c = 0; c < count; c++) {
+        T value;
+        memcpy(&value, bytes + c * sizeof(T), sizeof(T));
+        row[c] += value;
+      }
     }
   }
-  return m;
+  return (int) (((size_t) n * row_bytes + sizeof(double) - 1) / sizeof(double));
 }
 
 template <Move move, typename RowOf>
