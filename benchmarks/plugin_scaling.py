@@ -70,6 +70,12 @@ def python_eval(directory: Path, graph_file: Path, dtype: str, repeats: int) -> 
     return min(times[1:])
 
 
+def command_path(command: str) -> str:
+    """A command as given (found on PATH) or, when it names a file, that file's absolute path:
+    LAMMPS runs in another folder."""
+    return str(Path(command).resolve()) if os.sep in command else command
+
+
 def lammps_step(directory: Path, data: Path, ranks: int, steps: int, args) -> float:
     work = directory / f"{data.stem}_{ranks}"
     work.mkdir(exist_ok=True)
@@ -92,7 +98,8 @@ run 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")}  # compiled on every rank, as users get it
-    cmd = [args.mpirun, "-np", str(ranks), *args.mpirun_args.split(), args.lmp, "-in", "in.lmp", "-nocite"]
+    cmd = [command_path(args.mpirun), "-np", str(ranks), *args.mpirun_args.split(), command_path(args.lmp), "-in", "in.lmp",
+           "-nocite"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"LAMMPS failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
