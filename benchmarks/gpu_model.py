@@ -57,7 +57,7 @@ def cpu_name() -> str:
 def systems() -> dict:
     from ase.io import read
 
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
 
     aspirin = read(ROOT / "inputs" / "aspirin" / "aspirin.data", format="lammps-data", atom_style="atomic")
     aspirin.pbc = False
@@ -227,7 +227,7 @@ def largest_box(records: Records, device, atoms_8k, deadline: float) -> None:
     """The largest float32 water box whose graphed (compiled) analytic call fits: a first size
     estimated from the memory of the 8,232-atom box, then 1.25x larger while it fits, or 0.85x
     smaller until it does; the largest that ran is recorded."""
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
 
     model = load_model("default", torch.float32).to(device)
     check_i, _, _ = periodic_edges_cuda(atoms_8k, model.cutoff, device)

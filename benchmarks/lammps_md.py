@@ -47,7 +47,7 @@ def gpu_name() -> str | None:
 
 
 def write_water(path: Path, n_molecules: int) -> int:
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
 
     atoms = random_water_box(n_molecules, 1.0, seed=0)
     atoms.wrap()

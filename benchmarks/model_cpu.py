@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def build_system(name: str):
     import ase.io
 
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
 
     if name == "aspirin":  # the structure of `make run` (no RDKit needed where this runs)
         return ase.io.read(ROOT / "inputs" / "aspirin" / "aspirin.data", format="lammps-data", atom_style="atomic")

@@ -3,7 +3,7 @@ side in one run.
 
     .venv/bin/python benchmarks/run.py plugin [--model default] [--quick]
 
-Periodic water boxes from mlff_distiller.distill.sampling.random_water_box; every process runs
+Periodic water boxes from mlff_distiller.structures.random_water_box; every process runs
 one torch thread (OMP_NUM_THREADS=1), so 1 rank = 1 core. Printed and written to
 runs/plugin_benchmark.json:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlff_distiller.distill.sampling import random_water_box
+from mlff_distiller.structures import random_water_box
 from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import graph_from_atoms
@@ -176,7 +176,7 @@ def python_time(model_path: Path, atoms, dtype: str, repeats: int = 2) -> dict:
 _EVAL_SNIPPET = """
 import sys, time, torch
 torch.set_num_threads(1)
-from mlff_distiller.distill.sampling import random_water_box
+from mlff_distiller.structures import random_water_box
 from mlff_distiller.model.graph import graph_from_atoms
 from mlff_distiller.model.io import load_model
 model = load_model(sys.argv[1], getattr(torch, sys.argv[2]))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mlff_distiller.distill.sampling import random_water_box
+from mlff_distiller.structures import random_water_box
 from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.io import save_model

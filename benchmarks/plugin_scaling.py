@@ -30,7 +30,7 @@ from mlff_distiller.model.painn import DTYPES
 
 
 def prepare(args) -> None:
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
     from mlff_distiller.lammps.export import export
     from mlff_distiller.model.graph import graph_from_atoms
     from mlff_distiller.model.io import load_model

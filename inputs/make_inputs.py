@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers, random_water_box
+from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers
+from mlff_distiller.structures import random_water_box
 
 HERE = Path(__file__).resolve().parent
 ASPIRIN = "CC(=O)OC1=CC=CC=C1C(=O)O"

@@ -9,7 +9,7 @@ a validation set (early stopping keeps the best validation epoch); the model tra
 85%. It is then evaluated, in float64 as it runs in LAMMPS, on the test set, the validation set
 and ``data/heldout_molecule.extxyz`` (a molecule never trained on), and writes
 
-* ``python/mlff_distiller/models/default.pt``: the model, with these metrics in its metadata;
+* ``python/mlff_distiller/shipped_models/default.pt``: the model, with these metrics in its metadata;
 * ``metrics.json`` (next to this script): the metrics and whether they meet the targets;
 * ``parity.png``: student against teacher on the test set.
 

@@ -30,9 +30,9 @@ from ase.build import molecule as ase_molecule
 from mlff_distiller.distill.distortions import (compressed_water, contact_pairs, hessian, normal_mode_samples,
                                                 random_displacements, relax)
 from mlff_distiller.distill.label import label_structures
-from mlff_distiller.distill.sampling import (conformer_to_atoms, embed_conformers, random_water_box,
-                                             sample_molecule)
+from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers, sample_molecule
 from mlff_distiller.distill.teacher import make_teacher
+from mlff_distiller.structures import random_water_box
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

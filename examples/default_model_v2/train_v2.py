@@ -9,7 +9,7 @@ set, so held-out errors compare directly) plus ``runs/default_model_v2/extra.ext
 same way (10% test, 5% validation per molecule). Model: v1's size (64 features, 3 layers) with
 the ZBL repulsion. Writes
 
-* ``python/mlff_distiller/models/default_v2.pt`` (a new file: ``default.pt`` stays v1);
+* ``python/mlff_distiller/shipped_models/default_v2.pt`` (a new file: ``default.pt`` stays v1);
 * ``metrics.json`` next to this script: v1 and v2 on v1's test set, on the extra test set, on
   phenacetin and on the unseen-molecule benchmark per distortion.
 """

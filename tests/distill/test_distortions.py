@@ -8,7 +8,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from mlff_distiller.distill.distortions import (CM_TO_ASE_FREQUENCY, closest_distance, compressed_water,
                                                 contact_pairs, hessian, normal_mode_samples, random_displacements,
                                                 relax, vibrational_modes)
-from mlff_distiller.distill.sampling import random_water_box
+from mlff_distiller.structures import random_water_box
 
 
 class Springs(Calculator):

@@ -13,7 +13,7 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from mlff_distiller.distill.sampling import random_water_box
+from mlff_distiller.structures import random_water_box
 from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_atoms, strain_derivative

@@ -148,7 +148,7 @@ thermo_modify format float %.15g
 def test_memory_grows_linearly(tmp_path):
     """LAMMPS's per-rank memory figure (neighbour lists, atoms, the pair style's arrays) grows
     in proportion to the atoms: 4x the atoms, at most ~4x the memory (stock ML-IAP: ~16x)."""
-    from mlff_distiller.distill.sampling import random_water_box
+    from mlff_distiller.structures import random_water_box
 
     model_file, _ = make_export(tmp_path, 2)
     memory = {}

@@ -29,7 +29,8 @@ from ase.calculators.calculator import BaseCalculator
 from ase.optimize import BFGS
 from ase.vibrations import Vibrations
 
-from .sampling import geometry_copy, random_rotation
+from ..structures import random_rotation
+from .sampling import geometry_copy
 
 # Harmonic amplitudes grow as 1/frequency: a soft torsion would be pulled far along a straight
 # line, which bends the bonds instead of turning the group. Modes softer than this are sampled
@@ -190,7 +191,7 @@ def compressed_water(box: Atoms, density_factors: Sequence[float]) -> list[Atoms
     Provenance: ``sampler="compressed"``, ``density_factor``."""
     if len(box) % 3 or any(box.get_chemical_symbols()[k] != "O" for k in range(0, len(box), 3)):
         raise ValueError("compressed_water needs a water box ordered O H H, O H H, ... "
-                         "(as sampling.random_water_box makes it)")
+                         "(as structures.random_water_box makes it)")
     samples = []
     for factor in density_factors:
         scale = factor ** (-1.0 / 3.0)

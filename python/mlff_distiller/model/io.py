@@ -13,7 +13,7 @@ from .painn import PaiNN, PaiNNConfig
 
 FORMAT = "mlff-distiller-model"
 FORMAT_VERSION = 2  # 2 added the weights' checksum; version 1 files still load, with a warning
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped_models"  # weight files, apart from the code
 
 
 def shipped_models() -> list[str]:
