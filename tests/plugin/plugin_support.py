@@ -34,7 +34,7 @@ def _load_lammps_helpers():
 _helpers = _load_lammps_helpers()
 run_lammps, read_dump, read_values = _helpers.run_lammps, _helpers.read_dump, _helpers.read_values
 write_data_with_bonds = _helpers.write_data_with_bonds
-LMP, MPIRUN, PRESSURE_PRINTS = _helpers.LMP, _helpers.MPIRUN, _helpers.PRESSURE_PRINTS
+LMP, MPIRUN, PRESSURE_PRINTS, ROOT = _helpers.LMP, _helpers.MPIRUN, _helpers.PRESSURE_PRINTS, _helpers.ROOT
 PLUGIN = plugin_path()
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 WATER = ["H", "O"]

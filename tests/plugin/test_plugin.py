@@ -3,7 +3,12 @@ exact against the Python model on 1-4 ranks, in periodic (orthorhombic and tricl
 non-periodic boxes and with ranks left without atoms; MD across rank counts; NULL types under pair
 hybrid; linear memory; the contract with its Python side; inputs it refuses."""
 import inspect
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ from mlff_distiller.lammps.export import export, input_lines
 from mlff_distiller.lammps.halo_data import BIND_FORMAT, HaloData, connect, protocol_signature
 from mlff_distiller.model.replay import COMPILE_MESSAGE
 
-from plugin_support import (PLUGIN, WATER, lammps_input, make_export, molecule_in_vacuum, ortho_water,
+from plugin_support import (LMP, PLUGIN, ROOT, WATER, lammps_input, make_export, molecule_in_vacuum, ortho_water,
                             pair_lines, reference, relative_errors, run_lammps, run_single_point,
                             triclinic_water, water_slab, write_data_with_bonds)
 
@@ -243,3 +248,32 @@ def test_errors_stop_lammps_with_a_message(tmp_path, problem):
     assert proc.returncode != 0
     assert "ERROR" in output
     assert expect in output, output[-3000:]
+
+
+def cmake_cache(build: Path) -> dict[str, str]:
+    entries = re.findall(r"^([A-Za-z_]+):[A-Z]+=(.*)$", (build / "CMakeCache.txt").read_text(), re.M)
+    return dict(entries)
+
+
+def test_plugin_builds_against_an_installed_lammps(tmp_path):
+    """The standalone build of lammps_plugin/CMakeLists.txt through find_package(LAMMPS): the
+    set-up's LAMMPS installed into a folder, the plugin built against it (headers LAMMPS does not
+    install taken from its sources) and loaded by lmp; without those headers, a message says so."""
+    build = Path(os.environ.get("MLFF_BUILD", ROOT / "build" / "lammps"))
+    cache = cmake_cache(build)
+    subprocess.run(["cmake", "--install", str(build), "--prefix", str(tmp_path / "lammps")], check=True,
+                   capture_output=True)
+    configure = ["cmake", "-S", str(ROOT / "lammps_plugin"), "-B", str(tmp_path / "plugin"),
+                 f"-DLAMMPS_DIR={tmp_path / 'lammps' / 'lib' / 'cmake' / 'LAMMPS'}",
+                 f"-DMPI_CXX_COMPILER={cache['MPI_CXX_COMPILER']}", f"-DPython_EXECUTABLE={sys.executable}"]
+    if not (tmp_path / "lammps" / "include" / "lammps" / "lammpsplugin.h").exists():  # as 4Feb2025 installs
+        refused = subprocess.run(configure, capture_output=True, text=True)
+        assert refused.returncode != 0 and "has no lammpsplugin.h" in refused.stdout + refused.stderr
+        shutil.rmtree(tmp_path / "plugin")
+    headers = f"-DLAMMPS_HEADER_DIR={Path(cache['LAMMPS_SOURCE_DIR']) / 'src'}"
+    configured = subprocess.run(configure + [headers], capture_output=True, text=True)
+    assert configured.returncode == 0 and "building against the LAMMPS of" in configured.stdout, configured.stderr
+    subprocess.run(["cmake", "--build", str(tmp_path / "plugin"), "-j", "2"], check=True, capture_output=True)
+    listed = subprocess.run([str(LMP), "-nocite", "-log", "none"], input=f"plugin load {tmp_path / 'plugin' / 'mlffplugin.so'}\n"
+                            "plugin list\n", capture_output=True, text=True, cwd=tmp_path)
+    assert "pair style plugin mliap/halo" in listed.stdout, listed.stdout + listed.stderr
