@@ -182,3 +182,27 @@ def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
                           text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [(tmp_path / f"threads{rank}").read_text() for rank in range(ranks)] == [expect] * ranks
+
+
+COMMITTEE = [str(ROOT / "examples" / "committee" / f"member{k}.pt") for k in (1, 2, 3)]
+
+
+def test_md_committee_watch_warns_and_reports_its_cost(tmp_path):
+    """md --committee: every N steps the members' force spread is logged, a warning printed above
+    the threshold (0 here: every check warns), and the summary gives the spread and the cost."""
+    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--steps", "100", "--workdir", str(tmp_path),
+                                 "--committee", *COMMITTEE, "--check-every", "25", "--warn-above", "0"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = np.loadtxt(tmp_path / "committee.txt", comments="#", ndmin=2)
+    assert checks[:, 0].tolist() == [25, 50, 75, 100] and (checks[:, 1] > 0.01).all()
+    assert proc.stdout.count("mlff-distiller: committee warning at step") == 4
+    summary = re.search(r"committee: 4 checks, largest force spread ([0-9.]+) eV/A at step \d+; ([0-9.]+) ms per check",
+                        proc.stdout)
+    assert summary and float(summary[1]) == pytest.approx(checks[:, 1].max(), abs=1e-3), proc.stdout
+
+
+def test_md_committee_of_one_is_refused(tmp_path):
+    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--steps", "10", "--workdir", str(tmp_path),
+                                 "--committee", COMMITTEE[0]], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and "a committee needs at least two models" in proc.stdout + proc.stderr

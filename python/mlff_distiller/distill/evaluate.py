@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..model.calculator import committee_force_spread
 from ..model.io import load_model
 from ..model.painn import DTYPES, PaiNN
 from .dataset import GraphDataset, read_structures
@@ -62,10 +63,9 @@ def atom_ranges(n_atoms: np.ndarray) -> np.ndarray:
 
 
 def committee_disagreement(member_forces: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
-    """[S] largest, over a structure's atoms, spread of the members' force vectors (eV/A):
-    sqrt(mean_k |F_k - mean F|^2) per atom, from member_forces [K,N,3]."""
-    spread = np.sqrt(((member_forces - member_forces.mean(0)) ** 2).sum(-1).mean(0))
-    return np.maximum.reduceat(spread, atom_ranges(n_atoms))
+    """[S] largest, over a structure's atoms, spread of the members' force vectors (eV/A,
+    ``committee_force_spread``), from member_forces [K,N,3]."""
+    return np.maximum.reduceat(committee_force_spread(member_forces), atom_ranges(n_atoms))
 
 
 def structure_force_errors(p: Predictions) -> tuple[np.ndarray, np.ndarray]:

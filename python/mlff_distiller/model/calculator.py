@@ -1,6 +1,8 @@
-"""ASE calculator around the student: energy, free_energy, forces, stress, per-atom energies."""
+"""ASE calculator around the student (energy, free_energy, forces, stress, per-atom energies), and
+the force spread of a committee of students, the project's one uncertainty measure."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -33,3 +35,9 @@ class StudentCalculator(Calculator):
         if self.atoms.cell.rank == 3:
             sigma = (strain_derivative(graph.r_ij, grad) / self.atoms.get_volume()).double().numpy()
             self.results["stress"] = sigma.flat[[0, 4, 8, 5, 2, 1]]
+
+
+def committee_force_spread(member_forces: np.ndarray) -> np.ndarray:
+    """[N] spread of the members' force vectors on each atom (eV/A), sqrt(mean_k |F_k - mean F|^2),
+    from member_forces [K,N,3]."""
+    return np.sqrt(((member_forces - member_forces.mean(0)) ** 2).sum(-1).mean(0))
