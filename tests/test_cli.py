@@ -23,3 +23,15 @@ def test_a_missing_command_module_is_an_error(monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "ghost", ("mlff_distiller.no_such_module", "nothing"))
     with pytest.raises(ModuleNotFoundError):
         cli.build_parser("ghost")
+
+
+def test_every_command_runs_its_modules_run():
+    """One entry point per module: every sub-command's handler is its module's run(args)."""
+    import argparse
+    import importlib
+
+    from mlff_distiller.cli import COMMANDS, build_parser
+
+    for name, (module_name, _) in COMMANDS.items():
+        sub = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert sub.choices[name].get_default("func") is importlib.import_module(module_name).run, name

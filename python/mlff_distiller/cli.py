@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-# sub-command -> (module providing `register(subparsers)`, one-line help for the command list)
+# sub-command -> (module providing `register(subparsers)` and `run(args)`, one-line help for the command list)
 COMMANDS = {
     "label": ("mlff_distiller.distill.label", "sample geometries and label them with the teacher (resumable)"),
     "train": ("mlff_distiller.distill.train", "train a student on a labelled data set"),

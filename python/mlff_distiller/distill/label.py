@@ -295,7 +295,7 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT.extxyz",
                         help="extxyz file to append to")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=run_label_command)
+    parser.set_defaults(func=run)
 
 
 def structures_from_args(args: argparse.Namespace) -> list[Atoms]:
@@ -323,7 +323,7 @@ def structures_from_args(args: argparse.Namespace) -> list[Atoms]:
     return structures
 
 
-def run_label_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     teacher = make_teacher(args.teacher)  # fail on a bad name before the sampling work
     if Path(args.output).exists():
         read_labelled_frames(Path(args.output))  # and on an output file that cannot be resumed

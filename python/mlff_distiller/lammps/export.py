@@ -101,6 +101,15 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     ])
 
 
+def run(args) -> int:
+    """The module's two commands: `export` and `lammps-input`."""
+    if args.command == "export":
+        print(export(args.model, args.output, args.method, args.dtype, args.device))
+    else:
+        print(input_lines(args.file, args.elements))
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model as a file for `pair_style mliap unified`")
     p.add_argument("model", help="a model file or the name of a shipped model (e.g. default)")
@@ -108,10 +117,10 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=METHODS, default="analytic")
     p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=lambda a: print(export(a.model, a.output, a.method, a.dtype, a.device)) or 0)
+    p.set_defaults(func=run)
 
     p = subparsers.add_parser("lammps-input", help="print the LAMMPS input lines for an exported file")
     p.add_argument("file", help="a file written by `mlff-distiller export`")
     p.add_argument("--elements", nargs="+", help="element of each LAMMPS atom type, in order (NULL allowed)")
-    p.set_defaults(func=lambda a: print(input_lines(a.file, a.elements)) or 0)
+    p.set_defaults(func=run)
 

@@ -174,5 +174,10 @@ def register(subparsers) -> None:
     p.add_argument("--check-every", type=int, default=100, metavar="N", help="steps between committee checks")
     p.add_argument("--warn-above", type=float, default=0.5, metavar="EV_PER_A",
                    help="warn when the members' forces on an atom differ by more than this")
-    p.set_defaults(func=lambda a: run_md(a.input, a.model, a.ranks, a.method, a.dtype, a.steps, a.workdir,
-                                         a.committee, a.check_every, a.warn_above) and 0)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    run_md(args.input, args.model, args.ranks, args.method, args.dtype, args.steps, args.workdir, args.committee,
+           args.check_every, args.warn_above)
+    return 0
