@@ -41,7 +41,7 @@ from mlff_distiller.model.painn import DTYPES, PaiNN, PaiNNConfig
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # the eager model, as in the figures of lammps_plugin/README.md (compiling adds a start-up and its memory)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "0")}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")}
 SKIN = 2.0
 
 

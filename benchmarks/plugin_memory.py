@@ -65,7 +65,7 @@ info memory
 """)
         proc = subprocess.run([str(BIN / "lmp"), "-in", "in.lmp", "-nocite"], cwd=run, capture_output=True,
                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1",  # eager: compiling's own memory would hide the plugin's
-                                   "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "0")})
+                                   "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")})
         if proc.returncode != 0:
             sys.exit(f"LAMMPS failed in {run}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         lammps_mb = float(re.search(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| (\S+)", proc.stdout)[1])
