@@ -16,13 +16,15 @@
 #   f64      the GPU cases in float64
 #   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
 #   cpu-model  the model alone on one core: analytic, compiled, autograd and schnetpack's PaiNN (its
-#            wheels carried in .cache/gpu-bundle/peers), then the shipped model (-> OUT/model_cpu_*.json)
+#            wheels carried in .cache/gpu-bundle/peers), then the shipped model (-> OUT/model_cpu_*.json;
+#            CPU_MODELS="peer" or "shipped" runs one half: the peer half alone took 5 minutes on the
+#            H100 host, compilations included)
 #   scaling  the plugin on 1..16 ranks of this host's cores, 8,232 waters (-> OUT/plugin_scaling.json)
 #   gpus     several GPUs: 1 rank on 1 GPU against 2 ranks on 2 GPUs, water of MULTI_SYSTEMS
 #            (default about 64,000 and 200,000 atoms), each step's parts and its halo exchange
 #            (-> OUT/coupling_gpus_<ranks>.json; MULTI_RANKS: the rank counts, default 1 2)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
-# F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS.
+# F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS, CPU_MODELS, SCALING_RANKS, MULTI_*.
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
@@ -63,11 +65,16 @@ if stage f64; then
 fi
 if stage cpu; then "${BENCH[@]}" --devices cpu --cpu-jobs "${CPU_JOBS:-8}" ${CPU_ARGS:-} | cut -c1-400; fi
 if stage cpu-model; then
-  "$PY" -m pip install -q --no-index --no-deps --disable-pip-version-check --target "$PREFIX/peers" \
-    .cache/gpu-bundle/peers/*.whl || echo "schnetpack's wheels did not install: its column will be missing"
-  PYTHONPATH="$PREFIX/peers" "$PY" benchmarks/run.py model-cpu --model peer --systems aspirin water1k \
-    --dtypes float32 -o "$OUT/model_cpu_peer.json"
-  "$PY" benchmarks/run.py model-cpu --model shipped --systems aspirin water1k -o "$OUT/model_cpu_shipped.json"
+  for model in ${CPU_MODELS:-peer shipped}; do
+    if [ "$model" = peer ]; then
+      "$PY" -m pip install -q --no-index --no-deps --disable-pip-version-check --target "$PREFIX/peers" \
+        .cache/gpu-bundle/peers/*.whl || echo "schnetpack's wheels did not install: its column will be missing"
+      PYTHONPATH="$PREFIX/peers" "$PY" benchmarks/run.py model-cpu --model peer --systems aspirin water1k \
+        --dtypes float32 -o "$OUT/model_cpu_peer.json"
+    else
+      "$PY" benchmarks/run.py model-cpu --model shipped --systems aspirin water1k -o "$OUT/model_cpu_shipped.json"
+    fi
+  done
 fi
 if stage scaling; then
   BIND=(); "$PREFIX/bin/mpirun" --version 2>&1 | grep -q "Open MPI" && BIND=(--mpirun-args "--bind-to core")
