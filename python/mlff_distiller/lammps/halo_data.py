@@ -174,15 +174,11 @@ class HaloData:
         """rows [ntotal,W] -> ghost rows replaced by their owners'. From a GPU only the local rows
         go to the host and only the ghost rows come back (through pinned memory)."""
         if rows.device.type == "cpu":
-            out = rows.detach().clone()
-            array = out.numpy()
-            self.forward_exchange(array, array, rows.shape[1])
-            return out
+            return self._exchanged_copy(rows, self.forward_exchange)
         n = self.nlocal
         host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
         host[:n].copy_(rows[:n])  # waits for the device: the exchange reads it next
-        array = host.numpy()
-        self.forward_exchange(array, array, rows.shape[1])
+        self._exchange_in_place(host, self.forward_exchange)
         out = torch.empty_like(rows)
         out[:n].copy_(rows[:n])
         out[n:].copy_(host[n:], non_blocking=True)
@@ -192,19 +188,27 @@ class HaloData:
         """rows [ntotal,W] -> owner rows plus their ghosts' rows, ghost rows zero. From a GPU only
         the ghost rows go to the host and only the sums for the local rows come back."""
         if rows.device.type == "cpu":
-            out = rows.detach().clone()
-            array = out.numpy()
-            self.reverse_exchange(array, array, rows.shape[1])
-            return out
+            return self._exchanged_copy(rows, self.reverse_exchange)
         n = self.nlocal
         host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
         host[n:].copy_(rows[n:])  # waits for the device: the exchange reads it next
         host[:n].zero_()
-        array = host.numpy()
-        self.reverse_exchange(array, array, rows.shape[1])
-        out = torch.zeros_like(rows)
+        self._exchange_in_place(host, self.reverse_exchange)
+        out = torch.empty_like(rows)
         torch.add(rows[:n], host[:n].to(rows.device, non_blocking=True), out=out[:n])
+        out[n:].zero_()
         return out
+
+    def _exchanged_copy(self, rows: torch.Tensor, move) -> torch.Tensor:
+        """A host copy of rows [ntotal,W] with ``move`` (one of the exchanges) applied."""
+        out = rows.detach().clone()
+        self._exchange_in_place(out, move)
+        return out
+
+    @staticmethod
+    def _exchange_in_place(host: torch.Tensor, move) -> None:
+        array = host.numpy()
+        move(array, array, host.shape[1])
 
     def _through_all_atoms(self, atoms: np.ndarray, move):
         """A primitive for model rows that are a subset of LAMMPS's atoms (NULL types left out):
@@ -216,7 +220,6 @@ class HaloData:
         def run(rows: torch.Tensor) -> torch.Tensor:
             full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
             full[index] = rows.detach().cpu()
-            array = full.numpy()
-            move(array, array, rows.shape[1])
+            self._exchange_in_place(full, move)
             return full[index].to(rows.device)
         return run

@@ -152,9 +152,7 @@ def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, metho
     plot = plot_energy(workdir)
     print(report.summary())
     if committee:
-        warnings = [line for line in proc.stdout.splitlines() if line.startswith(watch.WARNING)]
-        print("\n".join(warnings[:10] + ([f"... {len(warnings) - 10} more warnings in {workdir / 'screen.txt'}"]
-                                         if len(warnings) > 10 else [])) or "committee: no warning")
+        print(watch.warnings(proc.stdout, workdir / "screen.txt"))
         print(watch.summary(workdir))
     print(f"energy plot: {plot}")
     return report

@@ -21,7 +21,6 @@ from ase import Atoms
 from ase.data import atomic_masses, chemical_symbols
 
 from ..model.calculator import StudentCalculator, committee_force_spread
-from ..model.io import load_model
 
 SETTINGS_FILE = "committee.json"  # written by `md` into the run folder: members, every, threshold
 LOG_FILE = "committee.txt"
@@ -45,7 +44,7 @@ def element_of_mass(mass: float) -> str:
 
 class CommitteeWatch:
     def __init__(self, members: list[str], threshold: float):
-        self.calculators = [StudentCalculator(load_model(m)) for m in members]
+        self.calculators = [StudentCalculator(m) for m in members]
         self.threshold = threshold
         self.log = Path(LOG_FILE)
         self.log.write_text("# step spread_eV_per_A seconds\n")
@@ -91,6 +90,18 @@ def committee_check(lammps_ptr) -> None:
         settings = json.loads(Path(SETTINGS_FILE).read_text())
         _watch = CommitteeWatch(settings["members"], settings["threshold"])
     _watch.check(lammps(ptr=lammps_ptr))
+
+
+SHOWN_WARNINGS = 10
+
+
+def warnings(screen: str, screen_file: Path) -> str:
+    """The run's first warnings, and how many more ``screen_file`` holds."""
+    found = [line for line in screen.splitlines() if line.startswith(WARNING)]
+    if not found:
+        return "committee: no warning"
+    more = len(found) - SHOWN_WARNINGS
+    return "\n".join(found[:SHOWN_WARNINGS] + ([f"... {more} more warnings in {screen_file}"] if more > 0 else []))
 
 
 def summary(workdir: Path) -> str:

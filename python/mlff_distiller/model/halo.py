@@ -43,11 +43,15 @@ class Halo:
         rows = self.exchange(torch.cat((g_s, g_v.reshape(n, 3 * f)), dim=1), reverse=True)
         return rows[:, :f], rows[:, f:].reshape(n, 3, f)
 
+    def primitive(self, rows: Tensor, reverse: bool) -> Tensor:
+        """sum_into_owners (reverse) or copy_to_ghosts, as given."""
+        return self.sum_into_owners(rows) if reverse else self.copy_to_ghosts(rows)
+
     def exchange(self, rows: Tensor, reverse: bool) -> Tensor:
         """One primitive, differentiable (the autograd method differentiates through it)."""
         if rows.requires_grad:
             return _DifferentiableExchange.apply(rows, self, reverse)
-        return self.sum_into_owners(rows) if reverse else self.copy_to_ghosts(rows)
+        return self.primitive(rows, reverse)
 
 
 class _DifferentiableExchange(torch.autograd.Function):
@@ -56,12 +60,11 @@ class _DifferentiableExchange(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, halo, reverse):
         ctx.halo, ctx.reverse = halo, reverse
-        return halo.sum_into_owners(rows) if reverse else halo.copy_to_ghosts(rows)
+        return halo.primitive(rows, reverse)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous()
-        return (ctx.halo.copy_to_ghosts(grad) if ctx.reverse else ctx.halo.sum_into_owners(grad)), None, None
+        return ctx.halo.primitive(grad.contiguous(), not ctx.reverse), None, None
 
 
 class GatherHalo(Halo):
@@ -75,7 +78,7 @@ class GatherHalo(Halo):
         super().__init__(self._copy_to_ghosts, self._sum_into_owners)
 
     def exchange(self, rows: Tensor, reverse: bool) -> Tensor:
-        return self._sum_into_owners(rows) if reverse else self._copy_to_ghosts(rows)  # differentiable as is
+        return self.primitive(rows, reverse)  # device operations: differentiable as they are
 
     def _copy_to_ghosts(self, rows: Tensor) -> Tensor:
         return rows.index_copy(0, self.ghosts, rows.index_select(0, self.owners))
@@ -106,8 +109,10 @@ def halo_exchange(rows: Tensor, reverse: bool) -> Tensor:
         raise RuntimeError("halo_exchange ran outside `exchanging(halo, n_rows)`: no exchange is current")
     halo, n = _CURRENT[-1]
     real = rows[:n].contiguous()
-    moved = halo.sum_into_owners(real) if reverse else halo.copy_to_ghosts(real)
-    return torch.cat((moved, rows[n:])) if n < rows.shape[0] else moved.clone() if moved is real else moved
+    moved = halo.primitive(real, reverse)
+    if n < rows.shape[0]:
+        return torch.cat((moved, rows[n:]))
+    return moved.clone() if moved is real else moved  # an operator's output must not be its input
 
 
 @halo_exchange.register_fake
@@ -133,7 +138,7 @@ class _StepHalo(Halo):
         super().__init__(lambda rows: halo_exchange(rows, False), lambda rows: halo_exchange(rows, True))
 
     def exchange(self, rows: Tensor, reverse: bool) -> Tensor:
-        return halo_exchange(rows, reverse)  # differentiable through the op's registered autograd
+        return self.primitive(rows, reverse)  # differentiable through the operator's registered autograd
 
 
 STEP_HALO = _StepHalo()

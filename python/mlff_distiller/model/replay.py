@@ -44,7 +44,6 @@ import math
 import os
 import time
 from collections import OrderedDict
-from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -57,8 +56,8 @@ GROWTH = 1.125  # each bucket this much larger than the one before: at most 12.5
 # Above 16: inductor turns matrix products of at most 16 rows into other code, so a bucket of 16
 # would recompile on the way to the next one.
 SMALLEST_ATOMS = 32
-# Aspirin's 306 pairs in a bucket of 320 instead of 512: 1.23 instead of 1.52 ms per compiled call
-# on one core (float32; float64 2.50 instead of 3.59).
+# Small molecules pad little: aspirin's 306 pairs take a bucket of 320 (512 before), and in the
+# compiled path on a CPU the padding pairs cost what real ones do.
 SMALLEST_EDGES = 64
 PADDING_DISTANCE = 2.0  # length of a padding edge, in cutoffs
 CAPTURE_MESSAGE = "mlff-distiller: captured a CUDA graph"  # printed once per capture (benchmarks count it)
@@ -136,13 +135,17 @@ class Bucket:
         self.weights = weight.new_zeros(n_atoms)
         self.halo = {None: None, "host": STEP_HALO,
                      "gather": GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index))}[halo]
-        self.replayable = halo != "host"
         self.n_owned = n_owned if halo else None  # with a halo, the rows the update blocks run on
         self.slots = torch.arange(max(n_atoms, n_edges), **index)
         self.far = weight.new_tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0])
         self.loaded = None  # the sizes whose padding is now in the buffers
         self.graph = None
         self.outputs = None
+
+    @property
+    def replayable(self) -> bool:
+        """Whether a CUDA graph can hold the call: not with host exchanges between layers."""
+        return self.halo is not STEP_HALO
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -243,23 +246,25 @@ class GraphReplay:
     def __call__(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None,
                  halo: Halo | None = None) -> tuple[Tensor, Tensor]:
         kind = halo_kind(halo)
+        if kind != "host":
+            return self._padded_call(species, edge_i, edge_j, r_ij, n_counted, halo, kind)
         # a host exchange's backward is Python (autograd method): run it on this thread, not on
         # autograd's device thread, which would free Python objects after LAMMPS has finalised
         # Python and abort the process at exit
-        with torch.autograd.set_multithreading_enabled(False) if kind == "host" else nullcontext():
-            if kind == "host" and not self.fuse:
+        with torch.autograd.set_multithreading_enabled(False):
+            if not self.fuse:
                 with torch.no_grad():
                     return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted,
                                                                   self.method, halo)
-            n_atoms, n_edges = species.shape[0], edge_i.shape[0]
-            n_counted = n_atoms if n_counted is None else n_counted
-            self.model.check_layout(species, edge_i, edge_j, r_ij, n_counted)
-            bucket = self.bucket_for(n_atoms, n_edges, kind, n_counted)
-            bucket.load(species, edge_i, edge_j, r_ij, n_counted, halo)
-            with exchanging(halo, n_atoms) if kind == "host" else nullcontext():
-                return self._compiled_call(bucket, n_counted, n_edges)
+            with exchanging(halo, species.shape[0]):
+                return self._padded_call(species, edge_i, edge_j, r_ij, n_counted, STEP_HALO, kind)
 
-    def _compiled_call(self, bucket: Bucket, n_counted: int, n_edges: int) -> tuple[Tensor, Tensor]:
+    def _padded_call(self, species, edge_i, edge_j, r_ij, n_counted, halo, kind) -> tuple[Tensor, Tensor]:
+        n_atoms, n_edges = species.shape[0], edge_i.shape[0]
+        n_counted = n_atoms if n_counted is None else n_counted
+        self.model.check_layout(species, edge_i, edge_j, r_ij, n_counted)
+        bucket = self.bucket_for(n_atoms, n_edges, kind, n_counted)
+        bucket.load(species, edge_i, edge_j, r_ij, n_counted, halo)
         try:
             return self._run(bucket, n_counted, n_edges)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
