@@ -12,7 +12,8 @@ call's time (for ``compiled``: the compilation) is reported apart from the media
 No memory limit is set (an address-space limit stops torch.compile's threads and, on a CUDA host,
 schnetpack): a case that outgrows the machine is killed and reported as failed.
 The cases of one system and dtype run back to back in one invocation, and the ratios are taken
-between them.
+between them. --profile adds, per case, where a call's time goes: the operations that take most
+of it (torch.profiler over a few calls; compiled, inductor's fused loops appear by name).
 """
 from __future__ import annotations
 
@@ -119,11 +120,33 @@ def schnetpack_call(system: str, dtype_name: str):
     return call, len(atoms), int(inputs[spk.properties.idx_i].shape[0])
 
 
-def run_case(system: str, dtype_name: str, method: str, which: str) -> dict:
-    """One case, in this process: median time per force call, the first call and peak memory rise."""
+PROFILE_CALLS = 3
+PROFILE_TOP = 8
+
+
+def profile_calls(call) -> list[dict]:
+    """The operations taking most of a call's time: name, ms per call (their own time, without
+    what they call) and share of the whole, over ``PROFILE_CALLS`` calls."""
+    import torch
+
+    with torch.profiler.profile() as prof:
+        for _ in range(PROFILE_CALLS):
+            call()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"name": e.key[:90], "self_ms_per_call": e.self_cpu_time_total / 1e3 / PROFILE_CALLS,
+             "share": e.self_cpu_time_total / total, "count_per_call": e.count / PROFILE_CALLS}
+            for e in events[:PROFILE_TOP]]
+
+
+def run_case(system: str, dtype_name: str, method: str, which: str, profile: bool = False) -> dict:
+    """One case, in this process: median time per force call, the first call and peak memory rise
+    (and with ``profile``, ``profile_calls`` after the timing)."""
     import torch
 
     torch.set_num_threads(1)
+    if profile:  # name inductor's fused loops in the profile
+        torch._inductor.config.cpp.enable_kernel_profile = True
     if method == "schnetpack":
         call, n_atoms, n_edges = schnetpack_call(system, dtype_name)
     else:
@@ -137,12 +160,15 @@ def run_case(system: str, dtype_name: str, method: str, which: str) -> dict:
             times.append(time.perf_counter() - start)
     except RuntimeError as exc:  # e.g. torch's "can't allocate memory"
         return {"error": str(exc).splitlines()[0][:200], "atoms": n_atoms, "edges": n_edges}
-    return {"ms": 1e3 * statistics.median(times[1:]), "first_call_s": times[0],
-            "peak_mb": (peak_rss_bytes() - before) / 2**20, "atoms": n_atoms, "edges": n_edges}
+    record = {"ms": 1e3 * statistics.median(times[1:]), "first_call_s": times[0],
+              "peak_mb": (peak_rss_bytes() - before) / 2**20, "atoms": n_atoms, "edges": n_edges}
+    if profile:
+        record["profile"] = profile_calls(call)
+    return record
 
 
-def case_in_subprocess(system: str, dtype_name: str, method: str, which: str) -> dict:
-    cmd = [sys.executable, __file__, "--case", system, dtype_name, method, which]
+def case_in_subprocess(system: str, dtype_name: str, method: str, which: str, profile: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--case", system, dtype_name, method, which] + (["--profile"] if profile else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
@@ -174,7 +200,13 @@ def format_row(system, dtype_name, results) -> str:
             f"{ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}")
 
 
-def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer") -> dict:
+def format_profile(method: str, profile: list[dict]) -> str:
+    return "\n".join(f"    {method:<10} {p['share']:6.1%} {p['self_ms_per_call']:9.3f} ms {p['count_per_call']:7.0f}x  "
+                     f"{p['name']}" for p in profile)
+
+
+def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer",
+                  profile: bool = False) -> dict:
     methods = ["analytic", "compiled", "autograd"]
     methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
     header = (f"{'system':<20} {'dtype':<8} " + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
@@ -187,11 +219,13 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
     report = {"model": which, "methods": methods, "results": []}
     for system in systems:
         for dtype_name in dtypes:
-            results = {m: case_in_subprocess(system, dtype_name, m, which) for m in methods}
+            results = {m: case_in_subprocess(system, dtype_name, m, which, profile) for m in methods}
             print(format_row(system, dtype_name, results), flush=True)
             for m, r in results.items():
                 if "error" in r:
                     print(f"    {m}: {r['error']}")
+                elif "profile" in r:
+                    print(format_profile(m, r["profile"]), flush=True)
             report["results"].append({"system": system, "dtype": dtype_name, **results})
     if output:
         output.write_text(json.dumps(report, indent=1))
@@ -201,10 +235,10 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
 
 def run(args) -> int:
     if args.case:
-        print(json.dumps(run_case(*args.case)))
+        print(json.dumps(run_case(*args.case, profile=args.profile)))
         return 0
     run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers,
-                  args.model)
+                  args.model, args.profile)
     return 0
 
 
@@ -215,6 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peer: schnetpack's hyper-parameters (the comparison); shipped: the default model")
     parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
+    parser.add_argument("--profile", action="store_true", help="also record where each case's time goes")
     parser.add_argument("--case", nargs=4, metavar=("SYSTEM", "DTYPE", "METHOD", "MODEL"), help=argparse.SUPPRESS)
 
 
