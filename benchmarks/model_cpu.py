@@ -14,11 +14,17 @@ schnetpack): a case that outgrows the machine is killed and reported as failed.
 The cases of one system and dtype run back to back in one invocation, and the ratios are taken
 between them. --profile adds, per case, where a call's time goes: the operations that take most
 of it (torch.profiler over a few calls; compiled, inductor's fused loops appear by name).
+
+--copies N then runs N copies of the compiled case at once, each pinned to its own core and timing
+calls for COPY_SECONDS: what one core gets while N-1 others do the same work, i.e. whether a node
+full of ranks is limited by its shared memory bandwidth rather than by its cores (the plugin's rank
+scaling on one node).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -29,6 +35,7 @@ from pathlib import Path
 
 SYSTEMS = {"aspirin": "aspirin (21 atoms)", "water1k": "water, 1029 atoms", "water8k": "water, 8232 atoms"}
 REPEATS = {"aspirin": 100, "water1k": 5, "water8k": 2}
+COPY_SECONDS = 20.0  # long enough that copies started a few seconds apart still overlap
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -139,9 +146,11 @@ def profile_calls(call) -> list[dict]:
             for e in events[:PROFILE_TOP]]
 
 
-def run_case(system: str, dtype_name: str, method: str, which: str, profile: bool = False) -> dict:
+def run_case(system: str, dtype_name: str, method: str, which: str, profile: bool = False,
+             seconds: float = 0.0) -> dict:
     """One case, in this process: median time per force call, the first call and peak memory rise
-    (and with ``profile``, ``profile_calls`` after the timing)."""
+    (and with ``profile``, ``profile_calls`` after the timing). ``seconds``: keep calling until
+    that long has passed since the first call (at least the usual repeats)."""
     import torch
 
     torch.set_num_threads(1)
@@ -154,7 +163,7 @@ def run_case(system: str, dtype_name: str, method: str, which: str, profile: boo
     before = rss_bytes()
     times = []
     try:
-        for _ in range(REPEATS[system] + 1):
+        while len(times) <= REPEATS[system] or sum(times[1:]) < seconds:
             start = time.perf_counter()
             call()
             times.append(time.perf_counter() - start)
@@ -167,13 +176,36 @@ def run_case(system: str, dtype_name: str, method: str, which: str, profile: boo
     return record
 
 
+def case_command(system: str, dtype_name: str, method: str, which: str, *options: str) -> list[str]:
+    return [sys.executable, __file__, "--case", system, dtype_name, method, which, *options]
+
+
+def case_result(returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode != 0:
+        tail = (stderr.strip().splitlines() or ["killed"])[-1]
+        return {"error": f"exit {returncode}: {tail[:200]}"}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def case_in_subprocess(system: str, dtype_name: str, method: str, which: str, profile: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--case", system, dtype_name, method, which] + (["--profile"] if profile else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
-        return {"error": f"exit {proc.returncode}: {tail[:200]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = subprocess.run(case_command(system, dtype_name, method, which, *(["--profile"] if profile else [])),
+                          capture_output=True, text=True)
+    return case_result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def copies_at_once(system: str, dtype_name: str, method: str, which: str, copies: int) -> dict:
+    """``copies`` runs of one case at the same time, copy k pinned to core k: each copy's median
+    time per call (their median and slowest: compare with the case run alone)."""
+    options = ("--seconds", str(COPY_SECONDS))
+    procs = [subprocess.Popen(["taskset", "-c", str(k % os.cpu_count())]
+                              + case_command(system, dtype_name, method, which, *options),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(copies)]
+    outputs = [p.communicate() for p in procs]
+    results = [case_result(p.returncode, *output) for p, output in zip(procs, outputs)]
+    times = [r["ms"] for r in results if "ms" in r]
+    errors = [r["error"] for r in results if "error" in r]
+    return {"copies": copies, "ms_median": statistics.median(times) if times else None,
+            "ms_slowest": max(times, default=None), "failed": len(errors), **({"error": errors[0]} if errors else {})}
 
 
 def schnetpack_available() -> bool:
@@ -206,7 +238,7 @@ def format_profile(method: str, profile: list[dict]) -> str:
 
 
 def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer",
-                  profile: bool = False) -> dict:
+                  profile: bool = False, copies: int = 0) -> dict:
     methods = ["analytic", "compiled", "autograd"]
     methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
     header = (f"{'system':<20} {'dtype':<8} " + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
@@ -226,6 +258,15 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
                     print(f"    {m}: {r['error']}")
                 elif "profile" in r:
                     print(format_profile(m, r["profile"]), flush=True)
+            if copies and "ms" in results["compiled"]:
+                shared = copies_at_once(system, dtype_name, "compiled", which, copies)
+                if shared["ms_median"]:
+                    shared["slowdown_median"] = shared["ms_median"] / results["compiled"]["ms"]
+                results["compiled"]["at_once"] = shared
+                print(f"    compiled, {copies} copies at once, one core each: median {shared['ms_median'] or 0:.2f} ms, "
+                      f"slowest {shared['ms_slowest'] or 0:.2f} ms, {shared.get('slowdown_median', float('nan')):.2f}x the "
+                      f"case alone" + (f"; {shared['failed']} failed: {shared['error']}" if shared["failed"] else ""),
+                      flush=True)
             report["results"].append({"system": system, "dtype": dtype_name, **results})
     if output:
         output.write_text(json.dumps(report, indent=1))
@@ -235,10 +276,10 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
 
 def run(args) -> int:
     if args.case:
-        print(json.dumps(run_case(*args.case, profile=args.profile)))
+        print(json.dumps(run_case(*args.case, profile=args.profile, seconds=args.seconds)))
         return 0
     run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers,
-                  args.model, args.profile)
+                  args.model, args.profile, args.copies)
     return 0
 
 
@@ -250,6 +291,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     parser.add_argument("--profile", action="store_true", help="also record where each case's time goes")
+    parser.add_argument("--copies", type=int, default=0, metavar="N",
+                        help="also run N copies of the compiled case at once, one core each")
+    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--case", nargs=4, metavar=("SYSTEM", "DTYPE", "METHOD", "MODEL"), help=argparse.SUPPRESS)
 
 
