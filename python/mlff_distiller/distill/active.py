@@ -3,6 +3,11 @@ structures the committee disagrees on most, label them, retrain.
 
     mlff-distiller active-learn --smiles CCO c1ccccc1 --workdir runs/al --rounds 3 -o student.pt
 
+``--data FILE ...`` first copies already-labelled structures (extended XYZ with energies and
+forces, e.g. an earlier data set) into the work folder's data set, once; with ``--initial 0``
+nothing else is labelled before the first committee. ``--device cuda`` trains the committees and
+runs the student MD and the committee's forces on a GPU.
+
 Round 0 labels small random displacements of every seed geometry. Each round then trains a
 committee of students on everything labelled so far, runs Langevin MD with the first member at
 each temperature from every seed, and labels the ``--select`` snapshots of largest committee
@@ -13,6 +18,7 @@ Everything lives in the work folder, and every stage leaves a file that says it 
 killed run restarts at the stage it was in, with nothing labelled twice or lost:
 
     data.extxyz                 every teacher label (appended; ids make relabelling impossible)
+    data.imported               marker: the --data files are in data.extxyz
     round<r>/member<k>.pt       committee trained at the start of round r (``.ckpt``: mid-training)
     round<r>/candidates.extxyz  student MD snapshots        (written whole, then renamed)
     round<r>/selected.extxyz    the most disputed of them   (written whole, then renamed)
@@ -32,25 +38,28 @@ import ase.io
 import numpy as np
 import torch
 from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm import tqdm
 
-from ..model.calculator import StudentCalculator
+from ..model.graph import forces_from_edge_gradients, graph_from_atoms
 from ..model.io import load_model
-from ..model.painn import PaiNNConfig
-from .dataset import elements_in
+from ..model.painn import PaiNN, PaiNNConfig
+from .dataset import elements_in, graph_to, read_structures
 from .distortions import random_displacements
 from .evaluate import committee_disagreement
-from .label import label_structures
+from .label import append_frame, label_structures, read_done_ids, structure_id
 from .sampling import conformer_to_atoms, embed_conformers, geometry_copy, thermalize_momenta
 from .teacher import check_elements, make_teacher
-from .train import TrainConfig, train_from_file
+from .train import TrainConfig, torch_device, train_from_file
 
 # A student force beyond this (eV/A) means the trajectory has left anything physical: it stops
 # there, and its last snapshot (the most instructive one) is kept.
 MAX_EXPLORATION_FORCE = 50.0
 SETTINGS_FILE = "settings.json"
+IMPORTED_MARKER = "data.imported"
+IMPORT_CHUNK = 500  # frames appended (and flushed to disk) at a time by the --data import
 
 
 @dataclass
@@ -64,12 +73,17 @@ class LoopSettings:
     md_interval: int = 20
     timestep_fs: float = 0.5
     select: int = 50
-    initial_per_seed: int = 20
+    initial_per_seed: int = 20  # 0: label no displacements first (start from ``data``)
     initial_amplitudes: list = field(default_factory=lambda: [0.02, 0.05])
     teacher: str = "gfn2-xtb"
     model: dict = field(default_factory=dict)  # PaiNNConfig fields
     epochs: int = 30
     seed: int = 0
+    data: list = field(default_factory=list)  # labelled extxyz files copied into data.extxyz first
+    device: str = "cpu"  # training, student MD and committee forces
+    batch_size: int = TrainConfig.batch_size
+    learning_rate: float = TrainConfig.learning_rate
+    max_minutes: float | None = None  # training time limit of each committee member
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,7 +104,8 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(now, indent=2) + "\n")
         return
-    then = json.loads(path.read_text())
+    # a setting missing from the file did not exist yet when it was written: that run had its default
+    then = {**asdict(LoopSettings()), **json.loads(path.read_text())}
     changed = sorted(key for key in now if then.get(key) != now[key])
     if changed:
         raise ValueError(f"{workdir} holds a run with other settings ("
@@ -101,9 +116,35 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
 # ----------------------------------------------------------------------------------------------
 # Stages
 # ----------------------------------------------------------------------------------------------
+class DeviceStudent(Calculator):
+    """Energy and forces of a student on its own device (CPU or GPU): the neighbour list is built
+    on the host and moved there, the results come back. The same operations as
+    ``StudentCalculator``, so on the CPU the same numbers."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model: PaiNN, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        weight = self.model.embedding.weight
+        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, weight.dtype)
+        self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
+        graph = graph_to(graph, weight.device)
+        with torch.no_grad():
+            energies, grad = self.model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j,
+                                                                    graph.r_ij)
+            forces = forces_from_edge_gradients(graph.edge_i, graph.edge_j, grad, len(self.atoms))
+        self.results["energy"] = self.results["free_energy"] = float(energies.sum())
+        self.results["forces"] = forces.double().cpu().numpy()
+
+
 def committee(folder: Path, settings: LoopSettings) -> list:
-    """The committee members in ``folder`` as frozen float64 models."""
-    return [load_model(folder / f"member{k}.pt") for k in range(settings.committee)]
+    """The committee members in ``folder`` as frozen float64 models on ``settings.device``."""
+    device = torch_device(settings.device)
+    return [load_model(folder / f"member{k}.pt").to(device) for k in range(settings.committee)]
 
 
 def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: bool) -> list:
@@ -116,7 +157,9 @@ def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: 
             continue
         checkpoint = folder / f"member{k}.ckpt"
         config = TrainConfig(epochs=settings.epochs, early_stopping_patience=settings.epochs,
-                             seed=settings.seed + k)
+                             seed=settings.seed + k, batch_size=settings.batch_size,
+                             learning_rate=settings.learning_rate, max_minutes=settings.max_minutes,
+                             device=settings.device)
         train_from_file(data, output, PaiNNConfig(**settings.model), config, validation_fraction=0.1,
                         checkpoint=checkpoint, resume=checkpoint.exists(), progress=progress,
                         log=lambda line: tqdm.write(f"  member {k}: {line}") if progress else None)
@@ -131,7 +174,7 @@ def explore(model, seeds: Sequence[Atoms], settings: LoopSettings, rng: np.rando
     for seed_index, seed in enumerate(seeds):
         for temperature in settings.temperatures:
             atoms = geometry_copy(seed)
-            atoms.calc = StudentCalculator(model)
+            atoms.calc = DeviceStudent(model)
             thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
             Stationary(atoms)
             ZeroRotation(atoms)
@@ -157,7 +200,7 @@ def disagreements(members, structures: Sequence[Atoms]) -> np.ndarray:
         forces = []
         for member in members:
             atoms = atoms.copy()
-            atoms.calc = StudentCalculator(member)
+            atoms.calc = DeviceStudent(member)
             forces.append(atoms.get_forces())
         values.append(committee_disagreement(np.stack(forces), np.array([len(atoms)]))[0])
     return np.array(values)
@@ -177,9 +220,46 @@ def most_disputed(members, candidates: Sequence[Atoms], n: int) -> list[Atoms]:
 
 
 def initial_structures(seeds: Sequence[Atoms], settings: LoopSettings, rng: np.random.Generator) -> list[Atoms]:
+    if settings.initial_per_seed == 0:
+        return []
     per_amplitude = max(1, settings.initial_per_seed // len(settings.initial_amplitudes))
     return [atoms for seed in seeds for atoms in random_displacements(seed, settings.initial_amplitudes,
                                                                        per_amplitude, rng)]
+
+
+def read_data_files(files: Sequence[str], teacher_name: str) -> list[Atoms]:
+    """The labelled structures of the ``--data`` files, in order; ValueError for a structure
+    without energy or forces, or labelled by another teacher than this loop's (``info["teacher"]``,
+    where the file says)."""
+    structures = []
+    for file in files:
+        for index, atoms in enumerate(read_structures(file)):
+            labelled_by = atoms.info.get("teacher")
+            if labelled_by is not None and str(labelled_by).lower() != teacher_name.lower():
+                raise ValueError(f"structure {index} of {file} was labelled by the teacher {labelled_by!r}, and this "
+                                 f"loop labels with {teacher_name!r}: energies of two teachers do not mix. Use "
+                                 f"--teacher {labelled_by} or data of this teacher")
+            atoms.info.setdefault("source", Path(file).name)
+            structures.append(atoms)
+    return structures
+
+
+def import_data(structures: Sequence[Atoms], data: Path) -> int:
+    """Append the labelled ``structures`` to ``data``, each once: a structure whose id
+    (``label.structure_id``) is already there, or earlier in the list, is skipped, so an
+    interrupted import repeated adds nothing twice. Returns the number appended."""
+    done = read_done_ids(data)
+    new = []
+    for atoms in structures:
+        label_id = structure_id(atoms)
+        if label_id not in done:
+            done.add(label_id)
+            atoms.info["label_id"] = label_id
+            new.append(atoms)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(new), IMPORT_CHUNK):
+        append_frame(data, new[start:start + IMPORT_CHUNK])
+    return len(new)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,19 +271,29 @@ def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings
     (copied to ``output`` when given). ``teacher``: an ASE calculator instead of
     ``settings.teacher`` (tests)."""
     workdir = Path(workdir)
+    torch_device(settings.device)  # no GPU: say so before any work
     if not seeds:
         raise ValueError("no seed structures: give --smiles or --structures")
-    settings.model = {**settings.model, "elements": settings.model.get("elements") or elements_in(seeds)}
-    missing = sorted(set(elements_in(seeds)) - set(settings.model["elements"]))
-    if missing:
-        raise ValueError(f"the seed structures contain {', '.join(missing)}, which the model's elements "
-                         f"{settings.model['elements']} lack: add them to --elements")
+    if settings.initial_per_seed < 0:
+        raise ValueError("--initial must be 0 or more")
+    if settings.initial_per_seed == 0 and not settings.data:
+        raise ValueError("--initial 0 without --data leaves nothing to train the first committee on: give "
+                         "--data FILE (labelled structures) or displaced copies to label (--initial N)")
+    settings.data = [str(Path(file).resolve()) for file in settings.data]
+    given = read_data_files(settings.data, settings.teacher)
+    settings.model = {**settings.model,
+                      "elements": settings.model.get("elements") or elements_in([*seeds, *given])}
+    for what, structures in (("seed structures", seeds), ("--data structures", given)):
+        missing = sorted(set(elements_in(structures)) - set(settings.model["elements"]))
+        if missing:
+            raise ValueError(f"the {what} contain {', '.join(missing)}, which the model's elements "
+                             f"{settings.model['elements']} lack: add them to --elements")
     teacher = teacher or make_teacher(settings.teacher)
     check_elements(teacher, seeds)  # before hours of work
     check_settings(workdir, settings)
     data = workdir / "data.extxyz"
-    bar = tqdm(total=4 * settings.rounds + 2, desc="active learning", unit="stage", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=4 * settings.rounds + 2 + bool(given), desc="active learning", unit="stage",
+               disable=not progress, dynamic_ncols=True)
 
     def stage(name: str, done_marker: Path, work) -> None:
         """Run ``work`` unless ``done_marker`` exists (a stage finished before a kill)."""
@@ -217,6 +307,15 @@ def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings
                                          progress=progress))
         marker.touch()
 
+    def copy_data() -> None:
+        added = import_data(given, data)
+        if progress:
+            tqdm.write(f"{data}: added {added} of the {len(given)} --data structures "
+                       f"({len(given) - added} were there already)")
+        (workdir / IMPORTED_MARKER).touch()
+
+    if given:
+        stage("copy --data", workdir / IMPORTED_MARKER, copy_data)
     initial = workdir / "initial.labelled"
     stage("label initial", initial,
           lambda: label(initial_structures(seeds, settings, np.random.default_rng([settings.seed, 0])), initial))
@@ -267,12 +366,14 @@ def seed_structures(smiles: Sequence[str], structures_file: str | None, seed: in
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
+    torch_device(args.device)  # before embedding the seeds
     settings = LoopSettings(
         rounds=args.rounds, committee=args.committee, temperatures=args.temperatures, md_steps=args.md_steps,
         md_interval=args.md_interval, select=args.select, initial_per_seed=args.initial, teacher=args.teacher,
         model=PaiNNConfig(elements=args.elements or [], n_features=args.features, n_layers=args.layers,
                           cutoff=args.cutoff, repulsion=not args.no_repulsion).to_dict(),
-        epochs=args.epochs, seed=args.seed)
+        epochs=args.epochs, seed=args.seed, data=args.data, device=args.device, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes)
     if settings.committee < 2:
         raise ValueError("--committee must be at least 2: one model cannot disagree with itself")
     result = run_loop(seed_structures(args.smiles, args.structures, args.seed), args.workdir, settings, args.output)
@@ -297,14 +398,24 @@ def register(subparsers) -> None:
                                                                                f"default {d.md_interval}")
     parser.add_argument("--select", type=int, default=d.select, help=f"structures labelled per round, "
                                                                      f"default {d.select}")
+    parser.add_argument("--data", nargs="+", default=[], metavar="FILE",
+                        help="labelled structures (extended XYZ with energies and forces) copied into the work "
+                             "folder's data set before anything is labelled, once")
     parser.add_argument("--initial", type=int, default=d.initial_per_seed,
-                        help=f"displaced copies of each seed labelled first, default {d.initial_per_seed}")
-    parser.add_argument("--elements", nargs="+", help="model elements (default: those of the seeds)")
+                        help=f"displaced copies of each seed labelled first, default {d.initial_per_seed} "
+                             "(0: none, with --data)")
+    parser.add_argument("--elements", nargs="+", help="model elements (default: those of the seeds and the --data structures)")
     parser.add_argument("--features", type=int, default=32, help="default 32")
     parser.add_argument("--layers", type=int, default=3, help="default 3")
     parser.add_argument("--cutoff", type=float, default=5.0, help="A, default 5.0")
     parser.add_argument("--no-repulsion", action="store_true", help="leave out the ZBL repulsion")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"per committee member, default {d.epochs}")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")
+    parser.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate,
+                        help=f"peak learning rate, default {d.learning_rate}")
+    parser.add_argument("--max-minutes", type=float, help="training time limit of each committee member")
+    parser.add_argument("--device", default=d.device,
+                        help=f"cpu, cuda or cuda:N: training, student MD and committee forces (default {d.device})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run)

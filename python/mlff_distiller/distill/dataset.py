@@ -4,10 +4,12 @@ A data set is an extended-XYZ file whose structures carry a teacher's total ener
 forces (eV/A), as written by ``mlff-distiller label`` (ASE reads them into a single-point
 calculator). The neighbour list of every structure is built once, when a `GraphDataset` is
 made, and batches are then concatenations of those cached graphs: an epoch costs no neighbour
-search.
+search. A data set's tensors live on one device (`GraphDataset.to`, once), and its batches are
+built there: the same code on a CPU and a GPU, which copies nothing per step.
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,25 @@ class Batch:
     def n_structures(self) -> int:
         return self.graph.n_structures
 
+    def to(self, device: torch.device | str) -> "Batch":
+        """The batch with every tensor on ``device`` (dtypes kept)."""
+        return Batch(graph_to(self.graph, device), self.energy.to(device), self.forces.to(device),
+                     self.n_atoms.to(device))
+
+
+def graph_to(graph: Graph, device: torch.device | str) -> Graph:
+    """The graph with every tensor on ``device`` (``Graph.to`` changes the dtype only)."""
+    return Graph(graph.species.to(device), graph.edge_i.to(device), graph.edge_j.to(device),
+                 graph.r_ij.to(device), graph.batch.to(device), graph.n_structures)
+
+
+def as_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch.device with its index: "cuda" means the current CUDA device."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
 
 def concatenate(batches: Sequence[Batch]) -> Batch:
     """One batch from several: atom indices of the edges are offset, ``batch`` renumbered."""
@@ -189,6 +210,21 @@ class GraphDataset:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def device(self) -> torch.device:
+        return self.samples[0].energy.device if self.samples else torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> "GraphDataset":
+        """This data set with its graphs and labels on ``device``: itself if they are there already,
+        else a copy (sharing the structures). Move a data set once, before training; its batches are
+        then concatenated on that device."""
+        device = as_device(device)
+        if self.device == device:
+            return self
+        moved = copy.copy(self)
+        moved.samples = [sample.to(device) for sample in self.samples]
+        return moved
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> list[Batch]:
         """Batches of ``batch_size`` structures (the last may be smaller); shuffled when given a rng."""

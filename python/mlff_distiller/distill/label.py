@@ -201,8 +201,8 @@ def compute_label(atoms: Atoms, teacher: BaseCalculator) -> Atoms:
     return labelled
 
 
-def append_frame(path: Path, atoms: Atoms) -> None:
-    """Append one frame to the extxyz file in a single write, flushed to disk."""
+def append_frame(path: Path, atoms: Atoms | list[Atoms]) -> None:
+    """Append one frame (or a list of frames) to the extxyz file in a single write, flushed to disk."""
     text = io.StringIO()
     ase.io.write(text, atoms, format="extxyz")
     with open(path, "a") as stream:

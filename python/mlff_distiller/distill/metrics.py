@@ -56,13 +56,15 @@ def group_labels(structures, group_key: str | Sequence[str] | None) -> np.ndarra
 
 def predicted_energies_and_forces(model: PaiNN, dataset: GraphDataset,
                                   batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Energies [S] and forces [N,3] (float64 numpy) of every structure, in file order."""
+    """Energies [S] and forces [N,3] (float64 numpy) of every structure, in file order, computed on
+    the model's device."""
     energy, forces = [], []
+    dataset = dataset.to(next(model.parameters()).device)
     with torch.no_grad():
         for batch in dataset.batches(batch_size):
             e, f = predict(model, batch)
-            energy.append(e.numpy())
-            forces.append(f.double().numpy())
+            energy.append(e.cpu().numpy())
+            forces.append(f.double().cpu().numpy())
     return np.concatenate(energy), np.concatenate(forces)
 
 
@@ -71,8 +73,8 @@ def collect_predictions(model: PaiNN, dataset: GraphDataset, batch_size: int = 3
     """Run the student (analytic forces, no autograd) over every structure, in file order."""
     energy, forces = predicted_energies_and_forces(model, dataset, batch_size)
     structures = dataset.structures
-    species = torch.cat([s.graph.species for s in dataset.samples])
-    shift = model.readout.shift.double().index_select(0, species).numpy()
+    species = torch.cat([s.graph.species.cpu() for s in dataset.samples])
+    shift = model.readout.shift.detach().double().cpu().index_select(0, species).numpy()
     n_atoms = np.array([len(a) for a in structures])
     return Predictions(
         energy=energy,

@@ -11,12 +11,20 @@ ReduceLROnPlateau), early stopping on the validation loss, and a checkpoint afte
 from which training resumes exactly where it stopped. A checkpoint records the run it belongs to
 (model, optimisation settings, a fingerprint of the data), so that it is never overwritten by a
 fresh run nor continued with other data or settings.
+
+Training runs on one device (``TrainConfig.device``: "cpu", "cuda", "cuda:N"): the model and the
+data sets are moved there once, every batch is built there, and nothing waits for the device
+within an epoch: the running metrics stay on it and are read once per epoch (and, with a progress
+bar, at most once a second), and on a GPU the fused Adam kernel skips a non-finite step itself.
+Checkpoints and model files hold CPU tensors only, so they load anywhere, and a run written on
+one device resumes on another.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +38,9 @@ from ..model.blocks import EdgeGeometry
 from ..model.graph import graph_from_atoms
 from ..model.io import save_model
 from ..model.painn import DTYPES, PaiNN, PaiNNConfig
-from .dataset import (Batch, GraphDataset, elements_in, fit_energy_shifts, force_rms, read_structures,
+from .dataset import (Batch, GraphDataset, as_device, elements_in, fit_energy_shifts, force_rms, read_structures,
                       split_structures)
-from .metrics import collect_predictions, error_metrics, predict
+from .metrics import predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: with the data fingerprints
@@ -40,6 +48,10 @@ SCHEDULES = ("cosine", "plateau")
 CHECKPOINT_KEYS = {"model_config", "model", "optimizer", "scheduler", "train_config", "data", "state"}
 # TrainConfig fields that only say when to stop: a resumed run may change them.
 STOPPING_FIELDS = ("epochs", "early_stopping_patience", "max_minutes")
+# ... and the device: a run written on a GPU may continue on a CPU and the other way round.
+RESUME_MAY_CHANGE = (*STOPPING_FIELDS, "device")
+DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
+POSTFIX_SECONDS = 1.0  # a progress bar shows the running metrics this often (reading them waits for a GPU)
 
 
 @dataclass
@@ -63,6 +75,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (keeping the best model) after this much training
     seed: int = 0
     dtype: str = "float32"
+    device: str = "cpu"  # "cpu", "cuda" (the current CUDA device) or "cuda:N"
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -71,6 +84,31 @@ class TrainConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}: use one of {sorted(DTYPES)}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be at least 1")
+        check_device_name(self.device)
+
+
+def check_device_name(device: str) -> None:
+    if not isinstance(device, str) or not DEVICE_NAME.fullmatch(device):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+
+
+def torch_device(device: str) -> torch.device:
+    """The torch device for a ``--device`` value; ValueError at once, naming the fix, when this
+    machine cannot give it (no CUDA, or no GPU of that number)."""
+    check_device_name(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device (torch {torch.__version__}, CUDA build: "
+                         f"{torch.version.cuda or 'no'}); use --device cpu, or run on a machine with an NVIDIA GPU "
+                         "and a CUDA build of torch")
+    count = torch.cuda.device_count()
+    _, _, index = device.partition(":")
+    if index and int(index) >= count:
+        raise ValueError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1} "
+                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); choose one "
+                         "of them, or --device cuda")
+    return as_device(device)
 
 
 @dataclass
@@ -141,26 +179,55 @@ def weighted_loss(terms: dict, config: TrainConfig):
 
 
 class RunningMetrics:
-    """Energy MAE per atom and force MAE (meV) accumulated over the batches of an epoch."""
+    """Energy MAE per atom and force MAE (meV) accumulated over the batches of an epoch.
 
-    def __init__(self):
-        self.energy_ae = self.force_ae = self.loss = 0.0
-        self.n_structures = self.n_components = self.n_batches = 0
-        self.skipped = 0  # batches whose loss or gradient was not finite: no step taken
+    The sums stay on the device (float64) and are read only by `summary`: adding a batch never
+    waits for a GPU. A batch whose loss or gradient was not finite (no step taken) adds nothing
+    but its count of skipped batches.
+    """
 
-    def add(self, terms: dict, loss: float) -> None:
-        self.energy_ae += float(terms["energy_ae"].sum())
-        self.force_ae += float(terms["force_ae"].sum())
-        self.n_structures += terms["energy_ae"].numel()
-        self.n_components += terms["force_ae"].numel()
-        self.loss += loss
+    def __init__(self, device: torch.device):
+        # loss, energy |error| (eV/atom), force |error| (eV/A), structures, components, finite batches
+        self.totals = torch.zeros(6, dtype=torch.float64, device=device)
+        self.n_batches = 0
+
+    def add(self, terms: dict, loss: torch.Tensor, finite: torch.Tensor) -> None:
+        ones = torch.ones_like(loss, dtype=torch.float64)
+        values = torch.stack([loss.detach().double(), terms["energy_ae"].sum().double(),
+                              terms["force_ae"].sum().double(), ones * terms["energy_ae"].numel(),
+                              ones * terms["force_ae"].numel(), ones])
+        self.totals += torch.where(finite, values, 0.0)
         self.n_batches += 1
 
     def summary(self) -> dict:
-        return {"loss": self.loss / max(self.n_batches, 1),
-                "energy_mae_meV_per_atom": 1e3 * self.energy_ae / max(self.n_structures, 1),
-                "force_mae_meV_per_A": 1e3 * self.force_ae / max(self.n_components, 1),
-                "skipped_batches": self.skipped}
+        """The epoch so far (reads the device once)."""
+        loss, energy_ae, force_ae, n_structures, n_components, n_finite = self.totals.tolist()
+        return {"loss": loss / max(n_finite, 1),
+                "energy_mae_meV_per_atom": 1e3 * energy_ae / max(n_structures, 1),
+                "force_mae_meV_per_A": 1e3 * force_ae / max(n_components, 1),
+                "skipped_batches": self.n_batches - int(n_finite)}
+
+
+def uses_fused_adam(device: torch.device) -> bool:
+    """Adam's fused kernel on a GPU: it takes the skip of a non-finite step on the device. On the
+    CPU torch's default kernel, as always (reading the flag there costs nothing)."""
+    return device.type == "cuda"
+
+
+def make_optimizer(model: PaiNN, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                            fused=True if uses_fused_adam(device) else None)
+
+
+def optimizer_step(optimizer: torch.optim.Adam, finite: torch.Tensor) -> None:
+    """One Adam step, none if ``finite`` (a device bool) is False: one non-finite batch would turn
+    every weight into NaN for the rest of the run. The fused kernel reads the flag on the device
+    (``found_inf``, as AMP's GradScaler passes it), so a GPU step never waits for the host."""
+    if optimizer.defaults["fused"]:
+        optimizer.found_inf = (~finite).float()
+        optimizer.step()
+    elif finite:
+        optimizer.step()
 
 
 def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: TrainConfig, epoch: int,
@@ -169,10 +236,11 @@ def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: 
     from tqdm import tqdm
 
     model.train()
-    running = RunningMetrics()
+    running = RunningMetrics(dataset.device)
     batches = dataset.batches(config.batch_size, np.random.default_rng([config.seed, epoch]))
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                disable=None if progress is None else not progress, dynamic_ncols=True)
+    shown = time.monotonic()
     for batch in bar:
         terms = loss_terms(model, batch)
         loss = weighted_loss(terms, config)
@@ -181,28 +249,44 @@ def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: 
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         if config.schedule == "cosine":
             scheduler.step()
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            # one non-finite batch would turn every weight into NaN for the rest of the run
-            running.skipped += 1
-            continue
-        optimizer.step()
-        running.add(terms, loss.item())
-        summary = running.summary()
-        bar.set_postfix(loss=f"{summary['loss']:.4g}", E=f"{summary['energy_mae_meV_per_atom']:.1f}",
-                        F=f"{summary['force_mae_meV_per_A']:.0f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        optimizer_step(optimizer, finite)
+        running.add(terms, loss, finite)
+        if not bar.disable and time.monotonic() - shown >= POSTFIX_SECONDS:
+            shown = time.monotonic()
+            summary = running.summary()
+            bar.set_postfix(loss=f"{summary['loss']:.4g}", E=f"{summary['energy_mae_meV_per_atom']:.1f}",
+                            F=f"{summary['force_mae_meV_per_A']:.0f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     return running.summary()
 
 
 def validation_metrics(model: PaiNN, dataset: GraphDataset, config: TrainConfig) -> dict:
-    """Loss (as in training, but over the whole set) and MAEs on the validation set."""
+    """Loss (as in training, but over the whole set) and MAEs and RMSEs on the validation set.
+
+    Computed on the model's device (where `train` has put the data set already), summed there in
+    float64 and read once.
+    """
     model.eval()
-    p = collect_predictions(model, dataset, batch_size=max(config.batch_size, 32))
-    energy_mse = float(np.mean(((p.energy - p.energy_ref) / p.n_atoms) ** 2))
-    force_mse = float(np.mean((p.forces - p.forces_ref) ** 2))
-    metrics = error_metrics(p)
+    dataset = dataset.to(next(model.parameters()).device)
+    sums = torch.zeros(4, dtype=torch.float64, device=dataset.device)
+    n_components = 0
+    with torch.no_grad():
+        for batch in dataset.batches(max(config.batch_size, 32)):
+            energy, forces = predict(model, batch)
+            energy_error = (energy - batch.energy) / batch.n_atoms
+            force_error = forces.double() - batch.forces.double()
+            sums += torch.stack([(energy_error ** 2).sum(), energy_error.abs().sum(),
+                                 (force_error ** 2).sum(), force_error.abs().sum()])
+            n_components += force_error.numel()
+    energy_se, energy_ae, force_se, force_ae = sums.tolist()
+    n_structures = max(len(dataset), 1)
+    n_components = max(n_components, 1)
+    energy_mse, force_mse = energy_se / n_structures, force_se / n_components
     return {"loss": config.energy_weight * energy_mse + config.force_weight * force_mse,
-            **{k: metrics[k] for k in ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom",
-                                       "force_mae_meV_per_A", "force_rmse_meV_per_A")}}
+            "energy_mae_meV_per_atom": 1e3 * energy_ae / n_structures,
+            "energy_rmse_meV_per_atom": 1e3 * math.sqrt(energy_mse),
+            "force_mae_meV_per_A": 1e3 * force_ae / n_components,
+            "force_rmse_meV_per_A": 1e3 * math.sqrt(force_mse)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,13 +330,25 @@ def data_fingerprint(train_set: GraphDataset, validation_set: GraphDataset) -> d
             "n_train": len(train_set), "n_validation": len(validation_set)}
 
 
+def on_cpu(value):
+    """``value`` (tensors in dicts, lists and tuples) with every tensor copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig,
                     data: dict) -> None:
-    """Write atomically (temporary file, then rename): an interrupted write leaves the old one."""
-    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-               "model_config": model.config.to_dict(), "model": model.state_dict(),
-               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "train_config": asdict(config), "data": data, "state": asdict(state)}
+    """Write atomically (temporary file, then rename): an interrupted write leaves the old one.
+    Every tensor is saved on the CPU, so the file loads on any machine."""
+    payload = on_cpu({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                      "model_config": model.config.to_dict(), "model": model.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "train_config": asdict(config), "data": data, "state": asdict(state)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -299,10 +395,11 @@ def check_same_model_and_data(path: Path, payload: dict, model, data: dict) -> N
 
 def check_same_settings(path: Path, payload: dict, config: TrainConfig, log: Callable[[str], None]) -> None:
     """ValueError if an optimisation setting differs from the checkpoint's; a changed stopping
-    setting (epochs, patience, time limit) is allowed, and said."""
-    then, now = payload["train_config"], asdict(config)
+    setting (epochs, patience, time limit) or device is allowed, and said."""
+    # checkpoints from before the device setting were written on the CPU
+    then, now = {"device": "cpu", **payload["train_config"]}, asdict(config)
     changed = {key for key in now if then.get(key) != now[key]}
-    fixed = sorted(changed - set(STOPPING_FIELDS))
+    fixed = sorted(changed - set(RESUME_MAY_CHANGE))
     if fixed:
         raise ValueError(
             f"checkpoint {path} was written with other settings: "
@@ -327,11 +424,28 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, config: TrainConfig
     check_same_settings(path, payload, config, log)
     try:
         model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        load_optimizer_state(optimizer, payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         return TrainState(**payload["state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"checkpoint {path} is damaged: {exc}; {restart_fix(path)}") from exc
+
+
+def load_optimizer_state(optimizer: torch.optim.Adam, saved: dict) -> None:
+    """Restore an Adam state written on any device with either kernel: the state moves to the
+    parameters' device, and the kernel stays the one this run chose (``load_state_dict`` would take
+    the saved one), with its step counts where that kernel keeps them (fused: float32 on the
+    parameters' device; default: on the CPU)."""
+    optimizer.load_state_dict(saved)
+    fused = optimizer.defaults["fused"]
+    for group in optimizer.param_groups:
+        group["fused"] = fused
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            if "step" in state:
+                step = state["step"]
+                state["step"] = (step.to(parameter.device, torch.float32) if fused
+                                 else step.to("cpu"))
 
 
 def check_checkpoint_use(checkpoint: Path | None, resume: bool) -> None:
@@ -357,15 +471,19 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
         ValueError if it exists without ``resume``, if ``resume`` comes without it, or if it
         belongs to another run (model, data or optimisation settings); see `load_checkpoint`.
     progress: tqdm bar per epoch (None: only on a terminal).
+    The model is moved to ``config.device`` (and dtype) and stays there; the data sets are used
+    there (`GraphDataset.to`: a copy if they live elsewhere, made once).
     Returns the final TrainState (history of per-epoch metrics, best epoch and loss).
     """
+    device = torch_device(config.device)
     if len(train_set) == 0 or len(validation_set) == 0:
         raise ValueError(f"need structures for both training ({len(train_set)}) and validation "
                          f"({len(validation_set)}): use a larger data set or another validation fraction")
     checkpoint = Path(checkpoint) if checkpoint else None
     check_checkpoint_use(checkpoint, resume)
-    model.to(DTYPES[config.dtype]).requires_grad_(True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    model.to(device=device, dtype=DTYPES[config.dtype]).requires_grad_(True)
+    train_set, validation_set = train_set.to(device), validation_set.to(device)
+    optimizer = make_optimizer(model, config, device)
     scheduler = make_scheduler(optimizer, config, math.ceil(len(train_set) / config.batch_size))
     data = data_fingerprint(train_set, validation_set)
     state = TrainState()
@@ -407,7 +525,8 @@ def record_epoch(state: TrainState, model, epoch: int, train_metrics: dict, val:
                           "train": train_metrics, "validation": val})
     if val["loss"] < state.best_loss:
         state.best_loss, state.best_epoch, state.epochs_since_best = val["loss"], epoch + 1, 0
-        state.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # on the CPU: no GPU memory, and ready for the checkpoint
+        state.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     else:
         state.epochs_since_best += 1
 
@@ -456,7 +575,8 @@ def train_from_file(data: str | Path, output: str | Path, model_config: PaiNNCon
     An empty ``model_config.elements`` (or no model_config) means: the elements in the data.
     """
     config = config or TrainConfig()
-    check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)  # before the slow set-up
+    torch_device(config.device)  # this and the checkpoint's use: refused before the slow set-up
+    check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)
     structures = read_structures(data)
     model_config = model_config or PaiNNConfig(elements=[])
     if not model_config.elements:
@@ -481,7 +601,7 @@ def run(args) -> int:
                          min_learning_rate=args.min_lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                          energy_weight=args.energy_weight, force_weight=args.force_weight,
                          early_stopping_patience=args.patience, max_minutes=args.max_minutes,
-                         seed=args.seed, dtype=args.dtype)
+                         seed=args.seed, dtype=args.dtype, device=args.device)
     train_from_file(args.data, args.output, model_config, config, args.validation_fraction, args.group_by,
                     args.checkpoint, args.resume)
     return 0
@@ -525,8 +645,11 @@ def register(subparsers) -> None:
     run_group.add_argument("--checkpoint", help="checkpoint file written after every epoch "
                                                 "(refused if it exists, unless --resume)")
     run_group.add_argument("--resume", action="store_true",
-                           help="continue from --checkpoint (same data and settings; --epochs, --patience "
-                                "and --max-minutes may change); starts afresh if it does not exist yet")
+                           help="continue from --checkpoint (same data and settings; --epochs, --patience, "
+                                "--max-minutes and --device may change); starts afresh if it does not exist yet")
+    run_group.add_argument("--device", default=d.device,
+                           help=f"train on this device: cpu, cuda or cuda:N (default {d.device}); the model "
+                                "file and checkpoints load on any machine, and --resume may change it")
     run_group.add_argument("--threads", type=int, default=1,
                            help="torch CPU threads (default 1; more only help on cores nobody else uses)")
     parser.set_defaults(func=run)
