@@ -39,7 +39,7 @@ stage() { [[ " $STAGES " == *" $1 "* ]] && echo "=== $1 at $(( $(date +%s) - T0 
 cat "$OUT/machine.txt"
 
 if stage build; then
-  JOBS=$(nproc) bash scripts/offline_build.sh .cache/gpu-bundle "$PREFIX" >"$OUT/build.log" 2>&1 \
+  JOBS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) bash scripts/offline_build.sh .cache/gpu-bundle "$PREFIX" >"$OUT/build.log" 2>&1 \
     || { tail -30 "$OUT/build.log"; exit 1; }
 fi
 PY=$PREFIX/bin/python

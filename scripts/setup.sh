@@ -35,7 +35,7 @@ BUILD=$(realpath -m "${MLFF_BUILD:-$ROOT/build/lammps}")
 STAMP=$VENV/.setup-complete
 REMEMBERED=$BUILD/.lammps-source
 CACHE=${MLFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlff-distiller}
-JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+JOBS=${JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)}  # nproc obeys OMP_NUM_THREADS
 
 # Debian's LAMMPS source packages that LAMMPS_SOURCE_DIR can name. Per name (= Debian suite): the
 # package version, its orig tarball, the tarball's sha256 (as `apt-cache showsrc lammps` lists it),

@@ -2,7 +2,9 @@
 
     OMP_NUM_THREADS=1 python examples/default_model_v2/make_dataset.py   # first: the extra data
     OMP_NUM_THREADS=1 python examples/default_model_v2/train_v2.py       # ~35 min on one core
-(run it again after an interruption: it continues from runs/default_model_v2/checkpoint.pt)
+(run it again after an interruption: it continues from runs/default_model_v2/checkpoint.pt;
+``--device cuda`` trains on a GPU, ``--epochs``/``--batch-size`` change the schedule, ``--model-file``
+and ``--metrics`` write elsewhere than the shipped candidate)
 
 Data: v1's ``examples/default_model/data/train.extxyz`` split exactly as v1 split it (same test
 set, so held-out errors compare directly) plus ``runs/default_model_v2/extra.extxyz`` split the
@@ -13,8 +15,11 @@ the ZBL repulsion. Writes
 * ``metrics.json`` next to this script: v1 and v2 on v1's test set, on the extra test set, on
   phenacetin and on the unseen-molecule benchmark per distortion.
 """
+import argparse
 import copy
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -56,7 +61,21 @@ def evaluate(model, structures, name, group_key="molecule"):
     return metrics
 
 
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=TRAINING.device, help="cpu (default) or cuda")
+    parser.add_argument("--epochs", type=int, default=TRAINING.epochs)
+    parser.add_argument("--batch-size", type=int, default=TRAINING.batch_size)
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--model-file", type=Path, default=MODEL_FILE)
+    parser.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
+    return parser.parse_args()
+
+
 def main():
+    args = parse_args()
+    config = dataclasses.replace(TRAINING, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
+                                 early_stopping_patience=args.epochs)
     torch.set_num_threads(1)
     v1_test, v1_validation, v1_training = split_structures(read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION],
                                                            SEED, group_key="molecule")
@@ -65,27 +84,29 @@ def main():
         extra, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule")
     training, validation = v1_training + extra_training, v1_validation + extra_validation
     print(f"{len(training)} training, {len(validation)} validation structures", flush=True)
-    dtype = getattr(torch, TRAINING.dtype)
+    dtype = getattr(torch, config.dtype)
     train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
     validation_set = GraphDataset(validation, ELEMENTS, MODEL.cutoff, dtype)
     model = build_model(MODEL, training, SEED, dtype)
-    state = train(model, train_set, validation_set, TRAINING, checkpoint=CHECKPOINT, resume=CHECKPOINT.exists())
+    state = train(model, train_set, validation_set, config, checkpoint=args.checkpoint,
+                  resume=args.checkpoint.exists())
 
-    models = {"v1": load_model("default"), "v2": copy.deepcopy(model).to(torch.float64).eval().requires_grad_(False)}
+    models = {"v1": load_model("default"),
+              "v2": copy.deepcopy(model).cpu().to(torch.float64).eval().requires_grad_(False)}
     sets = {"v1_test": (v1_test, "molecule"), "extra_test": (extra_test, "sampler"),
             "phenacetin": (read_structures(HELDOUT_DATA), "molecule"),
             "unseen": (read_structures(UNSEEN_DATA), "distortion")}
     results = {version: {name: evaluate(m, data, f"{version}: {name}", key) for name, (data, key) in sets.items()}
                for version, m in models.items()}
 
-    metadata = training_metadata(EXTRA_DATA, len(training), len(validation), TRAINING, state)
+    metadata = training_metadata(EXTRA_DATA, len(training), len(validation), config, state)
     metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name]
     metadata["metrics"] = {name: {k: v for k, v in r.items() if k != "per_group"} for name, r in results["v2"].items()}
-    save_model(model, MODEL_FILE, metadata)
-    summary = {"model_file": str(MODEL_FILE.relative_to(ROOT)), "model_file_bytes": MODEL_FILE.stat().st_size,
+    save_model(models["v2"].to(torch.float32), args.model_file, metadata)
+    summary = {"model_file": os.path.relpath(args.model_file, ROOT), "model_file_bytes": args.model_file.stat().st_size,
                "model": MODEL.to_dict(), "training": metadata["training"], **results}
-    (HERE / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {MODEL_FILE} and {HERE / 'metrics.json'}")
+    args.metrics.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {args.model_file} and {args.metrics}")
 
 
 if __name__ == "__main__":
