@@ -34,7 +34,7 @@ export PYTHONUNBUFFERED=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 T0=$(date +%s)
 stage() { [[ " $STAGES " == *" $1 "* ]] && echo "=== $1 at $(( $(date +%s) - T0 )) s"; }
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; python3 -V
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; lscpu | grep -E "^(Model name|Thread|Core|Socket|NUMA node\(s\)|L3)"; python3 -V
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } >"$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 

@@ -15,7 +15,7 @@ The cases of one system and dtype run back to back in one invocation, and the ra
 between them. --profile adds, per case, where a call's time goes: the operations that take most
 of it (torch.profiler over a few calls; compiled, inductor's fused loops appear by name).
 
---copies N then runs N copies of the compiled case at once, each pinned to its own core and timing
+--copies N [N ...] then runs N copies of the compiled case at once, each pinned to its own core and timing
 calls for COPY_SECONDS: what one core gets while N-1 others do the same work, i.e. whether a node
 full of ranks is limited by its shared memory bandwidth rather than by its cores (the plugin's rank
 scaling on one node).
@@ -32,6 +32,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 SYSTEMS = {"aspirin": "aspirin (21 atoms)", "water1k": "water, 1029 atoms", "water8k": "water, 8232 atoms"}
 REPEATS = {"aspirin": 100, "water1k": 5, "water8k": 2}
@@ -238,7 +239,7 @@ def format_profile(method: str, profile: list[dict]) -> str:
 
 
 def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer",
-                  profile: bool = False, copies: int = 0) -> dict:
+                  profile: bool = False, copies: Sequence[int] = ()) -> dict:
     methods = ["analytic", "compiled", "autograd"]
     methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
     header = (f"{'system':<20} {'dtype':<8} " + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
@@ -258,12 +259,12 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
                     print(f"    {m}: {r['error']}")
                 elif "profile" in r:
                     print(format_profile(m, r["profile"]), flush=True)
-            if copies and "ms" in results["compiled"]:
-                shared = copies_at_once(system, dtype_name, "compiled", which, copies)
+            for n in copies if "ms" in results["compiled"] else ():
+                shared = copies_at_once(system, dtype_name, "compiled", which, n)
                 if shared["ms_median"]:
                     shared["slowdown_median"] = shared["ms_median"] / results["compiled"]["ms"]
-                results["compiled"]["at_once"] = shared
-                print(f"    compiled, {copies} copies at once, one core each: median {shared['ms_median'] or 0:.2f} ms, "
+                results["compiled"].setdefault("at_once", []).append(shared)
+                print(f"    compiled, {n} copies at once, one core each: median {shared['ms_median'] or 0:.2f} ms, "
                       f"slowest {shared['ms_slowest'] or 0:.2f} ms, {shared.get('slowdown_median', float('nan')):.2f}x the "
                       f"case alone" + (f"; {shared['failed']} failed: {shared['error']}" if shared["failed"] else ""),
                       flush=True)
@@ -291,8 +292,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     parser.add_argument("--profile", action="store_true", help="also record where each case's time goes")
-    parser.add_argument("--copies", type=int, default=0, metavar="N",
-                        help="also run N copies of the compiled case at once, one core each")
+    parser.add_argument("--copies", type=int, nargs="+", default=[], metavar="N",
+                        help="also run N copies of the compiled case at once, one core each (each N given)")
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--case", nargs=4, metavar=("SYSTEM", "DTYPE", "METHOD", "MODEL"), help=argparse.SUPPRESS)
 

@@ -8,6 +8,9 @@ loads the plugin (needs torch and the mlff_distiller package on its Python path,
     python benchmarks/run.py plugin-scaling run DIR --ranks 1 2 4 8 [--lmp lmp] [--mpirun mpirun]
         [--plugin mlffplugin.so]
 
+    # anywhere with the package: how much one rank's share of a box costs on one core alone
+    python benchmarks/run.py plugin-scaling rank-graph --molecules 2744 --grid 4 2 2 [--out FILE]
+
 `run` prints, per box, one evaluation of the model in Python on the periodic graph (no ghosts),
 the plugin's time per MD step on each number of ranks (one thread per rank, the fastest of a few
 single steps), the ratios, and writes DIR/scaling.json.
@@ -129,6 +132,66 @@ def run(args) -> None:
     print(json.dumps(results, indent=1))
 
 
+def subdomain_graph(atoms, grid, halo: float, cutoff: float):
+    """The atoms one rank of a ``grid`` decomposition holds (its owned atoms first, then the ghosts
+    within ``halo`` of its subdomain) and the pairs the plugin gives its model: each owned atom
+    with every atom within ``cutoff``. Returns (numbers, edge_i, edge_j, r_ij, n_owned)."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    lengths, positions = atoms.cell.lengths(), atoms.get_positions(wrap=True)
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+    images = (positions[None] + shifts[:, None] * lengths).reshape(-1, 3)
+    numbers = np.tile(atoms.numbers, len(shifts))
+    size = lengths / np.asarray(grid)
+    central = np.repeat(np.all(shifts == 0, axis=1), len(atoms))
+    owned = central & np.all((images >= 0) & (images < size), axis=1)
+    near = np.all((images >= -halo) & (images < size + halo), axis=1)
+    order = np.concatenate([np.flatnonzero(owned), np.flatnonzero(near & ~owned)])
+    points, n_owned = images[order], int(owned.sum())
+    neighbours = cKDTree(points).query_ball_point(points[:n_owned], cutoff)
+    edge_i = np.concatenate([np.full(len(n) - 1, i) for i, n in enumerate(neighbours)])
+    edge_j = np.concatenate([[j for j in n if j != i] for i, n in enumerate(neighbours)])
+    return numbers[order], edge_i, edge_j, points[edge_j] - points[edge_i], n_owned
+
+
+def rank_graph(args) -> None:
+    """One rank's graph of a decomposition against the whole box, each timed on one core alone
+    (eager analytic model, no exchange): whether ghost rows make a rank's share dearer per atom."""
+    from mlff_distiller.model.io import load_model
+    from mlff_distiller.structures import random_water_box
+
+    torch.set_num_threads(1)
+    dtype = DTYPES[args.dtype]
+    model = load_model(args.model, dtype)
+    atoms = random_water_box(args.molecules, 1.0, 0)
+    halo = model.cutoff + args.skin
+    results = {"molecules": args.molecules, "dtype": args.dtype, "halo_A": halo, "graphs": {}}
+    for name, grid in (("whole box", [1, 1, 1]), ("one rank of " + "x".join(map(str, args.grid)), args.grid)):
+        numbers, edge_i, edge_j, r_ij, n_owned = subdomain_graph(atoms, grid, halo, model.cutoff)
+        species = torch.as_tensor([model.elements.index(symbol) for symbol in
+                                   [{1: "H", 8: "O"}[z] for z in numbers]])
+        weights = torch.zeros(len(numbers), dtype=dtype)
+        weights[:n_owned] = 1
+        inputs = (species, torch.as_tensor(edge_i), torch.as_tensor(edge_j), torch.as_tensor(r_ij, dtype=dtype), weights)
+        times = []
+        with torch.inference_mode():
+            for _ in range(args.repeats + 1):
+                start = time.perf_counter()
+                model.energies_and_weighted_edge_gradients(*inputs)
+                times.append(time.perf_counter() - start)
+        seconds = min(times[1:])
+        results["graphs"][name] = row = {
+            "grid": list(grid), "owned": n_owned, "rows": len(numbers), "rows_per_owned": len(numbers) / n_owned,
+            "edges": len(edge_i), "edges_per_owned": len(edge_i) / n_owned, "ms": 1e3 * seconds,
+            "us_per_owned_atom": 1e6 * seconds / n_owned}
+        print(f"{name:<22} owned {n_owned:6d}  rows {len(numbers):6d} ({row['rows_per_owned']:.2f} per owned)  "
+              f"edges {len(edge_i):7d} ({row['edges_per_owned']:.1f} per owned)  {row['ms']:9.1f} ms  "
+              f"{row['us_per_owned_atom']:.0f} us per owned atom", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,8 +208,16 @@ def main(argv=None):
     p.add_argument("--mpirun", default=str(bin_dir / "mpirun"))
     p.add_argument("--mpirun-args", default="", help="extra mpirun options, e.g. '--bind-to core'")
     p.add_argument("--plugin", default=str(plugin_path()))
+    p = sub.add_parser("rank-graph")
+    p.add_argument("--molecules", type=int, default=2744)
+    p.add_argument("--grid", type=int, nargs=3, default=[4, 2, 2], help="LAMMPS's processor grid")
+    p.add_argument("--skin", type=float, default=2.0, help="LAMMPS's neighbour skin (A): ghosts reach cutoff + skin")
+    p.add_argument("--model", default="default")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--out")
     args = parser.parse_args(argv)
-    prepare(args) if args.command == "prepare" else run(args)
+    {"prepare": prepare, "run": run, "rank-graph": rank_graph}[args.command](args)
 
 
 if __name__ == "__main__":
