@@ -13,4 +13,5 @@ test: setup
 
 lint: setup
 	@.venv/bin/ruff check python benchmarks tests examples scripts
+	@.venv/bin/ruff format --check python benchmarks tests examples scripts
 	@.venv/bin/clang-format --dry-run --Werror lammps_plugin/*.cpp lammps_plugin/*.h && echo "clang-format: lammps_plugin/ as LAMMPS formats its sources"

@@ -19,6 +19,7 @@ the box; ``exchange`` is then the halo exchange through LAMMPS's communication (
 included), and the record holds rank 0's parts. With ``--device cuda`` each rank takes its own GPU
 (local rank modulo the GPUs), as in `lmp` runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,15 @@ from mlff_distiller.model.painn import DTYPES, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 # the timed functions: (module or class, function) -> the part's name
-PARTS = {("unified", "prepare_step"): "prepare_step", ("StudentUnified", "_tensor"): "to_device",
-         ("HaloData", "halo"): "halo",
-         ("HaloData", "_copy_to_ghosts"): "exchange", ("HaloData", "_sum_into_owners"): "exchange",
-         ("unified", "check_model_output"): "check_model_output",
-         ("unified", "write_back"): "write_back"}
+PARTS = {
+    ("unified", "prepare_step"): "prepare_step",
+    ("StudentUnified", "_tensor"): "to_device",
+    ("HaloData", "halo"): "halo",
+    ("HaloData", "_copy_to_ghosts"): "exchange",
+    ("HaloData", "_sum_into_owners"): "exchange",
+    ("unified", "check_model_output"): "check_model_output",
+    ("unified", "write_back"): "write_back",
+}
 
 
 def zero_model(species, edge_i, edge_j, r_ij, n_counted=None, halo=None):
@@ -96,6 +101,7 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
                 if cuda:
                     torch.cuda.synchronize()
                 seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+
         return wrapper
 
     owners = {"unified": unified, "HaloData": halo_data.HaloData, "StudentUnified": unified.StudentUnified}
@@ -107,12 +113,17 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
         import lammps.mliap
 
         lammps.mliap.activate_mliappy(lmp)
-    pair = plugin_lines(str(model_file), elements) if pair_style == "mliap/halo" else \
-        f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(elements)}"
-    lmp.commands_string(f"units metal\natom_style atomic\nboundary {boundary}\nnewton on\nread_data {data}\n"
-                        f"{pair}\n"
-                        "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
-                        "fix integrate all nve")
+    pair = (
+        plugin_lines(str(model_file), elements)
+        if pair_style == "mliap/halo"
+        else f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(elements)}"
+    )
+    lmp.commands_string(
+        f"units metal\natom_style atomic\nboundary {boundary}\nnewton on\nread_data {data}\n"
+        f"{pair}\n"
+        "velocity all create 300.0 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\n"
+        "fix integrate all nve"
+    )
     lmp.command("run 20")  # warm-up: compilation, graph capture
     seconds.clear()
     start = time.perf_counter()
@@ -123,14 +134,25 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
         return None
     parts = {k: 1e3 * v / steps for k, v in seconds.items()}
     gpus = min(ranks, torch.cuda.device_count()) if cuda else 0
-    return {"system": system if system == "aspirin" else f"water_{atoms}", "atoms": atoms, "pair_style": pair_style,
-            "model": model, "compiled": compile_requested(),
-            "device": device_name(device), "gpus": gpus, "ranks": ranks, "threads_per_rank": 1,
-            "dtype": dtype, "method": method, "steps": steps, "host": platform.node(),
-            "ms_per_step": 1e3 * total / steps,
-            "ms_per_step_parts": parts,
-            "ms_per_step_other": 1e3 * total / steps - sum(v for k, v in parts.items() if k != "exchange"),
-            "lammps_ms_per_step": lammps_sections(log.read_text(), steps)}
+    return {
+        "system": system if system == "aspirin" else f"water_{atoms}",
+        "atoms": atoms,
+        "pair_style": pair_style,
+        "model": model,
+        "compiled": compile_requested(),
+        "device": device_name(device),
+        "gpus": gpus,
+        "ranks": ranks,
+        "threads_per_rank": 1,
+        "dtype": dtype,
+        "method": method,
+        "steps": steps,
+        "host": platform.node(),
+        "ms_per_step": 1e3 * total / steps,
+        "ms_per_step_parts": parts,
+        "ms_per_step_other": 1e3 * total / steps - sum(v for k, v in parts.items() if k != "exchange"),
+        "lammps_ms_per_step": lammps_sections(log.read_text(), steps),
+    }
 
 
 def lammps_sections(log: str, steps: int) -> dict[str, float]:
@@ -143,8 +165,12 @@ def lammps_sections(log: str, steps: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--systems", nargs="+", default=["water_343", "water_2744"],
-                        help="aspirin and/or water_N (N molecules, e.g. water_343: 1,029 atoms)")
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=["water_343", "water_2744"],
+        help="aspirin and/or water_N (N molecules, e.g. water_343: 1,029 atoms)",
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--model", choices=("zero", "real"), default="zero")
     parser.add_argument("--device", default="cpu")
@@ -155,8 +181,10 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     work = ROOT / "runs" / "bench_coupling"
     work.mkdir(parents=True, exist_ok=True)
-    records = [time_system(work, system, args.steps, args.model, args.device, args.dtype, args.method)
-               for system in args.systems]
+    records = [
+        time_system(work, system, args.steps, args.model, args.device, args.dtype, args.method)
+        for system in args.systems
+    ]
     if records[0] is None:  # not rank 0
         return 0
     for record in records:

@@ -20,6 +20,7 @@ skipped once --deadline-s seconds have passed, so the run fits a lease.
 
 To join the benchmarks' single entry point, ``main(argv)`` is this suite ("model-gpu").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,6 +73,7 @@ def device_inputs(model, atoms, device):
 
 def ms_per_call(call, device, budget_s: float = 0.4, repeats: int = 5) -> float:
     """Median over ``repeats`` rounds of back-to-back calls, each ended by a synchronisation."""
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -105,10 +107,16 @@ class Records:
         self.rows.append(row)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        extra = {k: v for k, v in row.items() if k not in ("system", "atoms", "edges", "dtype", "method", "mode",
-                                                             "ms_per_call", "device", "torch")}
-        print(f"{row['system']:>12} {row['atoms']:>7} {row['dtype']:>8} {row['method']:>9} {row['mode']:>8} "
-              f"{row['ms_per_call']:9.3f} ms  {row['device']}  {extra}", flush=True)
+        extra = {
+            k: v
+            for k, v in row.items()
+            if k not in ("system", "atoms", "edges", "dtype", "method", "mode", "ms_per_call", "device", "torch")
+        }
+        print(
+            f"{row['system']:>12} {row['atoms']:>7} {row['dtype']:>8} {row['method']:>9} {row['mode']:>8} "
+            f"{row['ms_per_call']:9.3f} ms  {row['device']}  {extra}",
+            flush=True,
+        )
 
 
 def gpu_cases(records: Records, atoms_by_name: dict, device) -> None:
@@ -151,10 +159,17 @@ def graph_case(records, base, runner, mode, args, reference, device) -> None:
     capture_s = time.perf_counter() - start
     ms = ms_per_call(lambda: runner(*args), device)
     (bucket,) = runner.buckets.values()
-    records.add(**base, method=runner.method, mode=mode, ms_per_call=ms, capture_s=round(capture_s, 3),
-                padded_atoms=bucket.shape[0], padded_edges=bucket.shape[1],
-                peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
-                error_vs_eager=relative_error(result, reference))
+    records.add(
+        **base,
+        method=runner.method,
+        mode=mode,
+        ms_per_call=ms,
+        capture_s=round(capture_s, 3),
+        padded_atoms=bucket.shape[0],
+        padded_edges=bucket.shape[1],
+        peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+        error_vs_eager=relative_error(result, reference),
+    )
 
 
 def cpu_cases(records: Records, atoms_by_name: dict) -> None:
@@ -168,8 +183,16 @@ def cpu_cases(records: Records, atoms_by_name: dict) -> None:
             args = device_inputs(model, atoms_by_name[name], cpu)
             with torch.no_grad():
                 ms = ms_per_call(lambda: model.energies_and_edge_gradients(*args), cpu, budget_s=2.0, repeats=3)
-            records.add(system=name, atoms=len(atoms_by_name[name]), edges=int(args[1].shape[0]), dtype=dtype_name,
-                        method="analytic", mode="eager", ms_per_call=ms, device=f"{cpu_name()} (1 core)")
+            records.add(
+                system=name,
+                atoms=len(atoms_by_name[name]),
+                edges=int(args[1].shape[0]),
+                dtype=dtype_name,
+                method="analytic",
+                mode="eager",
+                ms_per_call=ms,
+                device=f"{cpu_name()} (1 core)",
+            )
     torch.set_num_threads(threads)
 
 
@@ -200,11 +223,21 @@ def compiled_cases(records: Records, atoms_by_name: dict, device, names) -> None
         compile_s = time.perf_counter() - start
         with torch.no_grad():
             reference = model.energies_and_edge_gradients(*args)
-        error = relative_error((result[0], result[1][:args[1].shape[0]]), reference)
+        error = relative_error((result[0], result[1][: args[1].shape[0]]), reference)
         ms = ms_per_call(call, device)
-        records.add(system=name, atoms=len(atoms), edges=int(args[1].shape[0]), dtype="float32", method="analytic",
-                    mode="reduce-overhead", ms_per_call=ms, compile_s=round(compile_s, 1), padded_atoms=bucket.shape[0],
-                    padded_edges=bucket.shape[1], error_vs_eager=error)
+        records.add(
+            system=name,
+            atoms=len(atoms),
+            edges=int(args[1].shape[0]),
+            dtype="float32",
+            method="analytic",
+            mode="reduce-overhead",
+            ms_per_call=ms,
+            compile_s=round(compile_s, 1),
+            padded_atoms=bucket.shape[0],
+            padded_edges=bucket.shape[1],
+            error_vs_eager=error,
+        )
 
 
 def periodic_edges_cuda(atoms, cutoff: float, device, block: int = 256):
@@ -215,10 +248,10 @@ def periodic_edges_cuda(atoms, cutoff: float, device, block: int = 256):
     x = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
     edge_i, edge_j, r_ij = [], [], []
     for start in range(0, x.shape[0], block):
-        d = x[None, :, :] - x[start:start + block, None, :]  # r_ij = x_j - x_i
+        d = x[None, :, :] - x[start : start + block, None, :]  # r_ij = x_j - x_i
         d -= length * torch.round(d / length)
         d2 = (d * d).sum(-1)
-        i, j = torch.nonzero((d2 < cutoff ** 2) & (d2 > 0), as_tuple=True)
+        i, j = torch.nonzero((d2 < cutoff**2) & (d2 > 0), as_tuple=True)
         edge_i.append(i + start), edge_j.append(j), r_ij.append(d[i, j])
     return torch.cat(edge_i), torch.cat(edge_j), torch.cat(r_ij)
 
@@ -240,8 +273,11 @@ def largest_box(records: Records, device, atoms_8k, deadline: float) -> None:
     per_atom = torch.cuda.max_memory_allocated(device) / len(atoms_8k)
     free, total = torch.cuda.mem_get_info(device)
     n_molecules = int(0.8 * free / per_atom / 3)
-    print(f"{per_atom / 1024:.1f} KiB per atom at 8,232 atoms; {free / 2**30:.1f} GiB free: first try "
-          f"{3 * n_molecules} atoms", flush=True)
+    print(
+        f"{per_atom / 1024:.1f} KiB per atom at 8,232 atoms; {free / 2**30:.1f} GiB free: first try "
+        f"{3 * n_molecules} atoms",
+        flush=True,
+    )
     best = None
     while time.perf_counter() < deadline:
         row = water_box_case(runner, model, random_water_box(n_molecules, 1.0, seed=0), device)
@@ -257,8 +293,7 @@ def largest_box(records: Records, device, atoms_8k, deadline: float) -> None:
 
 def water_box_case(runner, model, atoms, device) -> dict | None:
     """One try of the largest-box search: its record, or None when it does not fit."""
-    species = torch.as_tensor(np.array([model.elements.index(s) for s in atoms.get_chemical_symbols()]),
-                              device=device)
+    species = torch.as_tensor(np.array([model.elements.index(s) for s in atoms.get_chemical_symbols()]), device=device)
     try:
         edge_i, edge_j, r_ij = periodic_edges_cuda(atoms, model.cutoff, device)
         args = [species, edge_i, edge_j, r_ij.float()]
@@ -273,9 +308,16 @@ def water_box_case(runner, model, atoms, device) -> dict | None:
         runner.buckets.clear()
         gc.collect()
         torch.cuda.empty_cache()
-    return dict(system="water_largest", atoms=len(atoms), edges=int(args[1].shape[0]), dtype="float32",
-                method="analytic", mode="graphs-compiled", ms_per_call=ms,
-                peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2))
+    return dict(
+        system="water_largest",
+        atoms=len(atoms),
+        edges=int(args[1].shape[0]),
+        dtype="float32",
+        method="analytic",
+        mode="graphs-compiled",
+        ms_per_call=ms,
+        peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+    )
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ first neighbour lists) whose time is recorded apart, then the timed `run`.
 Writes one JSON record per case (system, atoms, pair_style, device, gpus, ranks, dtype, method,
 ms_per_step, warmup_s, ...) and a plot of ms/step against atoms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,27 +72,54 @@ run {steps}
 """
 
 
-def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, pair_style: str, device: str,
-             dtype: str, method: str, steps: int, warmup: int, args, core: int | None = None) -> dict:
+def run_case(
+    work: Path,
+    system: str,
+    data: Path,
+    boundary: str,
+    elements: str,
+    pair_style: str,
+    device: str,
+    dtype: str,
+    method: str,
+    steps: int,
+    warmup: int,
+    args,
+    core: int | None = None,
+) -> dict:
     from mlff_distiller.lammps.export import export
     from mlff_distiller.lammps.inputs import plugin_lines
 
     name = f"{system}_{pair_style.replace(' ', '_').replace('/', '_')}_{device}_{dtype}_{method}"
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
-    model = export(args.model, folder / "model.mliap", method=method, dtype=dtype,
-                   device="cuda" if device == "gpu" else "cpu")
-    pair = plugin_lines(str(model), elements.split()) if pair_style == "mliap/halo" else \
-        f"pair_style mliap unified {model} 0\npair_coeff * * {elements}"
+    model = export(
+        args.model, folder / "model.mliap", method=method, dtype=dtype, device="cuda" if device == "gpu" else "cpu"
+    )
+    pair = (
+        plugin_lines(str(model), elements.split())
+        if pair_style == "mliap/halo"
+        else f"pair_style mliap unified {model} 0\npair_coeff * * {elements}"
+    )
     (folder / "in.bench").write_text(lammps_script(str(data), pair, warmup, steps, boundary))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     from mlff_distiller.model.replay import compile_requested
 
-    record = {"system": system, "pair_style": pair_style, "compiled": compile_requested(), "device": gpu_name() if device == "gpu" else cpu_name(),
-              "gpus": 1 if device == "gpu" else 0, "ranks": 1, "threads_per_rank": 1, "dtype": dtype,
-              "method": method, "host": platform.node(), "lammps": str(args.lmp)}
+    record = {
+        "system": system,
+        "pair_style": pair_style,
+        "compiled": compile_requested(),
+        "device": gpu_name() if device == "gpu" else cpu_name(),
+        "gpus": 1 if device == "gpu" else 0,
+        "ranks": 1,
+        "threads_per_rank": 1,
+        "dtype": dtype,
+        "method": method,
+        "host": platform.node(),
+        "lammps": str(args.lmp),
+    }
     cmd = [str(args.lmp), "-in", "in.bench", "-nocite", "-log", "log.lammps"]
     if device == "cpu" and core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core)] + cmd
@@ -104,18 +132,26 @@ def run_case(work: Path, system: str, data: Path, boundary: str, elements: str, 
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
     loops = LOOP_TIME.findall(proc.stdout)
     if proc.returncode != 0 or len(loops) < 2:
-        error = next((line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "ERROR" in line),
-                     f"exit {proc.returncode}")
+        error = next(
+            (line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "ERROR" in line),
+            f"exit {proc.returncode}",
+        )
         return {**record, "error": error}
     (warm_s, _, _, atoms), (seconds, _, n_steps, _) = loops[0], loops[1]
     from mlff_distiller.model.replay import CAPTURE_MESSAGE
 
-    timed_run = proc.stdout[LOOP_TIME.search(proc.stdout).end():]
+    timed_run = proc.stdout[LOOP_TIME.search(proc.stdout).end() :]
     capture_seconds = re.compile(re.escape(CAPTURE_MESSAGE) + r".* in ([0-9.]+) s")
-    return {**record, "atoms": int(atoms), "steps": int(n_steps), "ms_per_step": 1e3 * float(seconds) / int(n_steps),
-            "warmup_s": float(warm_s), "warmup_steps": warmup,
-            "graph_captures_in_timed_run": timed_run.count(CAPTURE_MESSAGE),
-            "graph_capture_s_in_timed_run": sum(map(float, capture_seconds.findall(timed_run)))}
+    return {
+        **record,
+        "atoms": int(atoms),
+        "steps": int(n_steps),
+        "ms_per_step": 1e3 * float(seconds) / int(n_steps),
+        "warmup_s": float(warm_s),
+        "warmup_steps": warmup,
+        "graph_captures_in_timed_run": timed_run.count(CAPTURE_MESSAGE),
+        "graph_capture_s_in_timed_run": sum(map(float, capture_seconds.findall(timed_run))),
+    }
 
 
 def systems(work: Path, sizes: dict[str, int]):
@@ -146,8 +182,9 @@ def plot(records: list[dict], path: Path) -> None:
     series = {}
     for r in records:
         if "ms_per_step" in r:
-            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}" + \
-                ("" if r.get("compiled", True) else " uncompiled")
+            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}" + (
+                "" if r.get("compiled", True) else " uncompiled"
+            )
             series.setdefault(key, []).append((r["atoms"], r["ms_per_step"]))
     for key, points in sorted(series.items()):
         points.sort()
@@ -168,17 +205,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--lmp", type=Path, default=Path(sys.prefix) / "bin" / "lmp")
-    parser.add_argument("--devices", nargs="+", choices=["gpu", "cpu"], default=None,
-                        help="default: gpu when torch sees one, and cpu")
+    parser.add_argument(
+        "--devices", nargs="+", choices=["gpu", "cpu"], default=None, help="default: gpu when torch sees one, and cpu"
+    )
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--methods", nargs="+", default=["analytic", "autograd"])
     parser.add_argument("--systems", nargs="+", help="subset of aspirin batch16 water_1k water_8k")
     parser.add_argument("--largest", action="store_true", help="also find the largest float32 water box on the GPU")
-    parser.add_argument("--largest-from", type=int, default=0, metavar="ATOMS",
-                        help="start that search at the first box of at least ATOMS atoms")
+    parser.add_argument(
+        "--largest-from",
+        type=int,
+        default=0,
+        metavar="ATOMS",
+        help="start that search at the first box of at least ATOMS atoms",
+    )
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--cpu-jobs", type=int, default=1,
-                        help="CPU cases run at once, each pinned to its own core (use at most half the cores)")
+    parser.add_argument(
+        "--cpu-jobs",
+        type=int,
+        default=1,
+        help="CPU cases run at once, each pinned to its own core (use at most half the cores)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lammps_md.json")
     parser.add_argument("--plot-only", action="store_true", help="only draw the plot of an existing --out")
     parser.add_argument("--append", action="store_true", help="add to the records already in --out")

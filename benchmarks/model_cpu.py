@@ -20,6 +20,7 @@ calls for COPY_SECONDS: what one core gets while N-1 others do the same work, i.
 full of ranks is limited by its shared memory bandwidth rather than by its cores (the plugin's rank
 scaling on one node).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -113,13 +114,20 @@ def schnetpack_call(system: str, dtype_name: str):
     atoms = build_system(system)
     converter = spk.interfaces.AtomsConverter(neighbor_list=trn.ASENeighborList(cutoff=5.0), dtype=dtype)
     inputs = converter(atoms)
-    painn = spk.representation.PaiNN(n_atom_basis=128, n_interactions=3,
-                                      radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
-                                      cutoff_fn=spk.nn.CosineCutoff(5.0))
+    painn = spk.representation.PaiNN(
+        n_atom_basis=128,
+        n_interactions=3,
+        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
+        cutoff_fn=spk.nn.CosineCutoff(5.0),
+    )
     model = spk.model.NeuralNetworkPotential(
-        representation=painn, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).to(dtype)
+        representation=painn,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[
+            spk.atomistic.Atomwise(n_in=128, output_key="energy"),
+            spk.atomistic.Forces(energy_key="energy", force_key="forces"),
+        ],
+    ).to(dtype)
     model.eval().requires_grad_(False)  # eval: forces without create_graph, as in MD
 
     def call():
@@ -142,13 +150,20 @@ def profile_calls(call) -> list[dict]:
             call()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [{"name": e.key[:90], "self_ms_per_call": e.self_cpu_time_total / 1e3 / PROFILE_CALLS,
-             "share": e.self_cpu_time_total / total, "count_per_call": e.count / PROFILE_CALLS}
-            for e in events[:PROFILE_TOP]]
+    return [
+        {
+            "name": e.key[:90],
+            "self_ms_per_call": e.self_cpu_time_total / 1e3 / PROFILE_CALLS,
+            "share": e.self_cpu_time_total / total,
+            "count_per_call": e.count / PROFILE_CALLS,
+        }
+        for e in events[:PROFILE_TOP]
+    ]
 
 
-def run_case(system: str, dtype_name: str, method: str, which: str, profile: bool = False,
-             seconds: float = 0.0) -> dict:
+def run_case(
+    system: str, dtype_name: str, method: str, which: str, profile: bool = False, seconds: float = 0.0
+) -> dict:
     """One case, in this process: median time per force call, the first call and peak memory rise
     (and with ``profile``, ``profile_calls`` after the timing). ``seconds``: keep calling until
     that long has passed since the first call (at least the usual repeats)."""
@@ -170,8 +185,13 @@ def run_case(system: str, dtype_name: str, method: str, which: str, profile: boo
             times.append(time.perf_counter() - start)
     except RuntimeError as exc:  # e.g. torch's "can't allocate memory"
         return {"error": str(exc).splitlines()[0][:200], "atoms": n_atoms, "edges": n_edges}
-    record = {"ms": 1e3 * statistics.median(times[1:]), "first_call_s": times[0],
-              "peak_mb": (peak_rss_bytes() - before) / 2**20, "atoms": n_atoms, "edges": n_edges}
+    record = {
+        "ms": 1e3 * statistics.median(times[1:]),
+        "first_call_s": times[0],
+        "peak_mb": (peak_rss_bytes() - before) / 2**20,
+        "atoms": n_atoms,
+        "edges": n_edges,
+    }
     if profile:
         record["profile"] = profile_calls(call)
     return record
@@ -189,8 +209,11 @@ def case_result(returncode: int, stdout: str, stderr: str) -> dict:
 
 
 def case_in_subprocess(system: str, dtype_name: str, method: str, which: str, profile: bool = False) -> dict:
-    proc = subprocess.run(case_command(system, dtype_name, method, which, *(["--profile"] if profile else [])),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        case_command(system, dtype_name, method, which, *(["--profile"] if profile else [])),
+        capture_output=True,
+        text=True,
+    )
     return case_result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -198,15 +221,26 @@ def copies_at_once(system: str, dtype_name: str, method: str, which: str, copies
     """``copies`` runs of one case at the same time, copy k pinned to core k: each copy's median
     time per call (their median and slowest: compare with the case run alone)."""
     options = ("--seconds", str(COPY_SECONDS))
-    procs = [subprocess.Popen(["taskset", "-c", str(k % os.cpu_count())]
-                              + case_command(system, dtype_name, method, which, *options),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(copies)]
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", str(k % os.cpu_count())] + case_command(system, dtype_name, method, which, *options),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(copies)
+    ]
     outputs = [p.communicate() for p in procs]
     results = [case_result(p.returncode, *output) for p, output in zip(procs, outputs)]
     times = [r["ms"] for r in results if "ms" in r]
     errors = [r["error"] for r in results if "error" in r]
-    return {"copies": copies, "ms_median": statistics.median(times) if times else None,
-            "ms_slowest": max(times, default=None), "failed": len(errors), **({"error": errors[0]} if errors else {})}
+    return {
+        "copies": copies,
+        "ms_median": statistics.median(times) if times else None,
+        "ms_slowest": max(times, default=None),
+        "failed": len(errors),
+        **({"error": errors[0]} if errors else {}),
+    }
 
 
 def schnetpack_available() -> bool:
@@ -229,23 +263,36 @@ def format_row(system, dtype_name, results) -> str:
 
     cells = " ".join(cell(results[m]) for m in results)
     first = results.get("compiled", {}).get("first_call_s", float("nan"))
-    return (f"{SYSTEMS[system]:<20} {dtype_name:<8} {cells} {ratio('autograd', 'analytic')} "
-            f"{ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}")
+    return (
+        f"{SYSTEMS[system]:<20} {dtype_name:<8} {cells} {ratio('autograd', 'analytic')} "
+        f"{ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}"
+    )
 
 
 def format_profile(method: str, profile: list[dict]) -> str:
-    return "\n".join(f"    {method:<10} {p['share']:6.1%} {p['self_ms_per_call']:9.3f} ms {p['count_per_call']:7.0f}x  "
-                     f"{p['name']}" for p in profile)
+    return "\n".join(
+        f"    {method:<10} {p['share']:6.1%} {p['self_ms_per_call']:9.3f} ms {p['count_per_call']:7.0f}x  {p['name']}"
+        for p in profile
+    )
 
 
-def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, which: str = "peer",
-                  profile: bool = False, copies: Sequence[int] = ()) -> dict:
+def run_benchmark(
+    systems,
+    dtypes,
+    output: Path | None,
+    peers: bool = True,
+    which: str = "peer",
+    profile: bool = False,
+    copies: Sequence[int] = (),
+) -> dict:
     methods = ["analytic", "compiled", "autograd"]
     methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
-    header = (f"{'system':<20} {'dtype':<8} " + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
-              + f" {'auto/ana':>7} {'auto/cmp':>7} {'spk/cmp':>7} {'compile s':>8}")
-    print(f"model: {which}; one torch thread; ratios of times per call; compile s: the compiled path's first "
-          "call")
+    header = (
+        f"{'system':<20} {'dtype':<8} "
+        + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
+        + f" {'auto/ana':>7} {'auto/cmp':>7} {'spk/cmp':>7} {'compile s':>8}"
+    )
+    print(f"model: {which}; one torch thread; ratios of times per call; compile s: the compiled path's first call")
     if which == "peer" and "schnetpack" not in methods:
         print("schnetpack is not installed: its column is left out (pip install schnetpack to add it)")
     print(header)
@@ -264,10 +311,12 @@ def run_benchmark(systems, dtypes, output: Path | None, peers: bool = True, whic
                 if shared["ms_median"]:
                     shared["slowdown_median"] = shared["ms_median"] / results["compiled"]["ms"]
                 results["compiled"].setdefault("at_once", []).append(shared)
-                print(f"    compiled, {n} copies at once, one core each: median {shared['ms_median'] or 0:.2f} ms, "
-                      f"slowest {shared['ms_slowest'] or 0:.2f} ms, {shared.get('slowdown_median', float('nan')):.2f}x the "
-                      f"case alone" + (f"; {shared['failed']} failed: {shared['error']}" if shared["failed"] else ""),
-                      flush=True)
+                print(
+                    f"    compiled, {n} copies at once, one core each: median {shared['ms_median'] or 0:.2f} ms, "
+                    f"slowest {shared['ms_slowest'] or 0:.2f} ms, {shared.get('slowdown_median', float('nan')):.2f}x the "
+                    f"case alone" + (f"; {shared['failed']} failed: {shared['error']}" if shared["failed"] else ""),
+                    flush=True,
+                )
             report["results"].append({"system": system, "dtype": dtype_name, **results})
     if output:
         output.write_text(json.dumps(report, indent=1))
@@ -279,28 +328,48 @@ def run(args) -> int:
     if args.case:
         print(json.dumps(run_case(*args.case, profile=args.profile, seconds=args.seconds)))
         return 0
-    run_benchmark(args.systems, args.dtypes, Path(args.output) if args.output else None, not args.no_peers,
-                  args.model, args.profile, args.copies)
+    run_benchmark(
+        args.systems,
+        args.dtypes,
+        Path(args.output) if args.output else None,
+        not args.no_peers,
+        args.model,
+        args.profile,
+        args.copies,
+    )
     return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
-    parser.add_argument("--model", choices=("peer", "shipped"), default="peer",
-                        help="peer: schnetpack's hyper-parameters (the comparison); shipped: the default model")
+    parser.add_argument(
+        "--model",
+        choices=("peer", "shipped"),
+        default="peer",
+        help="peer: schnetpack's hyper-parameters (the comparison); shipped: the default model",
+    )
     parser.add_argument("--no-peers", action="store_true", help="leave schnetpack out even if installed")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     parser.add_argument("--profile", action="store_true", help="also record where each case's time goes")
-    parser.add_argument("--copies", type=int, nargs="+", default=[], metavar="N",
-                        help="also run N copies of the compiled case at once, one core each (each N given)")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="also run N copies of the compiled case at once, one core each (each N given)",
+    )
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--case", nargs=4, metavar=("SYSTEM", "DTYPE", "METHOD", "MODEL"), help=argparse.SUPPRESS)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/run.py model-cpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/run.py model-cpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -17,6 +17,7 @@ runs/plugin_benchmark.json:
 The model is the shipped `default` model when it exists, else a random-weight PaiNN of the
 default size (128 features, 3 layers, 5 A cutoff): timings do not depend on the weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,12 @@ from mlff_distiller.model.painn import DTYPES, PaiNN, PaiNNConfig
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # the eager model, as in the figures of lammps_plugin/README.md (compiling adds a start-up and its memory)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1"),
+}
 SKIN = 2.0
 
 
@@ -73,8 +79,16 @@ def write_data(atoms, path: Path, elements) -> None:
     atoms.write(path, format="lammps-data", specorder=list(elements), masses=True)
 
 
-def lammps_time(workdir: Path, atoms, pair: str, elements, nprocs: int = 1, steps: int = 2,
-                timeout: float = 3600, extra_setup: str = "") -> dict:
+def lammps_time(
+    workdir: Path,
+    atoms,
+    pair: str,
+    elements,
+    nprocs: int = 1,
+    steps: int = 2,
+    timeout: float = 3600,
+    extra_setup: str = "",
+) -> dict:
     """Seconds per MD step (NVE; the fastest of `steps` single steps after warm-up), LAMMPS's
     per-rank memory figure and the peak resident memory of rank 0."""
     write_data(atoms, workdir / "structure.data", elements)
@@ -108,8 +122,12 @@ info memory
     seconds, nsteps = min(float(t) for t in loops[-steps:]), 1
     memory = re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| (\S+) \| (\S+) Mbytes", proc.stdout)
     rss = re.search(r"Maximum resident set size: (\S+) Mbyte", proc.stdout)
-    return {"s_per_step": seconds / nsteps, "lammps_memory_mb_max": float(memory[-1][1]),
-            "peak_rss_mb_rank0": float(rss[1]) if rss else None, "wall_s": wall}
+    return {
+        "s_per_step": seconds / nsteps,
+        "lammps_memory_mb_max": float(memory[-1][1]),
+        "peak_rss_mb_rank0": float(rss[1]) if rss else None,
+        "wall_s": wall,
+    }
 
 
 def interleaved_time(workdir: Path, atoms, pair: str, elements, model_path: Path, dtype: str, rounds: int) -> dict:
@@ -128,7 +146,7 @@ units metal
 atom_style atomic
 boundary p p p
 newton on
-read_data {workdir / 'structure.data'}
+read_data {workdir / "structure.data"}
 neighbor {SKIN} bin
 {pair}
 velocity all create 300 12345 mom yes rot yes
@@ -150,10 +168,14 @@ run 1 pre no post no
     finally:
         lmp.close()
     plugin, python = np.array(plugin), np.array(python)
-    return {"plugin_s_per_step": float(plugin.min()), "python_s_per_eval": float(python.min()),
-            "ratio_of_minima": float(plugin.min() / python.min()),
-            "ratio_of_medians": float(np.median(plugin) / np.median(python)),
-            "plugin_s": plugin.round(4).tolist(), "python_s": python.round(4).tolist()}
+    return {
+        "plugin_s_per_step": float(plugin.min()),
+        "python_s_per_eval": float(python.min()),
+        "ratio_of_minima": float(plugin.min() / python.min()),
+        "ratio_of_medians": float(np.median(plugin) / np.median(python)),
+        "plugin_s": plugin.round(4).tolist(),
+        "python_s": python.round(4).tolist(),
+    }
 
 
 def python_time(model_path: Path, atoms, dtype: str, repeats: int = 2) -> dict:
@@ -208,9 +230,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model file or shipped model name")
     parser.add_argument("--dtype", default="float64", choices=list(DTYPES))
-    parser.add_argument("--big-dtype", default="float32", choices=list(DTYPES),
-                        help="dtype of the 30k-atom run (the model keeps every layer's edge filters: "
-                             "~9 KB per edge in float64)")
+    parser.add_argument(
+        "--big-dtype",
+        default="float32",
+        choices=list(DTYPES),
+        help="dtype of the 30k-atom run (the model keeps every layer's edge filters: ~9 KB per edge in float64)",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller boxes, for a smoke test")
     parser.add_argument("--out", default=str(ROOT / "runs" / "plugin_benchmark.json"))
     args = parser.parse_args(argv)
@@ -229,8 +254,15 @@ def main(argv=None):
         sys.exit(f"the model's elements {elements} lack H or O")
     plugin = f"plugin load {plugin_path()}\npair_style mliap/halo {exports[args.dtype]}\n{coeff}"
     sizes = (64, 343) if args.quick else (343, 2744)
-    results = {"model": str(source), "dtype": args.dtype, "n_features": model.config.n_features,
-               "n_layers": n_layers, "cutoff": cutoff, "threads_per_rank": 1, "rows": {}}
+    results = {
+        "model": str(source),
+        "dtype": args.dtype,
+        "n_features": model.config.n_features,
+        "n_layers": n_layers,
+        "cutoff": cutoff,
+        "threads_per_rank": 1,
+        "rows": {},
+    }
     rows = results["rows"]
 
     # 1. plugin vs Python, 1 rank: alternated in one process (the headline ratio), and as
@@ -238,17 +270,33 @@ def main(argv=None):
     for n_mol in sizes:
         atoms = water(n_mol)
         small = len(atoms) < 3000
-        together = interleaved_time(work / f"interleaved_{len(atoms)}", atoms, plugin, water_elements, source,
-                                    args.dtype, rounds=5 if small else 4)
+        together = interleaved_time(
+            work / f"interleaved_{len(atoms)}",
+            atoms,
+            plugin,
+            water_elements,
+            source,
+            args.dtype,
+            rounds=5 if small else 4,
+        )
         lmp = lammps_time(work / f"plugin_{len(atoms)}_1", atoms, plugin, water_elements, 1, 4 if small else 2)
         py = python_time(source, atoms, args.dtype, repeats=4 if small else 2)
         rows[f"plugin_vs_python_{len(atoms)}"] = {
-            "atoms": len(atoms), "edges": py["edges"], **together,
-            "ratio": together["ratio_of_minima"], "target": "<= 1.25",
-            "separate_runs": {"lmp_s_per_step": lmp["s_per_step"], "python_s_per_eval": py["s_per_eval"],
-                              "ratio": lmp["s_per_step"] / py["s_per_eval"], "python_graph_s": py["graph_s"],
-                              "ratio_vs_graph_and_model": lmp["s_per_step"] / (py["s_per_eval"] + py["graph_s"])},
-            "plugin_lammps_memory_mb": lmp["lammps_memory_mb_max"], "plugin_peak_rss_mb": lmp["peak_rss_mb_rank0"]}
+            "atoms": len(atoms),
+            "edges": py["edges"],
+            **together,
+            "ratio": together["ratio_of_minima"],
+            "target": "<= 1.25",
+            "separate_runs": {
+                "lmp_s_per_step": lmp["s_per_step"],
+                "python_s_per_eval": py["s_per_eval"],
+                "ratio": lmp["s_per_step"] / py["s_per_eval"],
+                "python_graph_s": py["graph_s"],
+                "ratio_vs_graph_and_model": lmp["s_per_step"] / (py["s_per_eval"] + py["graph_s"]),
+            },
+            "plugin_lammps_memory_mb": lmp["lammps_memory_mb_max"],
+            "plugin_peak_rss_mb": lmp["peak_rss_mb_rank0"],
+        }
         print(rows[f"plugin_vs_python_{len(atoms)}"], flush=True)
 
     # 2. 2 ranks vs 1 rank on the larger box, with what the machine gives two processes now
@@ -256,11 +304,16 @@ def main(argv=None):
     one = rows[f"plugin_vs_python_{len(big)}"]["separate_runs"]["lmp_s_per_step"]
     two = lammps_time(work / f"plugin_{len(big)}_2", big, plugin, water_elements, 2, 2)
     capacity = parallel_capacity(source, args.dtype, sizes[0])
-    rows[f"ranks_2_vs_1_{len(big)}"] = {"atoms": len(big), "s_per_step_1_rank": one,
-                                        "s_per_step_2_ranks": two["s_per_step"],
-                                        "speedup": one / two["s_per_step"], "target": ">= 1.7",
-                                        "cpus": os.cpu_count(), "machine_2_process_capacity": capacity["capacity"],
-                                        "speedup_over_capacity": one / two["s_per_step"] / capacity["capacity"]}
+    rows[f"ranks_2_vs_1_{len(big)}"] = {
+        "atoms": len(big),
+        "s_per_step_1_rank": one,
+        "s_per_step_2_ranks": two["s_per_step"],
+        "speedup": one / two["s_per_step"],
+        "target": ">= 1.7",
+        "cpus": os.cpu_count(),
+        "machine_2_process_capacity": capacity["capacity"],
+        "speedup_over_capacity": one / two["s_per_step"] / capacity["capacity"],
+    }
     print(rows[f"ranks_2_vs_1_{len(big)}"], flush=True)
 
     # 3. ~30,000 atoms, one rank
@@ -268,9 +321,13 @@ def main(argv=None):
     atoms = water(n_big)
     big_plugin = f"plugin load {plugin_path()}\npair_style mliap/halo {exports[args.big_dtype]}\n{coeff}"
     run = lammps_time(work / f"plugin_{len(atoms)}_1", atoms, big_plugin, water_elements, 1, 1)
-    rows[f"plugin_{len(atoms)}_1_rank"] = {"atoms": len(atoms), "dtype": args.big_dtype,
-                                           "s_per_step": run["s_per_step"], "lammps_memory_mb": run["lammps_memory_mb_max"],
-                                           "peak_rss_mb": run["peak_rss_mb_rank0"]}
+    rows[f"plugin_{len(atoms)}_1_rank"] = {
+        "atoms": len(atoms),
+        "dtype": args.big_dtype,
+        "s_per_step": run["s_per_step"],
+        "lammps_memory_mb": run["lammps_memory_mb_max"],
+        "peak_rss_mb": run["peak_rss_mb_rank0"],
+    }
     print(rows[f"plugin_{len(atoms)}_1_rank"], flush=True)
 
     out = Path(args.out)

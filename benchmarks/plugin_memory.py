@@ -9,6 +9,7 @@ torch and the model's temporaries), each also per atom; writes runs/plugin_memor
 linearly with the atoms. (Stock ML-IAP allocates natomneigh x npairs ints: 498 MB at 1,536 atoms,
 14 GB at 8,232 atoms by LAMMPS's own figure; see the project brief.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,28 +64,47 @@ pair_coeff * * H O
 run 0
 info memory
 """)
-        proc = subprocess.run([str(BIN / "lmp"), "-in", "in.lmp", "-nocite"], cwd=run, capture_output=True,
-                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1",  # eager: compiling's own memory would hide the plugin's
-                                   "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")})
+        proc = subprocess.run(
+            [str(BIN / "lmp"), "-in", "in.lmp", "-nocite"],
+            cwd=run,
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "OMP_NUM_THREADS": "1",  # eager: compiling's own memory would hide the plugin's
+                "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1"),
+            },
+        )
         if proc.returncode != 0:
             sys.exit(f"LAMMPS failed in {run}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         lammps_mb = float(re.search(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| (\S+)", proc.stdout)[1])
         rss_mb = float(re.search(r"Maximum resident set size: (\S+) Mbyte", proc.stdout)[1])
         pairs = int(re.search(r"Total # of neighbors = (\d+)", proc.stdout)[1])
-        rows.append({"atoms": len(atoms), "neighbour_list_pairs": pairs, "lammps_memory_mb": lammps_mb,
-                     "peak_rss_mb": rss_mb, "lammps_kb_per_atom": 1024 * lammps_mb / len(atoms),
-                     "rss_kb_per_atom": 1024 * rss_mb / len(atoms)})
+        rows.append(
+            {
+                "atoms": len(atoms),
+                "neighbour_list_pairs": pairs,
+                "lammps_memory_mb": lammps_mb,
+                "peak_rss_mb": rss_mb,
+                "lammps_kb_per_atom": 1024 * lammps_mb / len(atoms),
+                "rss_kb_per_atom": 1024 * rss_mb / len(atoms),
+            }
+        )
         print(rows[-1], flush=True)
 
     print(f"\n{'atoms':>7} {'LAMMPS MB':>10} {'KB/atom':>8} {'peak RSS MB':>12} {'KB/atom':>8}")
     for r in rows:
-        print(f"{r['atoms']:>7} {r['lammps_memory_mb']:>10.1f} {r['lammps_kb_per_atom']:>8.2f} "
-              f"{r['peak_rss_mb']:>12.0f} {r['rss_kb_per_atom']:>8.1f}")
+        print(
+            f"{r['atoms']:>7} {r['lammps_memory_mb']:>10.1f} {r['lammps_kb_per_atom']:>8.2f} "
+            f"{r['peak_rss_mb']:>12.0f} {r['rss_kb_per_atom']:>8.1f}"
+        )
     first, last = rows[0], rows[-1]
     if last["atoms"] > first["atoms"]:  # growth needs two sizes
-        print(f"{last['atoms'] / first['atoms']:.1f}x the atoms: {last['lammps_memory_mb'] / first['lammps_memory_mb']:.1f}x "
-              f"LAMMPS's figure, {last['peak_rss_mb'] / first['peak_rss_mb']:.1f}x the peak RSS "
-              f"({(last['peak_rss_mb'] - first['peak_rss_mb']) / (last['atoms'] - first['atoms']) * 1024:.1f} KB per added atom)")
+        print(
+            f"{last['atoms'] / first['atoms']:.1f}x the atoms: {last['lammps_memory_mb'] / first['lammps_memory_mb']:.1f}x "
+            f"LAMMPS's figure, {last['peak_rss_mb'] / first['peak_rss_mb']:.1f}x the peak RSS "
+            f"({(last['peak_rss_mb'] - first['peak_rss_mb']) / (last['atoms'] - first['atoms']) * 1024:.1f} KB per added atom)"
+        )
     out = Path(args.out)
     out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {out}")

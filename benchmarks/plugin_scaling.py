@@ -15,6 +15,7 @@ loads the plugin (needs torch and the mlff_distiller package on its Python path,
 the plugin's time per MD step on each number of ranks (one thread per rank, the fastest of a few
 single steps), the ratios, and writes DIR/scaling.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,10 @@ def prepare(args) -> None:
         atoms.wrap()
         atoms.write(out / f"water_{len(atoms)}.data", format="lammps-data", specorder=["H", "O"], masses=True)
         g = graph_from_atoms([atoms], model.elements, model.cutoff)
-        torch.save({"species": g.species, "edge_i": g.edge_i, "edge_j": g.edge_j, "r_ij": g.r_ij},
-                   out / f"water_{len(atoms)}.graph.pt")
+        torch.save(
+            {"species": g.species, "edge_i": g.edge_i, "edge_j": g.edge_j, "r_ij": g.r_ij},
+            out / f"water_{len(atoms)}.graph.pt",
+        )
     (out / "settings.json").write_text(json.dumps({"dtype": args.dtype, "elements": "H O"}))
     print(f"prepared {out}")
 
@@ -91,18 +94,31 @@ newton on
 read_data {data.resolve()}
 neighbor 2.0 bin
 plugin load {args.plugin}
-pair_style mliap/halo {(directory / 'model.mliap').resolve()}
+pair_style mliap/halo {(directory / "model.mliap").resolve()}
 pair_coeff * * H O
 velocity all create 300 12345 mom yes rot yes
 fix nve all nve
 run 0
 {singles}
 """)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1")}  # compiled on every rank, as users get it
-    cmd = [command_path(args.mpirun), "-np", str(ranks), *args.mpirun_args.split(), command_path(args.lmp), "-in", "in.lmp",
-           "-nocite"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "MLFF_COMPILE": os.environ.get("MLFF_COMPILE", "1"),
+    }  # compiled on every rank, as users get it
+    cmd = [
+        command_path(args.mpirun),
+        "-np",
+        str(ranks),
+        *args.mpirun_args.split(),
+        command_path(args.lmp),
+        "-in",
+        "in.lmp",
+        "-nocite",
+    ]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"LAMMPS failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -113,8 +129,12 @@ run 0
 def run(args) -> None:
     directory = Path(args.dir)
     dtype = json.loads((directory / "settings.json").read_text())["dtype"]
-    results = {"dtype": dtype, "cpus": os.cpu_count(), "compiled": os.environ.get("MLFF_COMPILE", "1") != "0",
-               "boxes": {}}
+    results = {
+        "dtype": dtype,
+        "cpus": os.cpu_count(),
+        "compiled": os.environ.get("MLFF_COMPILE", "1") != "0",
+        "boxes": {},
+    }
     for data in sorted(directory.glob("water_*.data"), key=lambda p: int(p.stem.split("_")[1])):
         atoms = int(data.stem.split("_")[1])
         small = atoms < 3000
@@ -169,11 +189,16 @@ def rank_graph(args) -> None:
     results = {"molecules": args.molecules, "dtype": args.dtype, "halo_A": halo, "graphs": {}}
     for name, grid in (("whole box", [1, 1, 1]), ("one rank of " + "x".join(map(str, args.grid)), args.grid)):
         numbers, edge_i, edge_j, r_ij, n_owned = subdomain_graph(atoms, grid, halo, model.cutoff)
-        species = torch.as_tensor([model.elements.index(symbol) for symbol in
-                                   [{1: "H", 8: "O"}[z] for z in numbers]])
+        species = torch.as_tensor([model.elements.index(symbol) for symbol in [{1: "H", 8: "O"}[z] for z in numbers]])
         weights = torch.zeros(len(numbers), dtype=dtype)
         weights[:n_owned] = 1
-        inputs = (species, torch.as_tensor(edge_i), torch.as_tensor(edge_j), torch.as_tensor(r_ij, dtype=dtype), weights)
+        inputs = (
+            species,
+            torch.as_tensor(edge_i),
+            torch.as_tensor(edge_j),
+            torch.as_tensor(r_ij, dtype=dtype),
+            weights,
+        )
         times = []
         with torch.inference_mode():
             for _ in range(args.repeats + 1):
@@ -182,12 +207,21 @@ def rank_graph(args) -> None:
                 times.append(time.perf_counter() - start)
         seconds = min(times[1:])
         results["graphs"][name] = row = {
-            "grid": list(grid), "owned": n_owned, "rows": len(numbers), "rows_per_owned": len(numbers) / n_owned,
-            "edges": len(edge_i), "edges_per_owned": len(edge_i) / n_owned, "ms": 1e3 * seconds,
-            "us_per_owned_atom": 1e6 * seconds / n_owned}
-        print(f"{name:<22} owned {n_owned:6d}  rows {len(numbers):6d} ({row['rows_per_owned']:.2f} per owned)  "
-              f"edges {len(edge_i):7d} ({row['edges_per_owned']:.1f} per owned)  {row['ms']:9.1f} ms  "
-              f"{row['us_per_owned_atom']:.0f} us per owned atom", flush=True)
+            "grid": list(grid),
+            "owned": n_owned,
+            "rows": len(numbers),
+            "rows_per_owned": len(numbers) / n_owned,
+            "edges": len(edge_i),
+            "edges_per_owned": len(edge_i) / n_owned,
+            "ms": 1e3 * seconds,
+            "us_per_owned_atom": 1e6 * seconds / n_owned,
+        }
+        print(
+            f"{name:<22} owned {n_owned:6d}  rows {len(numbers):6d} ({row['rows_per_owned']:.2f} per owned)  "
+            f"edges {len(edge_i):7d} ({row['edges_per_owned']:.1f} per owned)  {row['ms']:9.1f} ms  "
+            f"{row['us_per_owned_atom']:.0f} us per owned atom",
+            flush=True,
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
 

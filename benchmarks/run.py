@@ -11,12 +11,20 @@
 Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
 lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
 """
+
 import importlib
 import sys
 from pathlib import Path
 
-SUITES = {"lammps": "lammps_md", "model-cpu": "model_cpu", "model-gpu": "gpu_model", "coupling": "coupling",
-          "plugin": "plugin_benchmark", "plugin-memory": "plugin_memory", "plugin-scaling": "plugin_scaling"}
+SUITES = {
+    "lammps": "lammps_md",
+    "model-cpu": "model_cpu",
+    "model-gpu": "gpu_model",
+    "coupling": "coupling",
+    "plugin": "plugin_benchmark",
+    "plugin-memory": "plugin_memory",
+    "plugin-scaling": "plugin_scaling",
+}
 
 
 def main(argv=None) -> int:

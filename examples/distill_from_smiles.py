@@ -12,6 +12,7 @@
 Labelling is resumable: running the script again reuses the labels already in the output folder.
 The default run is short and its model rough; more snapshots and epochs make it better.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -27,9 +28,13 @@ from mlff_distiller.model.painn import PaiNNConfig
 
 def sample(smiles_list, temperatures, snapshots, seed):
     """MMFF94 MD snapshots of every molecule: one conformer, one run per temperature."""
-    return [atoms for smiles in smiles_list
-            for atoms in sample_molecule(smiles, n_conformers=1, temperatures=temperatures,
-                                         snapshots_per_run=snapshots, seed=seed)]
+    return [
+        atoms
+        for smiles in smiles_list
+        for atoms in sample_molecule(
+            smiles, n_conformers=1, temperatures=temperatures, snapshots_per_run=snapshots, seed=seed
+        )
+    ]
 
 
 def main(argv=None):
@@ -45,19 +50,20 @@ def main(argv=None):
     out = args.out_dir
 
     # Training geometries at two temperatures; test geometries from other MD runs (another seed).
-    label_structures(sample(args.smiles, (300.0, 700.0), args.snapshots, seed=0), args.teacher,
-                     out / "train.extxyz")
-    label_structures(sample(args.smiles, (500.0,), max(2, args.snapshots // 3), seed=1), args.teacher,
-                     out / "test.extxyz")
+    label_structures(sample(args.smiles, (300.0, 700.0), args.snapshots, seed=0), args.teacher, out / "train.extxyz")
+    label_structures(
+        sample(args.smiles, (500.0,), max(2, args.snapshots // 3), seed=1), args.teacher, out / "test.extxyz"
+    )
 
     model_config = PaiNNConfig(elements=[], n_features=args.features, n_layers=3, n_radial=16, cutoff=5.0)
-    config = TrainConfig(epochs=args.epochs, batch_size=4, learning_rate=3e-3, warmup_epochs=2,
-                         energy_weight=10.0, force_weight=1.0)
-    train_from_file(out / "train.extxyz", out / "model.pt", model_config, config, validation_fraction=0.15,
-                    group_key="molecule")
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=4, learning_rate=3e-3, warmup_epochs=2, energy_weight=10.0, force_weight=1.0
+    )
+    train_from_file(
+        out / "train.extxyz", out / "model.pt", model_config, config, validation_fraction=0.15, group_key="molecule"
+    )
 
-    metrics = evaluate_file(out / "model.pt", out / "test.extxyz", group_key="molecule",
-                            plot=out / "parity.png")
+    metrics = evaluate_file(out / "model.pt", out / "test.extxyz", group_key="molecule", plot=out / "parity.png")
     print(format_table(metrics))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"\nmodel file: {(out / 'model.pt').resolve()}")

@@ -4,6 +4,7 @@ Run by scripts/setup.sh and scripts/offline_build.sh with the environment's Pyth
 with one line naming what is missing: a package of `LMP -h`, or ML-IAP's Python coupling in the
 lammps module of this Python.
 """
+
 import subprocess
 import sys
 
@@ -22,7 +23,9 @@ def main(lmp: str) -> str | None:
     try:
         lammps.mliap.activate_mliappy(lmp_instance)
     except Exception as exc:  # the coupling's absence shows as an ImportError or an undefined symbol
-        return f"this LAMMPS cannot run 'pair_style mliap unified' from Python (ML-IAP without its Python coupling): {exc}"
+        return (
+            f"this LAMMPS cannot run 'pair_style mliap unified' from Python (ML-IAP without its Python coupling): {exc}"
+        )
     finally:
         lmp_instance.close()
     return None

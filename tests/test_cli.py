@@ -1,4 +1,5 @@
 """The command line: only the chosen command's module is imported, and a missing module is an error."""
+
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ from mlff_distiller import cli
 
 
 def test_the_command_list_imports_no_command_module():
-    code = ("import sys; from mlff_distiller import cli; cli.build_parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('mlff_distiller.', 'torch', 'rdkit', 'tblite'))))")
+    code = (
+        "import sys; from mlff_distiller import cli; cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('mlff_distiller.', 'torch', 'rdkit', 'tblite'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['mlff_distiller.cli']"
 

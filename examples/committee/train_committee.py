@@ -12,6 +12,7 @@ the data do not pin the answer down. Writes ``member<k>.pt`` next to this script
 each) and prints each member's validation errors. Their disagreement is evaluated with
 ``mlff-distiller evaluate MODEL DATA --committee member1.pt member2.pt member3.pt``.
 """
+
 import argparse
 from pathlib import Path
 
@@ -27,9 +28,18 @@ SEEDS = (1, 2, 3)
 ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
 MEMBER = PaiNNConfig(elements=ELEMENTS, n_features=32, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True)
 # 24 epochs of ~1,600 structures: ~8 minutes a member on one free core
-TRAINING = dict(epochs=24, batch_size=8, learning_rate=3e-3, min_learning_rate=1e-5, schedule="cosine",
-                warmup_epochs=1.0, energy_weight=10.0, force_weight=1.0, early_stopping_patience=24,
-                dtype="float32")
+TRAINING = dict(
+    epochs=24,
+    batch_size=8,
+    learning_rate=3e-3,
+    min_learning_rate=1e-5,
+    schedule="cosine",
+    warmup_epochs=1.0,
+    energy_weight=10.0,
+    force_weight=1.0,
+    early_stopping_patience=24,
+    dtype="float32",
+)
 
 
 def main():
@@ -42,8 +52,16 @@ def main():
             continue
         checkpoint = CHECKPOINTS / f"member{seed}.ckpt"
         config = PaiNNConfig(**MEMBER.to_dict())
-        train_from_file(DATA, output, config, TrainConfig(seed=seed, **TRAINING), validation_fraction=0.05,
-                        group_key="molecule", checkpoint=checkpoint, resume=checkpoint.exists())
+        train_from_file(
+            DATA,
+            output,
+            config,
+            TrainConfig(seed=seed, **TRAINING),
+            validation_fraction=0.05,
+            group_key="molecule",
+            checkpoint=checkpoint,
+            resume=checkpoint.exists(),
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ interrupted, start it again and it labels only what is missing. On one core it t
 13 minutes: ~3 minutes of water MD, then GFN2-xTB at ~0.02 s per molecule and ~3-3.6 s per
 water box (the water boxes are 95% of the teacher time).
 """
+
 import argparse
 import time
 from collections import Counter
@@ -76,9 +77,11 @@ def describe(path):
     per_molecule = Counter(atoms.info.get("molecule", "?") for atoms in frames)
     elements = sorted({symbol for atoms in frames for symbol in atoms.get_chemical_symbols()})
     periodic = sum(atoms.pbc.all() for atoms in frames)
-    print(f"\n{path}: {len(frames)} structures, {sum(len(a) for a in frames)} atoms, "
-          f"{periodic} periodic, elements {' '.join(elements)}, "
-          f"{path.stat().st_size / 1e6:.1f} MB")
+    print(
+        f"\n{path}: {len(frames)} structures, {sum(len(a) for a in frames)} atoms, "
+        f"{periodic} periodic, elements {' '.join(elements)}, "
+        f"{path.stat().st_size / 1e6:.1f} MB"
+    )
     for molecule, count in per_molecule.items():
         print(f"  {molecule:20s} {count}")
 
@@ -97,8 +100,9 @@ def main():
         label_group(name, structures, teacher, train_path)
 
     print("sampling water boxes (flexible TIP3P MD, a few minutes)...", flush=True)
-    water = sample_water_boxes(WATER_BOXES, n_molecules=WATER_MOLECULES_PER_BOX,
-                               temperatures=WATER_TEMPERATURES, seed=SEED)
+    water = sample_water_boxes(
+        WATER_BOXES, n_molecules=WATER_MOLECULES_PER_BOX, temperatures=WATER_TEMPERATURES, seed=SEED
+    )
     label_group(f"water ({WATER_MOLECULES_PER_BOX} molecules)", water, teacher, train_path)
 
     name, smiles = HELDOUT_MOLECULE

@@ -17,6 +17,7 @@ Seeded throughout: a rerun on the same data gives the same model (up to floating
 reductions that torch may order differently on another machine). One torch thread: on a shared
 2-core machine a second thread makes training several times slower, not faster.
 """
+
 import argparse
 import copy
 import json
@@ -44,14 +45,23 @@ ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
 # boxes, which cost ~2/3 of it) takes ~27 s on one free core, so 90 epochs take ~40 minutes.
 MODEL = PaiNNConfig(elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0)
 TRAINING = TrainConfig(
-    epochs=90, batch_size=8, learning_rate=3e-3, min_learning_rate=1e-5, schedule="cosine",
+    epochs=90,
+    batch_size=8,
+    learning_rate=3e-3,
+    min_learning_rate=1e-5,
+    schedule="cosine",
     warmup_epochs=1.0,
     energy_weight=10.0,  # with 1.0 the energy error per atom stayed ~3x larger at equal force error
-    force_weight=1.0, early_stopping_patience=90, seed=SEED, dtype="float32",
+    force_weight=1.0,
+    early_stopping_patience=90,
+    seed=SEED,
+    dtype="float32",
 )
 # What the default model promises (meV/atom, meV/A), against GFN2-xTB.
-TARGETS = {"test": {"energy_mae_meV_per_atom": 5.0, "force_mae_meV_per_A": 50.0},
-           "heldout_molecule": {"force_mae_meV_per_A": 100.0}}
+TARGETS = {
+    "test": {"energy_mae_meV_per_atom": 5.0, "force_mae_meV_per_A": 50.0},
+    "heldout_molecule": {"force_mae_meV_per_A": 100.0},
+}
 
 
 def evaluate(model, structures, name):
@@ -65,10 +75,13 @@ def evaluate(model, structures, name):
 
 def targets_met(results):
     """{set: {metric: {"value", "target", "met"}}} for every target."""
-    return {split: {key: {"value": round(results[split][key], 2), "target": target,
-                          "met": results[split][key] <= target}
-                    for key, target in targets.items()}
-            for split, targets in TARGETS.items()}
+    return {
+        split: {
+            key: {"value": round(results[split][key], 2), "target": target, "met": results[split][key] <= target}
+            for key, target in targets.items()
+        }
+        for split, targets in TARGETS.items()
+    }
 
 
 def main():
@@ -78,8 +91,9 @@ def main():
     torch.set_num_threads(1)
 
     structures = read_structures(TRAIN_DATA)
-    test, validation, training = split_structures(structures, [TEST_FRACTION, VALIDATION_FRACTION], SEED,
-                                                  group_key="molecule")
+    test, validation, training = split_structures(
+        structures, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule"
+    )
     print(f"{len(training)} training, {len(validation)} validation, {len(test)} test structures", flush=True)
     dtype = getattr(torch, TRAINING.dtype)
     train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
@@ -90,18 +104,21 @@ def main():
     # Evaluate the weights as users run them: in float64, frozen (what load_model gives).
     runtime_model = copy.deepcopy(model).to(torch.float64).eval().requires_grad_(False)
     results, predictions = {}, {}
-    for name, data in (("test", test), ("validation", validation),
-                       ("heldout_molecule", read_structures(HELDOUT_DATA))):
+    for name, data in (("test", test), ("validation", validation), ("heldout_molecule", read_structures(HELDOUT_DATA))):
         results[name], predictions[name] = evaluate(runtime_model, data, name)
     parity_plot(predictions["test"], HERE / "parity.png", title="default model: held-out configurations (test set)")
 
     metadata = training_metadata(TRAIN_DATA, len(training), len(validation), TRAINING, state)
     metadata["metrics"] = {name: {k: v for k, v in r.items() if k != "per_group"} for name, r in results.items()}
     save_model(model, MODEL_FILE, metadata)
-    summary = {"model_file": str(MODEL_FILE.relative_to(HERE.parent.parent)),
-               "model_file_bytes": MODEL_FILE.stat().st_size, "model": MODEL.to_dict(),
-               "training": {**metadata["training"], "n_test": len(test)},
-               "targets": targets_met(results), **results}
+    summary = {
+        "model_file": str(MODEL_FILE.relative_to(HERE.parent.parent)),
+        "model_file_bytes": MODEL_FILE.stat().st_size,
+        "model": MODEL.to_dict(),
+        "training": {**metadata["training"], "n_test": len(test)},
+        "targets": targets_met(results),
+        **results,
+    }
     (HERE / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\ntargets:", json.dumps(summary["targets"], indent=2))
     print(f"wrote {MODEL_FILE}, {HERE / 'metrics.json'}, {HERE / 'parity.png'}")

@@ -19,6 +19,7 @@ No molecule of the unseen benchmark (``examples/unseen_benchmark``) nor phenacet
 molecule) is used; the script stops if one is. Seeded and resumable: a rerun labels only what is
 missing. Relaxations that do not converge are counted and skipped.
 """
+
 import argparse
 import importlib.util
 import time
@@ -27,8 +28,14 @@ from pathlib import Path
 import numpy as np
 from ase.build import molecule as ase_molecule
 
-from mlff_distiller.distill.distortions import (compressed_water, contact_pairs, hessian, normal_mode_samples,
-                                                random_displacements, relax)
+from mlff_distiller.distill.distortions import (
+    compressed_water,
+    contact_pairs,
+    hessian,
+    normal_mode_samples,
+    random_displacements,
+    relax,
+)
 from mlff_distiller.distill.label import label_structures
 from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers, sample_molecule
 from mlff_distiller.distill.teacher import make_teacher
@@ -48,44 +55,94 @@ def example_script(relative_path: str):
 
 
 V1 = example_script("default_model/make_dataset.py")
-TRAINING_MOLECULES, HELDOUT_MOLECULE, MOLECULE_SAMPLING = V1.TRAINING_MOLECULES, V1.HELDOUT_MOLECULE, V1.MOLECULE_SAMPLING
+TRAINING_MOLECULES, HELDOUT_MOLECULE, MOLECULE_SAMPLING = (
+    V1.TRAINING_MOLECULES,
+    V1.HELDOUT_MOLECULE,
+    V1.MOLECULE_SAMPLING,
+)
 UNSEEN_MOLECULES = example_script("unseen_benchmark/make_benchmark.py").UNSEEN_MOLECULES
 
 TEACHER = "gfn2-xtb"
 SEED = 0
 NEW_MOLECULES = {
     # amines
-    "methylamine": "CN", "piperidine": "C1CCNCC1", "morpholine": "C1COCCN1", "aniline": "NC1=CC=CC=C1",
-    "N,N-dimethylaniline": "CN(C)C1=CC=CC=C1", "piperazine": "C1CNCCN1",
+    "methylamine": "CN",
+    "piperidine": "C1CCNCC1",
+    "morpholine": "C1COCCN1",
+    "aniline": "NC1=CC=CC=C1",
+    "N,N-dimethylaniline": "CN(C)C1=CC=CC=C1",
+    "piperazine": "C1CNCCN1",
     # amides
-    "acetamide": "CC(N)=O", "dimethylformamide": "CN(C)C=O", "benzamide": "NC(=O)C1=CC=CC=C1",
-    "2-pyrrolidone": "O=C1CCCN1", "urea": "NC(N)=O", "N-acetylglycine": "CC(=O)NCC(=O)O",
+    "acetamide": "CC(N)=O",
+    "dimethylformamide": "CN(C)C=O",
+    "benzamide": "NC(=O)C1=CC=CC=C1",
+    "2-pyrrolidone": "O=C1CCCN1",
+    "urea": "NC(N)=O",
+    "N-acetylglycine": "CC(=O)NCC(=O)O",
     # heteroaromatics
-    "pyridine": "C1=CC=NC=C1", "pyrimidine": "C1=CN=CN=C1", "imidazole": "C1=CN=CN1", "pyrazole": "C1=CC=NN1",
-    "indole": "C1=CC=C2NC=CC2=C1", "thiophene": "C1=CSC=C1", "furan": "C1=COC=C1", "thiazole": "C1=CSC=N1",
-    "oxazole": "C1=COC=N1", "quinoline": "C1=CC=C2N=CC=CC2=C1", "4-methylimidazole": "CC1=CN=CN1",
+    "pyridine": "C1=CC=NC=C1",
+    "pyrimidine": "C1=CN=CN=C1",
+    "imidazole": "C1=CN=CN1",
+    "pyrazole": "C1=CC=NN1",
+    "indole": "C1=CC=C2NC=CC2=C1",
+    "thiophene": "C1=CSC=C1",
+    "furan": "C1=COC=C1",
+    "thiazole": "C1=CSC=N1",
+    "oxazole": "C1=COC=N1",
+    "quinoline": "C1=CC=C2N=CC=CC2=C1",
+    "4-methylimidazole": "CC1=CN=CN1",
     # sulfonamides, thioethers, sulfoxides
-    "methanesulfonamide": "CS(N)(=O)=O", "N-methylbenzenesulfonamide": "CNS(=O)(=O)C1=CC=CC=C1",
-    "dimethyl sulfide": "CSC", "thioanisole": "CSC1=CC=CC=C1", "dimethyl sulfoxide": "CS(C)=O",
-    "tetrahydrothiophene": "C1CCSC1", "thiazolidine": "C1CSCN1",
+    "methanesulfonamide": "CS(N)(=O)=O",
+    "N-methylbenzenesulfonamide": "CNS(=O)(=O)C1=CC=CC=C1",
+    "dimethyl sulfide": "CSC",
+    "thioanisole": "CSC1=CC=CC=C1",
+    "dimethyl sulfoxide": "CS(C)=O",
+    "tetrahydrothiophene": "C1CCSC1",
+    "thiazolidine": "C1CSCN1",
     # halogenated
-    "fluorobenzene": "FC1=CC=CC=C1", "chlorobenzene": "ClC1=CC=CC=C1", "4-chloroaniline": "NC1=CC=C(Cl)C=C1",
-    "2,4-difluorotoluene": "CC1=C(F)C=C(F)C=C1", "benzotrifluoride": "FC(F)(F)C1=CC=CC=C1",
-    "2-chloropyridine": "ClC1=CC=CC=N1", "chloroacetamide": "NC(=O)CCl", "2-fluoroethanol": "OCCF",
+    "fluorobenzene": "FC1=CC=CC=C1",
+    "chlorobenzene": "ClC1=CC=CC=C1",
+    "4-chloroaniline": "NC1=CC=C(Cl)C=C1",
+    "2,4-difluorotoluene": "CC1=C(F)C=C(F)C=C1",
+    "benzotrifluoride": "FC(F)(F)C1=CC=CC=C1",
+    "2-chloropyridine": "ClC1=CC=CC=N1",
+    "chloroacetamide": "NC(=O)CCl",
+    "2-fluoroethanol": "OCCF",
     "dichloromethane": "ClCCl",
     # acids
-    "acetic acid": "CC(=O)O", "benzoic acid": "OC(=O)C1=CC=CC=C1", "glycine": "NCC(=O)O",
+    "acetic acid": "CC(=O)O",
+    "benzoic acid": "OC(=O)C1=CC=CC=C1",
+    "glycine": "NCC(=O)O",
     "salicylic acid": "OC(=O)C1=CC=CC=C1O",
     # esters
-    "methyl acetate": "COC(C)=O", "ethyl benzoate": "CCOC(=O)C1=CC=CC=C1", "gamma-butyrolactone": "O=C1CCCO1",
+    "methyl acetate": "COC(C)=O",
+    "ethyl benzoate": "CCOC(=O)C1=CC=CC=C1",
+    "gamma-butyrolactone": "O=C1CCCO1",
     # alcohols, ketones
-    "methanol": "CO", "isopropanol": "CC(C)O", "phenol": "OC1=CC=CC=C1", "ethylene glycol": "OCCO",
+    "methanol": "CO",
+    "isopropanol": "CC(C)O",
+    "phenol": "OC1=CC=CC=C1",
+    "ethylene glycol": "OCCO",
     "acetone": "CC(C)=O",
     # nitriles
-    "acetonitrile": "CC#N", "benzonitrile": "N#CC1=CC=CC=C1", "3-hydroxypropionitrile": "OCCC#N",
+    "acetonitrile": "CC#N",
+    "benzonitrile": "N#CC1=CC=CC=C1",
+    "3-hydroxypropionitrile": "OCCC#N",
 }
-CONTACT_PARTNERS = ("water", "methanol", "methylamine", "acetic acid", "acetamide", "benzene", "pyridine",
-                    "dimethyl sulfoxide", "acetonitrile", "fluorobenzene", "chlorobenzene", "imidazole")
+CONTACT_PARTNERS = (
+    "water",
+    "methanol",
+    "methylamine",
+    "acetic acid",
+    "acetamide",
+    "benzene",
+    "pyridine",
+    "dimethyl sulfoxide",
+    "acetonitrile",
+    "fluorobenzene",
+    "chlorobenzene",
+    "imidazole",
+)
 N_CONFORMERS = 2
 TEMPERATURES = (300.0, 600.0, 1000.0, 1500.0)
 PER_TEMPERATURE = 4
@@ -169,8 +226,10 @@ def main():
         box.info["molecule"] = f"water{WATER_MOLECULES}"
         boxes += compressed_water(box, DENSITY_FACTORS)
     failed += label("compressed water", boxes, teacher, output).failed
-    print(f"done in {time.perf_counter() - start:.0f} s; teacher failed on {failed} structures, "
-          f"{skipped} relaxations skipped; {output}")
+    print(
+        f"done in {time.perf_counter() - start:.0f} s; teacher failed on {failed} structures, "
+        f"{skipped} relaxations skipped; {output}"
+    )
 
 
 if __name__ == "__main__":

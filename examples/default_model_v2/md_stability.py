@@ -15,6 +15,7 @@ of covalent radii at the start) are checked: a run fails when a bond stretches b
 its starting length or two atoms not bonded at the start come within 1.1 times the sum of their
 covalent radii. Prints one line per run and writes ``md_stability.json`` next to this script.
 """
+
 import argparse
 import importlib.util
 import json
@@ -55,8 +56,9 @@ def run(model, atoms, temperature, steps, seed):
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
     ZeroRotation(atoms)
-    dynamics = Langevin(atoms, timestep=0.5 * units.fs, temperature_K=temperature, friction=0.01 / units.fs,
-                        fixcm=False, rng=rng)
+    dynamics = Langevin(
+        atoms, timestep=0.5 * units.fs, temperature_K=temperature, friction=0.01 / units.fs, fixcm=False, rng=rng
+    )
     stretch, approach = 1.0, np.inf
     for step in range(CHECK_EVERY, steps + 1, CHECK_EVERY):
         dynamics.run(CHECK_EVERY)
@@ -87,7 +89,7 @@ atom_style atomic
 boundary s s s
 read_data {data}
 pair_style mliap unified {export_file} 0
-pair_coeff * * {' '.join(present)}
+pair_coeff * * {" ".join(present)}
 velocity all create {temperature} {seed} mom yes rot yes dist gaussian
 timestep 0.0005
 fix heat all langevin {temperature} {temperature} 0.1 {seed} zero yes
@@ -133,18 +135,29 @@ def main():
                 atoms = conformer_to_atoms(embed_conformers(smiles, 1, 0), 0)
                 start = time.perf_counter()
                 if args.lammps:
-                    failed_at, stretch, approach = run_lammps(export_file, model.elements, atoms, temperature, steps,
-                                                              1000 * index + int(temperature), workdir)
+                    failed_at, stretch, approach = run_lammps(
+                        export_file, model.elements, atoms, temperature, steps, 1000 * index + int(temperature), workdir
+                    )
                 else:
                     failed_at, stretch, approach = run(model, atoms, temperature, steps, [index, int(temperature)])
                 verdict = "held" if failed_at is None else f"FAILED at {failed_at * 0.5 / 1000:.2f} ps"
-                print(f"{name:12s} {molecule:22s} {temperature:6.0f} K  {verdict:20s} largest bond stretch "
-                      f"{stretch:.2f}, closest non-bonded {approach:.2f} x radii ({time.perf_counter() - start:.0f} s)",
-                      flush=True)
-                results.append({"model": name, "molecule": molecule, "temperature_K": temperature, "ps": args.ps,
-                                "engine": "lammps" if args.lammps else "ase",
-                                "failed_at_step": failed_at, "largest_bond_stretch": stretch,
-                                "closest_nonbonded_over_radii": approach})
+                print(
+                    f"{name:12s} {molecule:22s} {temperature:6.0f} K  {verdict:20s} largest bond stretch "
+                    f"{stretch:.2f}, closest non-bonded {approach:.2f} x radii ({time.perf_counter() - start:.0f} s)",
+                    flush=True,
+                )
+                results.append(
+                    {
+                        "model": name,
+                        "molecule": molecule,
+                        "temperature_K": temperature,
+                        "ps": args.ps,
+                        "engine": "lammps" if args.lammps else "ase",
+                        "failed_at_step": failed_at,
+                        "largest_bond_stretch": stretch,
+                        "closest_nonbonded_over_radii": approach,
+                    }
+                )
     (HERE / args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 

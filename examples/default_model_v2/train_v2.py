@@ -15,6 +15,7 @@ the ZBL repulsion. Writes
 * ``metrics.json`` next to this script: v1 and v2 on v1's test set, on the extra test set, on
   phenacetin and on the unseen-molecule benchmark per distortion.
 """
+
 import argparse
 import copy
 import dataclasses
@@ -49,8 +50,17 @@ ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
 MAX_TEACHER_FORCE = 50.0
 MODEL = PaiNNConfig(elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True)
 TRAINING = TrainConfig(
-    epochs=36, batch_size=8, learning_rate=1e-3, min_learning_rate=1e-5, schedule="cosine", warmup_epochs=1.0,
-    energy_weight=10.0, force_weight=1.0, early_stopping_patience=36, seed=SEED, dtype="float32",
+    epochs=36,
+    batch_size=8,
+    learning_rate=1e-3,
+    min_learning_rate=1e-5,
+    schedule="cosine",
+    warmup_epochs=1.0,
+    energy_weight=10.0,
+    force_weight=1.0,
+    early_stopping_patience=36,
+    seed=SEED,
+    dtype="float32",
 )
 
 
@@ -74,37 +84,55 @@ def parse_args():
 
 def main():
     args = parse_args()
-    config = dataclasses.replace(TRAINING, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
-                                 early_stopping_patience=args.epochs)
+    config = dataclasses.replace(
+        TRAINING,
+        device=args.device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        early_stopping_patience=args.epochs,
+    )
     torch.set_num_threads(1)
-    v1_test, v1_validation, v1_training = split_structures(read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION],
-                                                           SEED, group_key="molecule")
+    v1_test, v1_validation, v1_training = split_structures(
+        read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule"
+    )
     extra = [a for a in read_structures(EXTRA_DATA) if abs(a.get_forces()).max() <= MAX_TEACHER_FORCE]
     extra_test, extra_validation, extra_training = split_structures(
-        extra, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule")
+        extra, [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule"
+    )
     training, validation = v1_training + extra_training, v1_validation + extra_validation
     print(f"{len(training)} training, {len(validation)} validation structures", flush=True)
     dtype = getattr(torch, config.dtype)
     train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
     validation_set = GraphDataset(validation, ELEMENTS, MODEL.cutoff, dtype)
     model = build_model(MODEL, training, SEED, dtype)
-    state = train(model, train_set, validation_set, config, checkpoint=args.checkpoint,
-                  resume=args.checkpoint.exists())
+    state = train(model, train_set, validation_set, config, checkpoint=args.checkpoint, resume=args.checkpoint.exists())
 
-    models = {"v1": load_model("default"),
-              "v2": copy.deepcopy(model).cpu().to(torch.float64).eval().requires_grad_(False)}
-    sets = {"v1_test": (v1_test, "molecule"), "extra_test": (extra_test, "sampler"),
-            "phenacetin": (read_structures(HELDOUT_DATA), "molecule"),
-            "unseen": (read_structures(UNSEEN_DATA), "distortion")}
-    results = {version: {name: evaluate(m, data, f"{version}: {name}", key) for name, (data, key) in sets.items()}
-               for version, m in models.items()}
+    models = {
+        "v1": load_model("default"),
+        "v2": copy.deepcopy(model).cpu().to(torch.float64).eval().requires_grad_(False),
+    }
+    sets = {
+        "v1_test": (v1_test, "molecule"),
+        "extra_test": (extra_test, "sampler"),
+        "phenacetin": (read_structures(HELDOUT_DATA), "molecule"),
+        "unseen": (read_structures(UNSEEN_DATA), "distortion"),
+    }
+    results = {
+        version: {name: evaluate(m, data, f"{version}: {name}", key) for name, (data, key) in sets.items()}
+        for version, m in models.items()
+    }
 
     metadata = training_metadata(EXTRA_DATA, len(training), len(validation), config, state)
     metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name]
     metadata["metrics"] = {name: {k: v for k, v in r.items() if k != "per_group"} for name, r in results["v2"].items()}
     save_model(models["v2"].to(torch.float32), args.model_file, metadata)
-    summary = {"model_file": os.path.relpath(args.model_file, ROOT), "model_file_bytes": args.model_file.stat().st_size,
-               "model": MODEL.to_dict(), "training": metadata["training"], **results}
+    summary = {
+        "model_file": os.path.relpath(args.model_file, ROOT),
+        "model_file_bytes": args.model_file.stat().st_size,
+        "model": MODEL.to_dict(),
+        "training": metadata["training"],
+        **results,
+    }
     args.metrics.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.model_file} and {args.metrics}")
 

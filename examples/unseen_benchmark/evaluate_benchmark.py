@@ -11,6 +11,7 @@ error, force RMSE and committee disagreement) and ``<name>_disagreement.png`` (l
 error against disagreement, one colour per distortion). The committee is
 ``examples/committee/member{1,2,3}.pt``.
 """
+
 import argparse
 import csv
 import json
@@ -35,10 +36,19 @@ def plot_disagreement(rows_path: Path, png: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=90)
     for group in dict.fromkeys(r["group"] for r in rows):
         chosen = [r for r in rows if r["group"] == group]
-        ax.scatter([float(r["disagreement_meV_per_A"]) / 1e3 for r in chosen],
-                   [float(r["force_max_error_meV_per_A"]) / 1e3 for r in chosen], s=12, label=group)
-    ax.set(xscale="log", yscale="log", xlabel="committee disagreement (eV/A)",
-           ylabel="largest force error of the structure (eV/A)", title=title)
+        ax.scatter(
+            [float(r["disagreement_meV_per_A"]) / 1e3 for r in chosen],
+            [float(r["force_max_error_meV_per_A"]) / 1e3 for r in chosen],
+            s=12,
+            label=group,
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="committee disagreement (eV/A)",
+        ylabel="largest force error of the structure (eV/A)",
+        title=title,
+    )
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(png)
@@ -58,11 +68,20 @@ def main():
         text = f"{model} on {DATA.name}\n\n{format_table(by_distortion)}\n\n{format_table(by_molecule)}\n"
         print(text)
         (out / f"{name}.txt").write_text(text)
-        (out / f"{name}.json").write_text(json.dumps({"model": model, "data": DATA.name, "by_distortion": by_distortion,
-                                                      "by_molecule_and_distortion": by_molecule}, indent=2) + "\n")
+        (out / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "model": model,
+                    "data": DATA.name,
+                    "by_distortion": by_distortion,
+                    "by_molecule_and_distortion": by_molecule,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         c = by_distortion["committee"]
-        plot_disagreement(rows, out / f"{name}_disagreement.png",
-                          f"{name}: Spearman {c['spearman_max_error']:.2f}")
+        plot_disagreement(rows, out / f"{name}_disagreement.png", f"{name}: Spearman {c['spearman_max_error']:.2f}")
 
 
 if __name__ == "__main__":

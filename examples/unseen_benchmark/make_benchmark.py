@@ -10,6 +10,7 @@ N(0, a^2) for a = 0.03, 0.05 and 0.10 A. ``info["distortion"]`` says which ("300
 ...), ``info["molecule"]`` which molecule; every frame keeps its sampler's provenance.
 Seeded and resumable (a rerun labels only what is missing); about 2 minutes on one core.
 """
+
 import argparse
 import time
 from pathlib import Path

@@ -4,6 +4,7 @@ Only the module of the command that runs is imported, so `mlff-distiller --help`
 the LAMMPS side do not pay for torch's friends in the distillation side (RDKit, tblite) and the
 other way round.
 """
+
 import argparse
 import importlib
 import sys

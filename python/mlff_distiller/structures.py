@@ -1,5 +1,6 @@
 """Structures built from nothing, for training data, benchmarks, tests and ``inputs/``: periodic
 boxes of randomly oriented water molecules."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,11 +29,13 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 def water_molecule_geometry() -> np.ndarray:
     """O, H, H positions (A) of a TIP3P-geometry water centred on its oxygen."""
     half_angle = np.radians(angleHOH) / 2
-    return np.array([
-        [0.0, 0.0, 0.0],
-        [rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
-        [-rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
-    ])
+    return np.array(
+        [
+            [0.0, 0.0, 0.0],
+            [rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
+            [-rOH * np.sin(half_angle), 0.0, rOH * np.cos(half_angle)],
+        ]
+    )
 
 
 def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: int = 0) -> Atoms:
@@ -47,12 +50,10 @@ def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: in
     length = water_box_length(n_molecules, density_g_cm3)
     per_edge = int(np.ceil(n_molecules ** (1.0 / 3.0) - 1e-9))
     spacing = length / per_edge
-    grid = np.array([(i, j, k) for i in range(per_edge) for j in range(per_edge)
-                     for k in range(per_edge)], dtype=float)
+    grid = np.array([(i, j, k) for i in range(per_edge) for j in range(per_edge) for k in range(per_edge)], dtype=float)
     sites = grid[np.sort(rng.choice(len(grid), size=n_molecules, replace=False))]
     oxygens = (sites + 0.5) * spacing + rng.uniform(-0.2, 0.2, size=sites.shape)
     geometry = water_molecule_geometry()
     positions = [oxygen + geometry @ random_rotation(rng).T for oxygen in oxygens]
-    atoms = Atoms("OH2" * n_molecules, positions=np.concatenate(positions),
-                  cell=[length] * 3, pbc=True)
+    atoms = Atoms("OH2" * n_molecules, positions=np.concatenate(positions), cell=[length] * 3, pbc=True)
     return atoms  # not wrapped: TIP3P needs each molecule's atoms next to each other

@@ -3,6 +3,7 @@
 EMT is not chemistry, but it is instant and smooth, which is all that tests of the training
 machinery need.
 """
+
 import numpy as np
 import pytest
 from ase.build import molecule

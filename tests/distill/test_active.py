@@ -1,6 +1,7 @@
 """The active-learning loop (active.py): it runs end to end, selects the disputed structures,
 resumes after a kill with nothing lost or labelled twice, starts from given labelled data
 (--data, copied once), and refuses what it cannot do."""
+
 import json
 
 import ase.io
@@ -27,9 +28,23 @@ def seeds():
 
 def tiny_settings(**changes):
     model = dict(elements=[], n_features=8, n_layers=1, n_radial=4, cutoff=3.0, repulsion=True)
-    return LoopSettings(**{**dict(rounds=2, committee=2, temperatures=[300.0], md_steps=20, md_interval=10,
-                                  select=2, initial_per_seed=4, teacher="emt", model=model, epochs=1),
-                           **changes})
+    return LoopSettings(
+        **{
+            **dict(
+                rounds=2,
+                committee=2,
+                temperatures=[300.0],
+                md_steps=20,
+                md_interval=10,
+                select=2,
+                initial_per_seed=4,
+                teacher="emt",
+                model=model,
+                epochs=1,
+            ),
+            **changes,
+        }
+    )
 
 
 class InterruptedEMT(EMT):
@@ -138,8 +153,12 @@ def labelled_file(path, n_per_seed=6, teacher=None):
 
 
 def data_settings(path, **changes):
-    return tiny_settings(**{**dict(rounds=1, initial_per_seed=0, data=[str(path)], batch_size=4,
-                                   learning_rate=2e-3, max_minutes=10.0), **changes})
+    return tiny_settings(
+        **{
+            **dict(rounds=1, initial_per_seed=0, data=[str(path)], batch_size=4, learning_rate=2e-3, max_minutes=10.0),
+            **changes,
+        }
+    )
 
 
 def test_loop_starts_from_given_data_copied_once_and_labels_only_its_selection(tmp_path):
@@ -159,8 +178,12 @@ def test_loop_starts_from_given_data_copied_once_and_labels_only_its_selection(t
     assert (workdir / "data.imported").exists() and (workdir / "initial.labelled").exists()
     training = load_model(model).metadata["training"]
     assert training["n_train"] + training["n_validation"] == 14
-    assert {k: training["config"][k] for k in ("batch_size", "learning_rate", "max_minutes", "device")} == \
-        {"batch_size": 4, "learning_rate": 2e-3, "max_minutes": 10.0, "device": "cpu"}
+    assert {k: training["config"][k] for k in ("batch_size", "learning_rate", "max_minutes", "device")} == {
+        "batch_size": 4,
+        "learning_rate": 2e-3,
+        "max_minutes": 10.0,
+        "device": "cpu",
+    }
     settings = json.loads((workdir / "settings.json").read_text())
     assert settings["data"] == [str((tmp_path / "given.extxyz").resolve())] and settings["initial_per_seed"] == 0
 
@@ -180,12 +203,17 @@ def test_a_copy_of_the_data_cut_short_resumes_without_duplicates(tmp_path):
 
     workdir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):  # the copy is done; the kill comes at the first label
-        run_loop(seeds(), workdir, data_settings(tmp_path / "given.extxyz", **settings),
-                 teacher=InterruptedEMT(kill_at=1), progress=False)
+        run_loop(
+            seeds(),
+            workdir,
+            data_settings(tmp_path / "given.extxyz", **settings),
+            teacher=InterruptedEMT(kill_at=1),
+            progress=False,
+        )
     copied = (workdir / "data.extxyz").read_bytes()
     assert len(ase.io.read(workdir / "data.extxyz", ":")) == 12
     (workdir / "data.imported").unlink()  # as if killed in the middle of the copy
-    (workdir / "data.extxyz").write_bytes(copied[:len(copied) // 2 + 7])
+    (workdir / "data.extxyz").write_bytes(copied[: len(copied) // 2 + 7])
     run_loop(seeds(), workdir, data_settings(tmp_path / "given.extxyz", **settings), teacher=EMT(), progress=False)
     assert frames(workdir / "data.extxyz") == frames(straight / "data.extxyz")
     assert len(frames(straight / "data.extxyz")) == 12 + 2 * 2 + 2  # given, 2 displaced per seed, selection
@@ -201,10 +229,18 @@ def test_given_data_settings_are_kept_and_checked(tmp_path, one_run):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     workdir, _ = one_run
     with pytest.raises(ValueError, match=r"batch_size 8 then, 4 now, data \[\] then, \['.*given.extxyz'\] now"):
-        run_loop(seeds(), workdir, tiny_settings(data=[str(tmp_path / "given.extxyz")], batch_size=4),
-                 teacher=EMT(), progress=False)
-    with pytest.raises(ValueError, match="device 'cpu' then, 'cuda' now") if torch.cuda.is_available() else \
-            pytest.raises(ValueError, match="--device cuda: torch sees no CUDA device"):
+        run_loop(
+            seeds(),
+            workdir,
+            tiny_settings(data=[str(tmp_path / "given.extxyz")], batch_size=4),
+            teacher=EMT(),
+            progress=False,
+        )
+    with (
+        pytest.raises(ValueError, match="device 'cpu' then, 'cuda' now")
+        if torch.cuda.is_available()
+        else pytest.raises(ValueError, match="--device cuda: torch sees no CUDA device")
+    ):
         run_loop(seeds(), workdir, tiny_settings(device="cuda"), teacher=EMT(), progress=False)
 
 
@@ -214,8 +250,11 @@ def test_settings_of_a_run_from_before_the_new_options_still_resume(one_run, tmp
     workdir, _ = one_run
     path = workdir / "settings.json"
     written = path.read_text()
-    old = {k: v for k, v in json.loads(written).items()
-           if k not in ("data", "device", "batch_size", "learning_rate", "max_minutes")}
+    old = {
+        k: v
+        for k, v in json.loads(written).items()
+        if k not in ("data", "device", "batch_size", "learning_rate", "max_minutes")
+    }
     try:
         path.write_text(json.dumps(old))
         assert run_loop(seeds(), workdir, tiny_settings(), teacher=EMT(), progress=False).exists()
@@ -233,16 +272,44 @@ def test_command_passes_data_device_and_training_options(tmp_path, monkeypatch):
         return tmp_path / "m.pt"
 
     monkeypatch.setattr(active, "run_loop", fake_loop)
-    assert cli.main(["active-learn", "--smiles", "O", "--workdir", str(tmp_path / "al"), "--data",
-                     "a.extxyz", "b.extxyz", "--initial", "0", "--device", "cpu", "--batch-size", "16",
-                     "--learning-rate", "1e-3", "--max-minutes", "30"]) == 0
+    assert (
+        cli.main(
+            [
+                "active-learn",
+                "--smiles",
+                "O",
+                "--workdir",
+                str(tmp_path / "al"),
+                "--data",
+                "a.extxyz",
+                "b.extxyz",
+                "--initial",
+                "0",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "1e-3",
+                "--max-minutes",
+                "30",
+            ]
+        )
+        == 0
+    )
     settings = seen["settings"]
     assert (settings.data, settings.initial_per_seed, settings.device) == (["a.extxyz", "b.extxyz"], 0, "cpu")
     assert (settings.batch_size, settings.learning_rate, settings.max_minutes) == (16, 1e-3, 30.0)
     assert cli.main(["active-learn", "--smiles", "O", "--workdir", str(tmp_path / "al")]) == 0
     settings = seen["settings"]
-    assert (settings.data, settings.initial_per_seed, settings.device, settings.batch_size,
-            settings.learning_rate, settings.max_minutes) == ([], 20, "cpu", 8, 3e-3, None)
+    assert (
+        settings.data,
+        settings.initial_per_seed,
+        settings.device,
+        settings.batch_size,
+        settings.learning_rate,
+        settings.max_minutes,
+    ) == ([], 20, "cpu", 8, 3e-3, None)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")

@@ -5,6 +5,7 @@ a run trains there, without waiting for it within an epoch, into a model file th
 The GPU tests are skipped where torch sees no CUDA device; the CPU tests exercise the GPU's Adam
 kernel (fused, skipping a non-finite step on the device) on the CPU, where torch has it too.
 """
+
 import math
 
 import numpy as np
@@ -16,8 +17,14 @@ from mlff_distiller import cli
 from mlff_distiller.distill import train as train_module
 from mlff_distiller.distill.dataset import GraphDataset, split_structures
 from mlff_distiller.distill.metrics import predict
-from mlff_distiller.distill.train import (TrainConfig, build_model, read_checkpoint, train, train_from_file,
-                                          validation_metrics)
+from mlff_distiller.distill.train import (
+    TrainConfig,
+    build_model,
+    read_checkpoint,
+    train,
+    train_from_file,
+    validation_metrics,
+)
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
@@ -29,8 +36,11 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusa
 
 def datasets(structures, dtype):
     validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
-    return (GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
-            GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype), training)
+    return (
+        GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
+        GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype),
+        training,
+    )
 
 
 def quiet(_message):
@@ -130,13 +140,21 @@ def test_checkpoint_resumes_with_the_other_adam_kernel(structures, tmp_path, gpu
     checkpoint = tmp_path / "run.ckpt"
     gpu_kernel["fused"] = first
     with pytest.raises(Interrupted):
-        train(build_model(SMALL, training, seed=0, dtype=torch.float64), train_set, validation_set, config,
-              checkpoint=checkpoint, progress=False, log=interrupt_after_epoch(2))
+        train(
+            build_model(SMALL, training, seed=0, dtype=torch.float64),
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=interrupt_after_epoch(2),
+        )
     assert read_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["fused"] == (True if first else None)
     gpu_kernel["fused"] = then
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    state = train(resumed, train_set, validation_set, config, checkpoint=checkpoint, resume=True, progress=False,
-                  log=quiet)
+    state = train(
+        resumed, train_set, validation_set, config, checkpoint=checkpoint, resume=True, progress=False, log=quiet
+    )
     assert [entry["epoch"] for entry in state.history] == [1, 2, 3, 4]
     saved = read_checkpoint(checkpoint)["optimizer"]
     assert saved["param_groups"][0]["fused"] == (True if then else None)
@@ -156,8 +174,15 @@ def test_checkpoint_holds_cpu_tensors_and_a_run_from_another_device_resumes_here
 
     checkpoint = tmp_path / "run.ckpt"
     with pytest.raises(Interrupted):
-        train(build_model(SMALL, training, seed=0, dtype=torch.float64), train_set, validation_set, config,
-              checkpoint=checkpoint, progress=False, log=interrupt_after_epoch(2))
+        train(
+            build_model(SMALL, training, seed=0, dtype=torch.float64),
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=interrupt_after_epoch(2),
+        )
     payload = torch.load(checkpoint, weights_only=True)
     found = list(tensors(payload))
     assert len(found) > 20 and all(t.device.type == "cpu" for t in found)
@@ -166,8 +191,16 @@ def test_checkpoint_holds_cpu_tensors_and_a_run_from_another_device_resumes_here
 
     messages = []
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    state = train(resumed, train_set, validation_set, config, checkpoint=checkpoint, resume=True, progress=False,
-                  log=messages.append)
+    state = train(
+        resumed,
+        train_set,
+        validation_set,
+        config,
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
     assert messages[0] == f"note: device is 'cpu' now, 'cuda' in checkpoint {checkpoint}; continuing with 'cpu'"
     assert [entry["epoch"] for entry in state.history] == [1, 2, 3]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -179,14 +212,29 @@ def test_a_checkpoint_from_before_the_device_setting_resumes(structures, tmp_pat
     config = TrainConfig(epochs=2, batch_size=8)
     checkpoint = tmp_path / "run.ckpt"
     with pytest.raises(Interrupted):
-        train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-              progress=False, log=interrupt_after_epoch(1))
+        train(
+            build_model(SMALL, training),
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=interrupt_after_epoch(1),
+        )
     payload = torch.load(checkpoint, weights_only=True)
     del payload["train_config"]["device"]
     torch.save(payload, checkpoint)
     messages = []
-    state = train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-                  resume=True, progress=False, log=messages.append)
+    state = train(
+        build_model(SMALL, training),
+        train_set,
+        validation_set,
+        config,
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
     assert messages[0].startswith("resumed from") and state.epoch == 2
 
 
@@ -206,12 +254,21 @@ def test_a_data_set_moves_once_and_keeps_its_batches(structures):
 def test_two_epochs_on_cuda_learn_and_the_model_file_loads_on_the_cpu(data_file, structures, tmp_path):
     output = tmp_path / "student.pt"
     config = TrainConfig(epochs=2, batch_size=4, learning_rate=5e-3, warmup_epochs=0.5, device="cuda")
-    model, state = train_from_file(data_file, output, PaiNNConfig(**SMALL.to_dict()), config,
-                                   validation_fraction=0.25, group_key="molecule",
-                                   checkpoint=tmp_path / "run.ckpt", progress=False, log=quiet)
+    model, state = train_from_file(
+        data_file,
+        output,
+        PaiNNConfig(**SMALL.to_dict()),
+        config,
+        validation_fraction=0.25,
+        group_key="molecule",
+        checkpoint=tmp_path / "run.ckpt",
+        progress=False,
+        log=quiet,
+    )
     assert next(model.parameters()).device.type == "cuda"
-    (first, second), (first_val, second_val) = ([entry[part]["loss"] for entry in state.history]
-                                                 for part in ("train", "validation"))
+    (first, second), (first_val, second_val) = (
+        [entry[part]["loss"] for entry in state.history] for part in ("train", "validation")
+    )
     # on the CPU (same seed): 22.3 -> 16.8 in training, 16.6 -> 15.1 in validation
     assert second < 0.9 * first and second_val < first_val, state.history
     assert all(t.device.type == "cpu" for t in tensors(torch.load(tmp_path / "run.ckpt", weights_only=True)))
@@ -237,8 +294,16 @@ def test_a_cuda_checkpoint_resumes_on_the_cpu_and_back(structures, tmp_path):
         config = TrainConfig(epochs=epochs, batch_size=4, dtype="float64", device=device)
         model = build_model(SMALL, training, seed=0, dtype=torch.float64)
         messages = []
-        state = train(model, train_set, validation_set, config, checkpoint=checkpoint, resume=True,
-                      progress=False, log=messages.append)
+        state = train(
+            model,
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            resume=True,
+            progress=False,
+            log=messages.append,
+        )
         assert next(model.parameters()).device.type == device
         if epochs > 1:
             assert any(f"device is '{device}' now" in m for m in messages), messages
@@ -255,8 +320,9 @@ def test_an_epoch_on_cuda_waits_for_the_device_only_to_read_its_metrics(structur
     train_set, validation_set, training = datasets(structures, torch.float32)
     config = TrainConfig(epochs=2, batch_size=4, device="cuda")
     model = build_model(SMALL, training)
-    train(model, train_set, validation_set, TrainConfig(epochs=1, batch_size=4, device="cuda"), progress=False,
-          log=quiet)  # warm-up: first kernels, allocations
+    train(
+        model, train_set, validation_set, TrainConfig(epochs=1, batch_size=4, device="cuda"), progress=False, log=quiet
+    )  # warm-up: first kernels, allocations
     device = torch.device("cuda", torch.cuda.current_device())
     optimizer = train_module.make_optimizer(model, config, device)
     scheduler = train_module.make_scheduler(optimizer, config, 5)

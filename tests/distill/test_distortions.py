@@ -1,13 +1,22 @@
 """Samplers beyond MD (distortions.py): right statistics, exact geometry, provenance in info."""
+
 import numpy as np
 import pytest
 from ase import Atoms, units
 from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 
-from mlff_distiller.distill.distortions import (CM_TO_ASE_FREQUENCY, closest_distance, compressed_water,
-                                                contact_pairs, hessian, normal_mode_samples, random_displacements,
-                                                relax, vibrational_modes)
+from mlff_distiller.distill.distortions import (
+    CM_TO_ASE_FREQUENCY,
+    closest_distance,
+    compressed_water,
+    contact_pairs,
+    hessian,
+    normal_mode_samples,
+    random_displacements,
+    relax,
+    vibrational_modes,
+)
 from mlff_distiller.structures import random_water_box
 
 
@@ -26,7 +35,7 @@ class Springs(Calculator):
         r = self.atoms.positions[None, :, :] - self.atoms.positions[:, None, :]  # r[i, j] = x_j - x_i
         d = np.linalg.norm(r, axis=-1) + np.eye(len(self.atoms))
         stretch = (d - self.rest) * (1 - np.eye(len(self.atoms)))
-        self.results["energy"] = 0.25 * self.k * (stretch ** 2).sum()
+        self.results["energy"] = 0.25 * self.k * (stretch**2).sum()
         self.results["forces"] = self.k * ((stretch / d)[:, :, None] * r).sum(1)
 
 
@@ -71,8 +80,9 @@ def test_normal_mode_samples_hold_kT_over_2_per_mode_and_do_not_move_the_centre_
     temperature = 30.0
     samples = normal_mode_samples(atoms, H, [temperature, 1500.0], 400, np.random.default_rng(0))
     cold = [s for s in samples if s.info["temperature"] == temperature]
-    assert len(cold) == 400 and all(s.info["sampler"] == "normal_modes" and s.info["molecule"] == "methane"
-                                    for s in samples)
+    assert len(cold) == 400 and all(
+        s.info["sampler"] == "normal_modes" and s.info["molecule"] == "methane" for s in samples
+    )
     energies = []
     for s in cold:
         s.calc = calc

@@ -1,4 +1,5 @@
 """Evaluation: the metrics measure what they say, and the command writes its table, JSON and plot."""
+
 import json
 
 import ase.io
@@ -56,16 +57,31 @@ def test_metrics_equal_the_known_errors(model_file, offset_labels):
     assert metrics["per_group"]["NH3"]["n_structures"] == 6
     assert metrics["n_atoms"] == 6 * (3 + 5 + 4 + 6)
     # the metrics go into model metadata, which must load with weights_only=True
-    assert load_model(save_model(load_model(model_file), model_file.with_name("with_metrics.pt"),
-                                 {"metrics": metrics})).metadata["metrics"] == metrics
+    assert (
+        load_model(
+            save_model(load_model(model_file), model_file.with_name("with_metrics.pt"), {"metrics": metrics})
+        ).metadata["metrics"]
+        == metrics
+    )
     table = format_table(metrics)
     assert "forces on N" in table and "CH3OH" in table
 
 
 def test_evaluate_command_writes_table_json_and_plot(model_file, data_file, tmp_path, capsys):
     json_path, plot_path = tmp_path / "metrics.json", tmp_path / "parity.png"
-    code = cli.main(["evaluate", str(model_file), str(data_file), "--json", str(json_path),
-                     "--plot", str(plot_path), "--group-by", "molecule"])
+    code = cli.main(
+        [
+            "evaluate",
+            str(model_file),
+            str(data_file),
+            "--json",
+            str(json_path),
+            "--plot",
+            str(plot_path),
+            "--group-by",
+            "molecule",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "all structures" in out and "meV/atom" in out
@@ -111,7 +127,7 @@ def test_committee_disagreement_is_the_largest_spread_of_an_atom():
 
 def test_ranking_metrics_see_a_perfect_and_a_reversed_ranking():
     errors = np.linspace(0.1, 5.0, 40)
-    good = ranking_metrics(errors ** 2, errors, errors)
+    good = ranking_metrics(errors**2, errors, errors)
     assert good["spearman_max_error"] == pytest.approx(1.0) and good["worst_decile_found"] == 1.0
     bad = ranking_metrics(-errors, errors, errors)
     assert bad["spearman_rmse"] == pytest.approx(-1.0) and bad["worst_decile_found"] == 0.0
@@ -120,8 +136,20 @@ def test_ranking_metrics_see_a_perfect_and_a_reversed_ranking():
 def test_evaluate_command_with_a_committee(model_file, data_file, structures, tmp_path, capsys):
     other = save_model(build_model(CONFIG, structures, seed=1, dtype=torch.float64), tmp_path / "other.pt")
     json_path, rows_path = tmp_path / "metrics.json", tmp_path / "rows.csv"
-    code = cli.main(["evaluate", str(model_file), str(data_file), "--committee", str(model_file), str(other),
-                     "--json", str(json_path), "--per-structure", str(rows_path)])
+    code = cli.main(
+        [
+            "evaluate",
+            str(model_file),
+            str(data_file),
+            "--committee",
+            str(model_file),
+            str(other),
+            "--json",
+            str(json_path),
+            "--per-structure",
+            str(rows_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     committee = json.loads(json_path.read_text())["committee"]
     assert "per_group" not in committee  # no grouping asked for
@@ -138,10 +166,11 @@ def test_committee_errors_name_the_problem(model_file, data_file, tmp_path, caps
     assert cli.main(["evaluate", str(model_file), str(data_file), "--per-structure", str(tmp_path / "x.csv")]) == 2
     assert "add --committee" in capsys.readouterr().err
     other = CONFIG.to_dict() | {"cutoff": 3.0}
-    other_file = save_model(build_model(PaiNNConfig(**other), ase.io.read(data_file, ":"), dtype=torch.float64),
-                            tmp_path / "other_cutoff.pt")
-    assert cli.main(["evaluate", str(model_file), str(data_file), "--committee", str(model_file),
-                     str(other_file)]) == 2
+    other_file = save_model(
+        build_model(PaiNNConfig(**other), ase.io.read(data_file, ":"), dtype=torch.float64),
+        tmp_path / "other_cutoff.pt",
+    )
+    assert cli.main(["evaluate", str(model_file), str(data_file), "--committee", str(model_file), str(other_file)]) == 2
     assert "same --elements and --cutoff" in capsys.readouterr().err
 
 

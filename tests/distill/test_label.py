@@ -3,6 +3,7 @@
 These tests run the real GFN2-xTB teacher (tblite) on molecules of a few atoms, which takes
 milliseconds per structure.
 """
+
 import argparse
 
 import ase.io
@@ -96,8 +97,9 @@ def test_water_molecule_labels_equal_direct_xtb(tmp_path):
 
 
 def test_smiles_snapshots_labels_equal_direct_xtb(tmp_path):
-    structures = sample_molecule("CO", name="methanol", n_conformers=1, temperatures=[600],
-                                 snapshots_per_run=3, **QUICK_MD)
+    structures = sample_molecule(
+        "CO", name="methanol", n_conformers=1, temperatures=[600], snapshots_per_run=3, **QUICK_MD
+    )
     assert len(structures) == 3
     assert len({structure_id(atoms) for atoms in structures}) == 3  # the MD moved the atoms
     path = tmp_path / "methanol.extxyz"
@@ -116,10 +118,8 @@ def test_periodic_water_box_gets_stress(tmp_path):
 
 
 def test_sampling_is_deterministic():
-    first = sample_molecule("CCO", n_conformers=2, temperatures=[300, 900], snapshots_per_run=2,
-                            seed=3, **QUICK_MD)
-    again = sample_molecule("CCO", n_conformers=2, temperatures=[300, 900], snapshots_per_run=2,
-                            seed=3, **QUICK_MD)
+    first = sample_molecule("CCO", n_conformers=2, temperatures=[300, 900], snapshots_per_run=2, seed=3, **QUICK_MD)
+    again = sample_molecule("CCO", n_conformers=2, temperatures=[300, 900], snapshots_per_run=2, seed=3, **QUICK_MD)
     assert [structure_id(a) for a in first] == [structure_id(a) for a in again]
     assert len(first) == 8
 
@@ -161,17 +161,22 @@ def labelled_file(path, n_frames):
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("cut", ["in the atom count", "after the atom count", "in the comment",
-                                 "in an atom line", "the final newline"])
+@pytest.mark.parametrize(
+    "cut", ["in the atom count", "after the atom count", "in the comment", "in an atom line", "the final newline"]
+)
 def test_only_the_half_written_last_frame_is_cut_off_and_that_is_said(tmp_path, capsys, cut):
     path = tmp_path / "cut.extxyz"
     whole = labelled_file(path, 3)
     two_frames = labelled_file(tmp_path / "two.extxyz", 2)
     assert whole.startswith(two_frames)
     comment_end = whole.index(b"\n", len(two_frames) + 2)
-    keep = {"in the atom count": len(two_frames) + 1, "after the atom count": len(two_frames) + 2,
-            "in the comment": comment_end - 20, "in an atom line": len(whole) - 30,
-            "the final newline": len(whole) - 1}[cut]
+    keep = {
+        "in the atom count": len(two_frames) + 1,
+        "after the atom count": len(two_frames) + 2,
+        "in the comment": comment_end - 20,
+        "in an atom line": len(whole) - 30,
+        "the final newline": len(whole) - 1,
+    }[cut]
     path.write_bytes(whole[:keep])  # killed while writing the third frame
 
     assert len(read_done_ids(path)) == 2
@@ -182,13 +187,16 @@ def test_only_the_half_written_last_frame_is_cut_off_and_that_is_said(tmp_path, 
     assert path.read_bytes() == whole
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("blank line after frame 2", "line 11, after 2 complete frames, .* is blank"),
-    ("atom line lost in frame 2", "ASE cannot read frame 2"),
-    ("garbled number in frame 2", "ASE cannot read frame 2 .*could not convert"),
-    ("notes", "line 1, after 0 complete frames, .* reads 'my notes'"),
-    ("numbered notes", "line 1, after 0 complete frames, .* reads '3'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("blank line after frame 2", "line 11, after 2 complete frames, .* is blank"),
+        ("atom line lost in frame 2", "ASE cannot read frame 2"),
+        ("garbled number in frame 2", "ASE cannot read frame 2 .*could not convert"),
+        ("notes", "line 1, after 0 complete frames, .* reads 'my notes'"),
+        ("numbered notes", "line 1, after 0 complete frames, .* reads '3'"),
+    ],
+)
 def test_damaged_or_foreign_output_file_is_refused_and_left_unchanged(tmp_path, damage, message):
     path = tmp_path / "out.extxyz"
     lines = labelled_file(path, 6).splitlines(keepends=True)  # 5 lines per water frame
@@ -205,8 +213,10 @@ def test_damaged_or_foreign_output_file_is_refused_and_left_unchanged(tmp_path, 
     damaged = b"".join(lines)
     path.write_bytes(damaged)
 
-    for attempt in (lambda: read_done_ids(path),
-                    lambda: label_structures(rattled_waters(7), EMT(), path, progress=False)):
+    for attempt in (
+        lambda: read_done_ids(path),
+        lambda: label_structures(rattled_waters(7), EMT(), path, progress=False),
+    ):
         with pytest.raises(ValueError, match=f"{message}.*left unchanged.*another file with -o"):
             attempt()
         assert path.read_bytes() == damaged
@@ -239,12 +249,15 @@ def test_bad_smiles_names_the_smiles():
         sample_molecule("C1CC(N", n_conformers=1)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("dft-of-my-dreams", "unknown teacher"),
-    ("no_such_package.module:Calc", "cannot import module"),
-    ("ase.calculators.emt:NoSuchClass", "no class or function named 'NoSuchClass'"),
-    ("ase.calculators.emt:", "package.module:ClassName"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("dft-of-my-dreams", "unknown teacher"),
+        ("no_such_package.module:Calc", "cannot import module"),
+        ("ase.calculators.emt:NoSuchClass", "no class or function named 'NoSuchClass'"),
+        ("ase.calculators.emt:", "package.module:ClassName"),
+    ],
+)
 def test_bad_teacher_names_fail_clearly(name, message):
     with pytest.raises(ValueError, match=message):
         make_teacher(name)
@@ -274,8 +287,20 @@ def run_cli(argv):
 
 def test_label_command_samples_labels_and_resumes(tmp_path, capsys):
     out = tmp_path / "cli.extxyz"
-    argv = ["label", "--smiles", "C", "--conformers", "1", "--temperatures", "300",
-            "--snapshots", "2", "--no-progress", "-o", str(out)]
+    argv = [
+        "label",
+        "--smiles",
+        "C",
+        "--conformers",
+        "1",
+        "--temperatures",
+        "300",
+        "--snapshots",
+        "2",
+        "--no-progress",
+        "-o",
+        str(out),
+    ]
     assert run_cli(argv) == 0
     assert "labelled 2 structures" in capsys.readouterr().out
     assert run_cli(argv) == 0
@@ -301,12 +326,15 @@ def test_label_command_refuses_a_file_it_cannot_read_before_sampling(tmp_path, c
     assert notes.read_text() == "my notes\nbuy milk\n"
 
 
-@pytest.mark.parametrize("argv, error, message", [
-    (["--smiles", "C1CC(N"], ValueError, "cannot parse the SMILES"),
-    (["--structures", "does-not-exist.xyz"], FileNotFoundError, "does-not-exist"),
-    (["--smiles", "C", "--teacher", "nonsense"], ValueError, "unknown teacher"),
-    ([], ValueError, "nothing to label"),
-])
+@pytest.mark.parametrize(
+    "argv, error, message",
+    [
+        (["--smiles", "C1CC(N"], ValueError, "cannot parse the SMILES"),
+        (["--structures", "does-not-exist.xyz"], FileNotFoundError, "does-not-exist"),
+        (["--smiles", "C", "--teacher", "nonsense"], ValueError, "unknown teacher"),
+        ([], ValueError, "nothing to label"),
+    ],
+)
 def test_label_command_bad_input(tmp_path, argv, error, message):
     with pytest.raises(error, match=message):
         run_cli(["label", *argv, "-o", str(tmp_path / "x.extxyz")])

@@ -1,4 +1,5 @@
 """Training: it learns, it trains what LAMMPS runs, it resumes, and it fails clearly."""
+
 import ase.io
 import numpy as np
 import pytest
@@ -7,11 +8,18 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff_distiller import cli
-from mlff_distiller.distill.dataset import (GraphDataset, fit_energy_shifts, read_structures,
-                                            split_structures)
+from mlff_distiller.distill.dataset import GraphDataset, fit_energy_shifts, read_structures, split_structures
 from mlff_distiller.distill.metrics import predict
-from mlff_distiller.distill.train import (TrainConfig, build_model, data_fingerprint, load_checkpoint,
-                                          make_scheduler, repulsion_energies, train, validation_metrics)
+from mlff_distiller.distill.train import (
+    TrainConfig,
+    build_model,
+    data_fingerprint,
+    load_checkpoint,
+    make_scheduler,
+    repulsion_energies,
+    train,
+    validation_metrics,
+)
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
@@ -21,8 +29,11 @@ SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cu
 
 def datasets(structures, dtype):
     validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
-    return (GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
-            GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype), training)
+    return (
+        GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
+        GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype),
+        training,
+    )
 
 
 def quiet(_message):
@@ -95,8 +106,9 @@ def interrupt_after_epoch(n):
 @pytest.mark.parametrize("schedule", ["cosine", "plateau"])
 def test_resumed_training_continues_at_the_right_epoch_and_matches_one_run(structures, tmp_path, schedule):
     train_set, validation_set, training = datasets(structures, torch.float64)
-    config = TrainConfig(epochs=4, batch_size=4, learning_rate=3e-3, schedule=schedule, plateau_patience=0,
-                         dtype="float64")
+    config = TrainConfig(
+        epochs=4, batch_size=4, learning_rate=3e-3, schedule=schedule, plateau_patience=0, dtype="float64"
+    )
 
     straight = build_model(SMALL, training, seed=0, dtype=torch.float64)
     train(straight, train_set, validation_set, config, checkpoint=tmp_path / "a.ckpt", progress=False, log=quiet)
@@ -104,12 +116,27 @@ def test_resumed_training_continues_at_the_right_epoch_and_matches_one_run(struc
     checkpoint = tmp_path / "b.ckpt"
     interrupted = build_model(SMALL, training, seed=0, dtype=torch.float64)
     with pytest.raises(Interrupted):
-        train(interrupted, train_set, validation_set, config, checkpoint=checkpoint, progress=False,
-              log=interrupt_after_epoch(2))
+        train(
+            interrupted,
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=interrupt_after_epoch(2),
+        )
     messages = []
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    state = train(resumed, train_set, validation_set, config, checkpoint=checkpoint, resume=True,
-                  progress=False, log=messages.append)
+    state = train(
+        resumed,
+        train_set,
+        validation_set,
+        config,
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
 
     assert messages[0].startswith("resumed from") and "after epoch 2" in messages[0]
     assert [entry["epoch"] for entry in state.history] == [1, 2, 3, 4]
@@ -127,8 +154,14 @@ def test_corrupt_checkpoint_gives_a_clear_error(structures, tmp_path):
 
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="damaged.*delete"):
-        load_checkpoint(checkpoint, model, optimizer, make_scheduler(optimizer, config, 3), config,
-                        data_fingerprint(train_set, validation_set))
+        load_checkpoint(
+            checkpoint,
+            model,
+            optimizer,
+            make_scheduler(optimizer, config, 3),
+            config,
+            data_fingerprint(train_set, validation_set),
+        )
     with pytest.raises(ValueError, match=f"checkpoint {checkpoint} is damaged"):
         train(model, train_set, validation_set, config, checkpoint=checkpoint, resume=True, log=quiet)
 
@@ -139,8 +172,15 @@ def first_run(structures, tmp_path, config=None):
     train_set, validation_set, training = datasets(structures, torch.float32)
     config = config or TrainConfig(epochs=1, batch_size=8)
     checkpoint = tmp_path / "run.ckpt"
-    train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-          progress=False, log=quiet)
+    train(
+        build_model(SMALL, training),
+        train_set,
+        validation_set,
+        config,
+        checkpoint=checkpoint,
+        progress=False,
+        log=quiet,
+    )
     return train_set, validation_set, training, config, checkpoint
 
 
@@ -148,56 +188,99 @@ def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
     train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     wider = PaiNNConfig(**{**SMALL.to_dict(), "n_features": 32})
     with pytest.raises(ValueError, match="is for the model"):
-        train(build_model(wider, training), train_set, validation_set, config, checkpoint=checkpoint,
-              resume=True, log=quiet)
+        train(
+            build_model(wider, training),
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            resume=True,
+            log=quiet,
+        )
 
 
 def test_existing_checkpoint_is_not_overwritten_by_a_fresh_run(structures, tmp_path):
     train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     written = checkpoint.read_bytes()
     with pytest.raises(ValueError, match="run.ckpt already exists.*add --resume.*delete .*run.ckpt"):
-        train(build_model(SMALL, training), train_set, validation_set, config, checkpoint=checkpoint,
-              progress=False, log=quiet)
+        train(
+            build_model(SMALL, training),
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=quiet,
+        )
     assert checkpoint.read_bytes() == written
 
 
 def test_resume_without_a_checkpoint_is_refused(structures):
     train_set, validation_set, training = datasets(structures, torch.float32)
     with pytest.raises(ValueError, match="--resume .* none was given: add --checkpoint FILE"):
-        train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=1), resume=True,
-              progress=False, log=quiet)
+        train(
+            build_model(SMALL, training),
+            train_set,
+            validation_set,
+            TrainConfig(epochs=1),
+            resume=True,
+            progress=False,
+            log=quiet,
+        )
 
 
 def test_resume_with_a_checkpoint_not_written_yet_says_it_starts_from_scratch(structures, tmp_path):
     train_set, validation_set, training = datasets(structures, torch.float32)
     messages = []
-    state = train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=1, batch_size=8),
-                  checkpoint=tmp_path / "new.ckpt", resume=True, progress=False, log=messages.append)
+    state = train(
+        build_model(SMALL, training),
+        train_set,
+        validation_set,
+        TrainConfig(epochs=1, batch_size=8),
+        checkpoint=tmp_path / "new.ckpt",
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
     assert "no checkpoint" in messages[0] and "starts from scratch" in messages[0]
     assert state.epoch == 1 and (tmp_path / "new.ckpt").is_file()
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(batch_size=4), "batch_size 8 then, 4 now"),
-    (dict(learning_rate=1e-2), "learning_rate 0.003 then, 0.01 now"),
-    (dict(seed=1, energy_weight=1.0), "energy_weight 10.0 then, 1.0 now, seed 0 then, 1 now"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(batch_size=4), "batch_size 8 then, 4 now"),
+        (dict(learning_rate=1e-2), "learning_rate 0.003 then, 0.01 now"),
+        (dict(seed=1, energy_weight=1.0), "energy_weight 10.0 then, 1.0 now, seed 0 then, 1 now"),
+    ],
+)
 def test_resume_with_other_settings_is_refused(structures, tmp_path, change, message):
     train_set, validation_set, training, config, checkpoint = first_run(
-        structures, tmp_path, TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3))
+        structures, tmp_path, TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3)
+    )
     written = checkpoint.read_bytes()
     other = TrainConfig(**{**config.__dict__, **change})
-    with pytest.raises(ValueError, match=f"other settings: {message}. Resume with the checkpoint's settings, "
-                                         "or delete"):
-        train(build_model(SMALL, training), train_set, validation_set, other, checkpoint=checkpoint,
-              resume=True, progress=False, log=quiet)
+    with pytest.raises(
+        ValueError, match=f"other settings: {message}. Resume with the checkpoint's settings, or delete"
+    ):
+        train(
+            build_model(SMALL, training),
+            train_set,
+            validation_set,
+            other,
+            checkpoint=checkpoint,
+            resume=True,
+            progress=False,
+            log=quiet,
+        )
     assert checkpoint.read_bytes() == written
 
 
 def relabelled(atoms, energy_shift):
     copy = atoms.copy()
-    copy.calc = SinglePointCalculator(copy, energy=atoms.get_potential_energy() + energy_shift,
-                                      forces=atoms.get_forces())
+    copy.calc = SinglePointCalculator(
+        copy, energy=atoms.get_potential_energy() + energy_shift, forces=atoms.get_forces()
+    )
     return copy
 
 
@@ -210,19 +293,41 @@ def test_resume_on_other_data_is_refused(structures, tmp_path, other_data):
         training = [relabelled(training[0], 1e-3), *training[1:]]
         validation = validation_set.structures
     with pytest.raises(ValueError, match="written while training on other data .*Resume with the same data"):
-        train(build_model(SMALL, training), GraphDataset(training, ELEMENTS, SMALL.cutoff),
-              GraphDataset(validation, ELEMENTS, SMALL.cutoff), config, checkpoint=checkpoint, resume=True,
-              progress=False, log=quiet)
+        train(
+            build_model(SMALL, training),
+            GraphDataset(training, ELEMENTS, SMALL.cutoff),
+            GraphDataset(validation, ELEMENTS, SMALL.cutoff),
+            config,
+            checkpoint=checkpoint,
+            resume=True,
+            progress=False,
+            log=quiet,
+        )
 
 
 def test_resume_with_more_epochs_continues_and_says_what_changes(structures, tmp_path):
     train_set, validation_set, training = datasets(structures, torch.float32)
     checkpoint = tmp_path / "run.ckpt"
-    train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=2, batch_size=8),
-          checkpoint=checkpoint, progress=False, log=quiet)
+    train(
+        build_model(SMALL, training),
+        train_set,
+        validation_set,
+        TrainConfig(epochs=2, batch_size=8),
+        checkpoint=checkpoint,
+        progress=False,
+        log=quiet,
+    )
     messages = []
-    state = train(build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=3, batch_size=8),
-                  checkpoint=checkpoint, resume=True, progress=False, log=messages.append)
+    state = train(
+        build_model(SMALL, training),
+        train_set,
+        validation_set,
+        TrainConfig(epochs=3, batch_size=8),
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
     assert messages[0] == f"note: epochs is 3 now, 2 in checkpoint {checkpoint}; continuing with 3"
     assert "cosine learning-rate schedule is recomputed" in messages[1]
     assert messages[2].startswith("resumed from") and "after epoch 2" in messages[2]
@@ -276,8 +381,25 @@ def test_with_repulsion_the_shifts_fit_the_teacher_minus_the_repulsion():
 
 def test_train_command_with_repulsion(data_file, tmp_path, capsys):
     output = tmp_path / "student.pt"
-    code = cli.main(["train", str(data_file), "-o", str(output), "--features", "16", "--layers", "1",
-                     "--radial", "8", "--epochs", "2", "--batch-size", "8", "--repulsion"])
+    code = cli.main(
+        [
+            "train",
+            str(data_file),
+            "-o",
+            str(output),
+            "--features",
+            "16",
+            "--layers",
+            "1",
+            "--radial",
+            "8",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--repulsion",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     model = load_model(output)
     assert model.config.repulsion and model.repulsion is not None
@@ -294,9 +416,30 @@ def test_grouped_split_is_seeded_and_takes_from_every_group(structures):
 
 def test_train_command_writes_a_model_with_its_training_metadata(data_file, tmp_path, capsys):
     output = tmp_path / "student.pt"
-    code = cli.main(["train", str(data_file), "-o", str(output), "--features", "16", "--layers", "1",
-                     "--radial", "8", "--epochs", "2", "--batch-size", "8", "--threads", "1",
-                     "--group-by", "molecule", "--checkpoint", str(tmp_path / "c.ckpt")])
+    code = cli.main(
+        [
+            "train",
+            str(data_file),
+            "-o",
+            str(output),
+            "--features",
+            "16",
+            "--layers",
+            "1",
+            "--radial",
+            "8",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--group-by",
+            "molecule",
+            "--checkpoint",
+            str(tmp_path / "c.ckpt"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     model = load_model(output)
     assert model.elements == ["H", "C", "N", "O"]
@@ -308,8 +451,22 @@ def test_train_command_writes_a_model_with_its_training_metadata(data_file, tmp_
 
 def test_train_command_refuses_to_overwrite_or_change_a_checkpoint(data_file, tmp_path, capsys):
     checkpoint = tmp_path / "c.ckpt"
-    argv = ["train", str(data_file), "-o", str(tmp_path / "m.pt"), "--features", "16", "--layers", "1",
-            "--radial", "8", "--epochs", "1", "--checkpoint", str(checkpoint)]
+    argv = [
+        "train",
+        str(data_file),
+        "-o",
+        str(tmp_path / "m.pt"),
+        "--features",
+        "16",
+        "--layers",
+        "1",
+        "--radial",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        str(checkpoint),
+    ]
     assert cli.main(argv) == 0
     written = checkpoint.read_bytes()
     capsys.readouterr()
@@ -329,7 +486,20 @@ def test_train_command_refuses_resume_without_checkpoint(data_file, tmp_path, ca
 def test_train_command_reports_a_corrupt_checkpoint(data_file, tmp_path, capsys):
     checkpoint = tmp_path / "c.ckpt"
     checkpoint.write_bytes(b"not a checkpoint at all")
-    code = cli.main(["train", str(data_file), "-o", str(tmp_path / "m.pt"), "--features", "16",
-                     "--epochs", "1", "--checkpoint", str(checkpoint), "--resume"])
+    code = cli.main(
+        [
+            "train",
+            str(data_file),
+            "-o",
+            str(tmp_path / "m.pt"),
+            "--features",
+            "16",
+            "--epochs",
+            "1",
+            "--checkpoint",
+            str(checkpoint),
+            "--resume",
+        ]
+    )
     assert code == 2
     assert "is damaged" in capsys.readouterr().err

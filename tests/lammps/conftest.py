@@ -1,4 +1,5 @@
 """Fixtures of the LAMMPS tests (helpers in lammps_runner.py, re-exported for the plugin tests)."""
+
 from pathlib import Path
 
 import pytest

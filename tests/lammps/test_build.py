@@ -1,4 +1,5 @@
 """The LAMMPS that scripts/setup.sh builds: packages, ML-IAP Python coupling, MPI exactness."""
+
 import pickle
 import subprocess
 
@@ -32,8 +33,13 @@ def test_embedded_python_is_the_venv(lmp, tmp_path):
     """lmp finds the venv's packages even with a bare environment (no activated venv)."""
     (tmp_path / "check.py").write_text("import sys, torch, mlff_distiller\nprint('PREFIX', sys.prefix)\n")
     (tmp_path / "in.lmp").write_text("python source check.py\n")
-    proc = subprocess.run([str(lmp), "-in", "in.lmp", "-log", "none"], cwd=tmp_path, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [str(lmp), "-in", "in.lmp", "-log", "none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"PREFIX {lmp.parent.parent}" in proc.stdout
 

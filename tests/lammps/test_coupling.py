@@ -2,6 +2,7 @@
 Python model, ranks without atoms or pairs, NULL types, element mapping, Python sessions, and the
 inputs it must refuse (units, special_bonds, ghost-neighbour mode, messages through ghosts,
 overlapping atoms, damaged files) without hanging an MPI run."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,11 +20,11 @@ NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 CHNO = ["H", "C", "N", "O"]
 
 
-def make_export(tmp_path, n_layers, cutoff=4.0, elements=("H", "C", "N", "O"), seed=0, name="model",
-                repulsion=False):
+def make_export(tmp_path, n_layers, cutoff=4.0, elements=("H", "C", "N", "O"), seed=0, name="model", repulsion=False):
     torch.manual_seed(seed)
-    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=16, n_layers=n_layers, cutoff=cutoff,
-                              repulsion=repulsion))
+    model = PaiNN(
+        PaiNNConfig(elements=list(elements), n_features=16, n_layers=n_layers, cutoff=cutoff, repulsion=repulsion)
+    )
     with torch.no_grad():
         model.readout.shift.uniform_(-1, 1)
     save_model(model, tmp_path / f"{name}.pt")
@@ -40,8 +41,18 @@ def reference(model, atoms):
     return energies.numpy(), forces, w, volume
 
 
-def lammps_input(model_file, elements, boundary="p p p", ghost=False, extra="", run="run 0",
-                 pair=None, before_pair="", units="metal", atom_style="atomic"):
+def lammps_input(
+    model_file,
+    elements,
+    boundary="p p p",
+    ghost=False,
+    extra="",
+    run="run 0",
+    pair=None,
+    before_pair="",
+    units="metal",
+    atom_style="atomic",
+):
     pair = pair or f"pair_style mliap unified {model_file} {1 if ghost else 0}\npair_coeff * * {' '.join(elements)}"
     return f"""
 units {units}
@@ -125,9 +136,13 @@ def assert_matches(values, dump, forces, ref, rel=1e-8):
     assert np.abs(forces - ref_forces).max() <= rel * max(np.abs(ref_forces).max(), 1e-300)
     volume = volume or values["vol"]
     pressure = -w / volume * NKTV2P
-    lammps_p = np.array([[values["pxx"], values["pxy"], values["pxz"]],
-                         [values["pxy"], values["pyy"], values["pyz"]],
-                         [values["pxz"], values["pyz"], values["pzz"]]])
+    lammps_p = np.array(
+        [
+            [values["pxx"], values["pxy"], values["pxz"]],
+            [values["pxy"], values["pyy"], values["pyz"]],
+            [values["pxz"], values["pyz"], values["pzz"]],
+        ]
+    )
     assert np.abs(lammps_p - pressure).max() <= rel * max(np.abs(pressure).max(), 1e-300)
 
 
@@ -165,8 +180,12 @@ def test_ranks_without_atoms(tmp_path):
     finishes (it used to hang) and matches one rank."""
     model_file, model = make_export(tmp_path, n_layers=1)
     atoms = molecule_in_vacuum()
-    results = [run_single_point(tmp_path, atoms, model_file, CHNO, n, boundary="f f f",
-                                before_pair="processors 3 1 1" if n == 3 else "") for n in (1, 3)]
+    results = [
+        run_single_point(
+            tmp_path, atoms, model_file, CHNO, n, boundary="f f f", before_pair="processors 3 1 1" if n == 3 else ""
+        )
+        for n in (1, 3)
+    ]
     for values, dump, forces in results:
         assert_matches(values, dump, forces, reference(model, atoms))
 
@@ -191,10 +210,19 @@ def test_null_type_under_hybrid_overlay(tmp_path):
     argon = Atoms("Ar", positions=[atoms.positions.mean(0) + [0, 0, 3.0]])
     with_argon = atoms[:4] + argon + atoms[4:]
     keep = np.arange(len(with_argon)) != 4
-    pair = (f"pair_style hybrid/overlay mliap unified {model_file} 0 zero 4.0\n"
-            "pair_coeff * * mliap H C N O NULL\npair_coeff * * zero")
-    values, dump, forces = run_single_point(tmp_path, with_argon, model_file, CHNO + ["Ar"], boundary="f f f",
-                                            pair=pair, before_pair="atom_modify sort 0 0.0")
+    pair = (
+        f"pair_style hybrid/overlay mliap unified {model_file} 0 zero 4.0\n"
+        "pair_coeff * * mliap H C N O NULL\npair_coeff * * zero"
+    )
+    values, dump, forces = run_single_point(
+        tmp_path,
+        with_argon,
+        model_file,
+        CHNO + ["Ar"],
+        boundary="f f f",
+        pair=pair,
+        before_pair="atom_modify sort 0 0.0",
+    )
     energies, ref_forces, _, _ = reference(model, atoms)
     assert abs(values["energy"] - energies.sum()) <= 1e-10 * abs(energies.sum())
     assert np.abs(dump["c_pe_atom"][keep] - energies).max() <= 1e-10 and dump["c_pe_atom"][4] == 0
@@ -285,8 +313,9 @@ def test_bonds_need_special_bonds_of_one(tmp_path):
         work.mkdir()
         write_data_with_bonds(work / "structure.data", atoms, CHNO)
         pair = f"bond_coeff *\npair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(CHNO)}"
-        script = lammps_input(model_file, CHNO, boundary="f f f", atom_style="full", pair=pair,
-                              before_pair=f"bond_style zero\n{special}")
+        script = lammps_input(
+            model_file, CHNO, boundary="f f f", atom_style="full", pair=pair, before_pair=f"bond_style zero\n{special}"
+        )
         proc = run_lammps(script, work, nprocs, check=bool(special), timeout=120)
         if not special:
             assert proc.returncode != 0 and "special_bonds lj/coul 1.0 1.0 1.0" in proc.stdout + proc.stderr
@@ -307,8 +336,11 @@ def test_messages_through_ghosts_are_refused_on_every_rank(tmp_path):
     """A 3-layer model on a periodic box, or on a molecule split over 2 ranks: an error naming the
     plugin, on 1 and 2 ranks, within the timeout (the 2-rank case used to risk a hang)."""
     model_file, _ = make_export(tmp_path, n_layers=3)
-    cases = [(water_box(), ["H", "O"], "p p p", 1), (water_box(), ["H", "O"], "p p p", 2),
-             (molecule_in_vacuum(), CHNO, "f f f", 2)]
+    cases = [
+        (water_box(), ["H", "O"], "p p p", 1),
+        (water_box(), ["H", "O"], "p p p", 2),
+        (molecule_in_vacuum(), CHNO, "f f f", 2),
+    ]
     for atoms, elements, boundary, nprocs in cases:
         output = run_failing(tmp_path, atoms, lammps_input(model_file, elements, boundary=boundary), elements, nprocs)
         assert "pair_style mliap/halo" in output and "through ghost atoms" in output
@@ -331,7 +363,7 @@ def flip_weight_bytes(data: bytes, model) -> bytes:
     weight = max(model.state_dict().values(), key=lambda t: t.numel()).float().numpy().tobytes()
     start = data.find(weight[:64])
     assert start > 0, "weights not found in the file"
-    return data[:start] + bytes(b ^ 0x55 for b in data[start:start + 64]) + data[start + 64:]
+    return data[:start] + bytes(b ^ 0x55 for b in data[start : start + 64]) + data[start + 64 :]
 
 
 @pytest.mark.parametrize("problem", ["element", "missing", "truncated", "flipped", "newton"])

@@ -1,4 +1,5 @@
 """`mlff-distiller export`, `lammps-input` and `md` as a user runs them (real LAMMPS underneath)."""
+
 import os
 import re
 import shutil
@@ -65,8 +66,9 @@ def test_export_writes_atomically(tmp_path, model_file, monkeypatch):
 
 def test_lammps_input_command_prints_every_mode(tmp_path, model_file):
     out = export(model_file, tmp_path / "x.mliap")
-    text = subprocess.run(CLI + ["lammps-input", str(out), "--elements", "O", "H"], capture_output=True,
-                          text=True, check=True).stdout
+    text = subprocess.run(
+        CLI + ["lammps-input", str(out), "--elements", "O", "H"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"pair_style mliap/halo {out}" in text and f"pair_style mliap unified {out} 0" in text
     assert "pair_coeff * * O H" in text and "newton on" in text and "units metal" in text
     assert "special_bonds lj/coul 1.0 1.0 1.0" in text and "comm_modify" not in text
@@ -74,17 +76,26 @@ def test_lammps_input_command_prints_every_mode(tmp_path, model_file):
     assert bad.returncode != 0 and "Si" in bad.stderr
 
 
-@pytest.mark.parametrize("command, content, expect", [
-    ("lammps-input", None, "cannot read"), ("lammps-input", b"hello", "not a readable mlff-distiller LAMMPS export"),
-    ("lammps-input", "model", "is a model file (torch), not a LAMMPS export: run `mlff-distiller export"),
-    ("export", b"hello", "not a readable mlff-distiller model file"), ("md", None, "no model file"),
-    ("md", b"hello", "not a readable mlff-distiller model file")])
+@pytest.mark.parametrize(
+    "command, content, expect",
+    [
+        ("lammps-input", None, "cannot read"),
+        ("lammps-input", b"hello", "not a readable mlff-distiller LAMMPS export"),
+        ("lammps-input", "model", "is a model file (torch), not a LAMMPS export: run `mlff-distiller export"),
+        ("export", b"hello", "not a readable mlff-distiller model file"),
+        ("md", None, "no model file"),
+        ("md", b"hello", "not a readable mlff-distiller model file"),
+    ],
+)
 def test_unreadable_files_give_one_line_errors(tmp_path, model_file, command, content, expect):
     path = model_file if content == "model" else tmp_path / "x.bin"
     if isinstance(content, bytes):
         path.write_bytes(content)
-    args = {"lammps-input": [str(path)], "export": [str(path), "-o", str(tmp_path / "y.mliap")],
-            "md": [str(ROOT / "inputs" / "aspirin"), "--model", str(path), "--workdir", str(tmp_path / "run")]}
+    args = {
+        "lammps-input": [str(path)],
+        "export": [str(path), "-o", str(tmp_path / "y.mliap")],
+        "md": [str(ROOT / "inputs" / "aspirin"), "--model", str(path), "--workdir", str(tmp_path / "run")],
+    }
     proc = subprocess.run(CLI + [command] + args[command], capture_output=True, text=True)
     assert proc.returncode == 2 and expect in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -96,8 +107,24 @@ def test_md_command_reports_speed_and_drift(tmp_path, model_file, method):
     inputs = tmp_path / "my_inputs" / "aspirin"
     shutil.copytree(ROOT / "inputs" / "aspirin", inputs)
     before = sorted(p.name for p in inputs.iterdir())
-    proc = subprocess.run(CLI + ["md", str(inputs), "--model", str(model_file), "--steps", "100", "--method", method,
-                                 "--workdir", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        CLI
+        + [
+            "md",
+            str(inputs),
+            "--model",
+            str(model_file),
+            "--steps",
+            "100",
+            "--method",
+            method,
+            "--workdir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ms/step" in proc.stdout
     drift = float(re.search(r"energy drift ([-+0-9.e]+) eV/atom over the run", proc.stdout)[1])
@@ -115,9 +142,22 @@ def test_compiled_md_follows_the_eager_md(tmp_path, model_file):
     energies = {}
     for compiled in ("0", "1"):
         workdir = tmp_path / f"compile{compiled}"
-        proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--model", str(model_file),
-                                     "--steps", "100", "--workdir", str(workdir)], capture_output=True, text=True,
-                              env={**os.environ, "MLFF_COMPILE": compiled})
+        proc = subprocess.run(
+            CLI
+            + [
+                "md",
+                str(ROOT / "inputs" / "aspirin"),
+                "--model",
+                str(model_file),
+                "--steps",
+                "100",
+                "--workdir",
+                str(workdir),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MLFF_COMPILE": compiled},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert (COMPILE_MESSAGE in (workdir / "screen.txt").read_text()) == (compiled == "1")  # the path it claims
         energies[compiled] = np.loadtxt(workdir / "energy.txt")[:, 2:]
@@ -130,8 +170,11 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happe
 
 @no_gpu
 def test_cuda_export_without_a_gpu_fails_at_export(tmp_path, model_file):
-    proc = subprocess.run(CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "sees no usable CUDA GPU" in proc.stderr, proc.stderr
 
 
@@ -142,8 +185,11 @@ def test_cuda_export_without_a_gpu_fails_at_pair_style(tmp_path, model_file):
     from lammps_runner import run_lammps
 
     env = {"MLFF_DEVICE": "cpu"}
-    subprocess.run(CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
-                   check=True, env={**os.environ, **env})
+    subprocess.run(
+        CLI + ["export", str(model_file), "-o", str(tmp_path / "x.mliap"), "--device", "cuda"],
+        check=True,
+        env={**os.environ, **env},
+    )
     script = (ROOT / "inputs" / "aspirin" / "in.nve").read_text()
     script = script.replace("${model}", str(tmp_path / "x.mliap")).replace("${steps}", "10")
     (tmp_path / "gpu").mkdir()
@@ -172,14 +218,21 @@ def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
 
     out = export(model_file, tmp_path / "x.mliap")
     # each rank writes its own file: mpirun may interleave the ranks' standard output
-    code = f"import pathlib, torch; from mpi4py import MPI; from mlff_distiller.lammps.export import read_export; " \
-           f"read_export({str(out)!r}); pathlib.Path({str(tmp_path)!r}, f'threads{{MPI.COMM_WORLD.rank}}')" \
-           ".write_text(str(torch.get_num_threads()))"
+    code = (
+        f"import pathlib, torch; from mpi4py import MPI; from mlff_distiller.lammps.export import read_export; "
+        f"read_export({str(out)!r}); pathlib.Path({str(tmp_path)!r}, f'threads{{MPI.COMM_WORLD.rank}}')"
+        ".write_text(str(torch.get_num_threads()))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if omp:
         env["OMP_NUM_THREADS"] = omp
-    proc = subprocess.run([str(MPIRUN), "-np", str(ranks), sys.executable, "-c", code], capture_output=True,
-                          text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(MPIRUN), "-np", str(ranks), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [(tmp_path / f"threads{rank}").read_text() for rank in range(ranks)] == [expect] * ranks
 
@@ -190,19 +243,51 @@ COMMITTEE = [str(ROOT / "examples" / "committee" / f"member{k}.pt") for k in (1,
 def test_md_committee_watch_warns_and_reports_its_cost(tmp_path):
     """md --committee: every N steps the members' force spread is logged, a warning printed above
     the threshold (0 here: every check warns), and the summary gives the spread and the cost."""
-    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--steps", "100", "--workdir", str(tmp_path),
-                                 "--committee", *COMMITTEE, "--check-every", "25", "--warn-above", "0"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        CLI
+        + [
+            "md",
+            str(ROOT / "inputs" / "aspirin"),
+            "--steps",
+            "100",
+            "--workdir",
+            str(tmp_path),
+            "--committee",
+            *COMMITTEE,
+            "--check-every",
+            "25",
+            "--warn-above",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = np.loadtxt(tmp_path / "committee.txt", comments="#", ndmin=2)
     assert checks[:, 0].tolist() == [25, 50, 75, 100] and (checks[:, 1] > 0.01).all()
     assert proc.stdout.count("mlff-distiller: committee warning at step") == 4
-    summary = re.search(r"committee: 4 checks, largest force spread ([0-9.]+) eV/A at step \d+; ([0-9.]+) ms per check",
-                        proc.stdout)
+    summary = re.search(
+        r"committee: 4 checks, largest force spread ([0-9.]+) eV/A at step \d+; ([0-9.]+) ms per check", proc.stdout
+    )
     assert summary and float(summary[1]) == pytest.approx(checks[:, 1].max(), abs=1e-3), proc.stdout
 
 
 def test_md_committee_of_one_is_refused(tmp_path):
-    proc = subprocess.run(CLI + ["md", str(ROOT / "inputs" / "aspirin"), "--steps", "10", "--workdir", str(tmp_path),
-                                 "--committee", COMMITTEE[0]], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        CLI
+        + [
+            "md",
+            str(ROOT / "inputs" / "aspirin"),
+            "--steps",
+            "10",
+            "--workdir",
+            str(tmp_path),
+            "--committee",
+            COMMITTEE[0],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0 and "a committee needs at least two models" in proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """The repulsion block's screened Coulomb term against LAMMPS's own `pair_style zbl`."""
+
 import numpy as np
 import pytest
 import torch

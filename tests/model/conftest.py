@@ -1,4 +1,5 @@
 """Fixtures of the model tests; the cases themselves live in model_cases.py."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Models and structures shared by the model tests."""
+
 import numpy as np
 import torch
 from ase import Atoms
@@ -67,5 +68,10 @@ def ghost_graph(atoms, cutoff):
     all_positions = np.concatenate([atoms.positions, positions.reshape(-1, 3)])
     r_ij = all_positions[sender] - all_positions[i]
     species = species_indices(np.array(atoms.get_chemical_symbols())[owner], ["H", "C", "N", "O"])
-    return (torch.from_numpy(species), torch.from_numpy(i.astype(np.int64)), torch.from_numpy(sender),
-            torch.from_numpy(r_ij), torch.tensor(owner))
+    return (
+        torch.from_numpy(species),
+        torch.from_numpy(i.astype(np.int64)),
+        torch.from_numpy(sender),
+        torch.from_numpy(r_ij),
+        torch.tensor(owner),
+    )

@@ -1,9 +1,20 @@
 """Each block's analytic backward against autograd and against central finite differences (float64)."""
+
 import pytest
 import torch
 
-from mlff_distiller.model.blocks import (COULOMB_EV_A, CosineCutoff, EdgeFilter, EdgeGeometry, Message, RadialBasis,
-                                         Readout, SiLUMLP, Update, ZBLRepulsion)
+from mlff_distiller.model.blocks import (
+    COULOMB_EV_A,
+    CosineCutoff,
+    EdgeFilter,
+    EdgeGeometry,
+    Message,
+    RadialBasis,
+    Readout,
+    SiLUMLP,
+    Update,
+    ZBLRepulsion,
+)
 
 N, E, F, K, CUTOFF = 7, 30, 8, 6, 5.0
 
@@ -185,8 +196,8 @@ def test_zbl_repulsion_vanishes_smoothly_at_its_switch_off_and_is_coulomb_at_con
     for eps in (1e-2, 1e-3):
         d = torch.tensor([rmax - eps])
         energy, ctx = zbl(d, species, edge_i, edge_j)
-        assert 0 < float(energy) < 1e3 * eps ** 3  # value, slope and curvature vanish at rmax
-        assert 0 > float(zbl.derivative(ctx)) > -1e4 * eps ** 2
+        assert 0 < float(energy) < 1e3 * eps**3  # value, slope and curvature vanish at rmax
+        assert 0 > float(zbl.derivative(ctx)) > -1e4 * eps**2
     # at contact the screening is ~1 (sum of the c_k) and the envelope 1: bare Coulomb, half per edge
     d = torch.tensor([1e-4])
     assert abs(2 * float(zbl(d, species, edge_i, edge_j)[0]) * float(d) / (6 * COULOMB_EV_A) - 1) < 1e-3

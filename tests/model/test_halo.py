@@ -1,5 +1,6 @@
 """Halo exchange mode: local atoms + one cutoff of ghost images, features exchanged per layer,
 gives the same energies and edge gradients as the periodic graph (analytic and autograd)."""
+
 import pytest
 import torch
 
@@ -34,8 +35,9 @@ def test_halo_mode_equals_periodic_graph(method):
     e_ref, grad_ref = model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, method="autograd")
     species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)
     assert len(owner) > 3 * len(atoms)  # the ghosts are many, and have no edges of their own
-    energies, grad = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, len(atoms), method,
-                                                       python_halo(owner, len(atoms)))
+    energies, grad = model.energies_and_edge_gradients(
+        species, edge_i, edge_j, r_ij, len(atoms), method, python_halo(owner, len(atoms))
+    )
     assert (energies - e_ref).abs().max() < 1e-12
     # same edges, same order (both from ASE's neighbour list): the gradients must match
     assert (grad - grad_ref).abs().max() < 1e-10

@@ -1,4 +1,5 @@
 """Model files (format, versions, damage) and the ASE calculator (forces, stress, per-atom energies)."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,9 @@ def test_round_trip_keeps_numbers(tmp_path, model):
     loaded = load_model(path)
     assert loaded.config == model.config and loaded.metadata == {"note": "test"}
     atoms = structures()["water_triclinic"]
-    for a, b in zip(StudentCalculator(model).get_property("forces", atoms),
-                    StudentCalculator(loaded).get_property("forces", atoms)):
+    for a, b in zip(
+        StudentCalculator(model).get_property("forces", atoms), StudentCalculator(loaded).get_property("forces", atoms)
+    ):
         assert np.array_equal(a, b)
 
 
@@ -54,7 +56,7 @@ def test_flipped_weight_bytes_fail_the_checksum(tmp_path, model):
     weight = max(model.state_dict().values(), key=lambda t: t.numel()).detach().numpy().tobytes()
     start = data.find(weight[:64])
     assert start > 0
-    path.write_bytes(data[:start] + bytes(b ^ 0x55 for b in data[start:start + 64]) + data[start + 64:])
+    path.write_bytes(data[:start] + bytes(b ^ 0x55 for b in data[start : start + 64]) + data[start + 64 :])
     with pytest.raises(ValueError, match="sha256 checksum"):
         load_model(path)
 

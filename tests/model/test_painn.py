@@ -1,4 +1,5 @@
 """The whole model: analytic dE/dr_ij against autograd, invariances, Hessian symmetry, edge cases."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,10 +10,8 @@ from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_at
 from model_cases import make_model, structures, water_box
 
 
-
 def run(model, graph, method, n_counted=None):
-    return model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j, graph.r_ij,
-                                             n_counted, method)
+    return model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j, graph.r_ij, n_counted, method)
 
 
 def forces(model, atoms, method="analytic"):
@@ -175,14 +174,15 @@ def test_pair_at_and_near_cutoff_is_continuous(model):
     assert abs(e_at - e_far) < 1e-12 and np.abs(f_at).max() < 1e-12 and np.all(f_far == 0)
     for eps in (1e-3, 1e-4):
         e_in, f_in = pair(cutoff - eps)
-        assert abs(e_in - e_far) < 50 * eps ** 2  # fc - 1 ~ eps^2 near the cutoff
+        assert abs(e_in - e_far) < 50 * eps**2  # fc - 1 ~ eps^2 near the cutoff
         assert np.abs(f_in).max() < 50 * eps
 
 
 def test_several_periodic_images_of_one_neighbour(model):
     """A cell much smaller than the cutoff: each neighbour appears through many images."""
-    atoms = Atoms("OH", positions=[[0, 0, 0], [1.1, 0.3, 0.2]], cell=[[2.1, 0, 0], [0.4, 2.3, 0], [0, 0.5, 2.6]],
-                  pbc=True)
+    atoms = Atoms(
+        "OH", positions=[[0, 0, 0], [1.1, 0.3, 0.2]], cell=[[2.1, 0, 0], [0.4, 2.3, 0], [0, 0.5, 2.6]], pbc=True
+    )
     g = graph_from_atoms([atoms], model.elements, model.cutoff)
     pairs = torch.stack([g.edge_i, g.edge_j], 1)
     assert len(torch.unique(pairs, dim=0)) < len(pairs) / 10
@@ -200,18 +200,22 @@ def test_element_outside_model_is_a_clear_error(model):
         forces(model, Atoms("Si", positions=[[0, 0, 0]]))
 
 
-@pytest.mark.parametrize("case, message", [
-    (dict(edge_j=np.array([0, 3])), "edge_j holds atom index 3, outside 0..2"),
-    (dict(edge_i=np.array([-1, 0])), "edge_i holds atom index -1"),
-    (dict(r_ij=np.ones((2, 2))), r"r_ij \[E,3\]"),
-    (dict(edge_i=np.array([0])), r"edge_i \[E\]"),
-    (dict(n_counted=4), "n_counted=4 must lie in 0..3"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (dict(edge_j=np.array([0, 3])), "edge_j holds atom index 3, outside 0..2"),
+        (dict(edge_i=np.array([-1, 0])), "edge_i holds atom index -1"),
+        (dict(r_ij=np.ones((2, 2))), r"r_ij \[E,3\]"),
+        (dict(edge_i=np.array([0])), r"edge_i \[E\]"),
+        (dict(n_counted=4), "n_counted=4 must lie in 0..3"),
+    ],
+)
 def test_validate_inputs_names_the_problem(model, case, message):
     """Host arrays (numpy here, as LAMMPS hands them over, r_ij in float64 before it goes to a
     float32 model) are checked where they arrive."""
-    inputs = dict(species=np.array([0, 1, 3]), edge_i=np.array([0, 1]), edge_j=np.array([1, 2]),
-                  r_ij=np.ones((2, 3)), n_counted=3)
+    inputs = dict(
+        species=np.array([0, 1, 3]), edge_i=np.array([0, 1]), edge_j=np.array([1, 2]), r_ij=np.ones((2, 3)), n_counted=3
+    )
     model.validate_inputs(**inputs)
     model.to(torch.float32).validate_inputs(**inputs)
     with pytest.raises(ValueError, match=message):
@@ -234,5 +238,11 @@ def test_the_model_call_reads_no_tensor_values(method):
 
 def test_unknown_method(model):
     with pytest.raises(ValueError, match="unknown method"):
-        model.energies_and_edge_gradients(torch.tensor([0]), torch.zeros(0, dtype=torch.long),
-                                          torch.zeros(0, dtype=torch.long), torch.zeros(0, 3), None, "magic")
+        model.energies_and_edge_gradients(
+            torch.tensor([0]),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, 3),
+            None,
+            "magic",
+        )

@@ -1,5 +1,6 @@
 """Padded shape buckets and CUDA-graph replay (replay.py): padding adds exactly nothing, buckets
 grow and shrink with the system, and on a GPU a replayed graph equals the eager call."""
+
 import pytest
 import torch
 
@@ -106,7 +107,14 @@ def test_sizes_hovering_around_bucket_boundaries_make_no_new_buckets():
     model = make_model(n_features=16)
     runner = GraphReplay(model, max_buckets=3)
     pairs = bucket_size(500, SMALLEST_EDGES)  # a boundary of the series of pair buckets
-    sizes = [(31, pairs), (32, pairs), (31, pairs + 1), (32, pairs + 1), (31, pairs), (32, pairs - 1)]  # around 32 atoms
+    sizes = [
+        (31, pairs),
+        (32, pairs),
+        (31, pairs + 1),
+        (32, pairs + 1),
+        (31, pairs),
+        (32, pairs - 1),
+    ]  # around 32 atoms
 
     def one_round(seed):
         for k, (n, e) in enumerate(sizes):
@@ -177,6 +185,7 @@ def test_padded_halo_equals_unpadded_halo(method):
 
 def callback_halo(gather: GatherHalo, calls: list) -> Halo:
     """The exchange of ``gather`` through host callbacks (as MPI ranks exchange), counted."""
+
     def counted(exchange):
         return lambda rows: calls.append(rows.shape[0]) or exchange(rows)
 
@@ -242,8 +251,9 @@ def test_one_edge_chunk_on_the_gpu():
 
 @cuda
 @pytest.mark.parametrize("method", ["analytic", "autograd"])
-@pytest.mark.parametrize("dtype, tolerance, fuse", [(torch.float64, 1e-10, False), (torch.float32, 2e-4, False),
-                                                    (torch.float32, 2e-4, True)])
+@pytest.mark.parametrize(
+    "dtype, tolerance, fuse", [(torch.float64, 1e-10, False), (torch.float32, 2e-4, False), (torch.float32, 2e-4, True)]
+)
 def test_graph_replay_equals_eager_on_the_gpu(method, dtype, tolerance, fuse):
     """A captured graph reads its buffers afresh on every replay: new positions, new counted
     atoms and new sizes all give the eager numbers, with and without torch.compile (atomic adds

@@ -1,6 +1,7 @@
 """The model with its short-range repulsion: analytic forces equal autograd's and finite
 differences, atoms pushed together repel, every path (halo, padded buckets, model files) carries
 it, and files written without it load unchanged."""
+
 import numpy as np
 import pytest
 import torch
@@ -80,8 +81,9 @@ def test_atoms_pushed_together_repel(pair):
     model = repulsive_model()
     radii = sum(covalent_radii[atomic_numbers[el]] for el in Atoms(pair).get_chemical_symbols())
     distances = np.linspace(0.6 * radii, 0.1, 30)
-    energies, forces = zip(*(energy_and_forces(model, Atoms(pair, positions=[[0, 0, 0], [d, 0, 0]]))
-                             for d in distances))
+    energies, forces = zip(
+        *(energy_and_forces(model, Atoms(pair, positions=[[0, 0, 0], [d, 0, 0]])) for d in distances)
+    )
     assert np.all(np.diff(energies) > 0)
     assert all(f[0, 0] < 0 < f[1, 0] for f in forces)
     assert energies[-1] - energies[0] > 10
@@ -96,8 +98,9 @@ def test_halo_mode_counts_each_pair_once(method):
     g = graph_from_atoms([atoms], model.elements, model.cutoff)
     e_ref, grad_ref = model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, method="autograd")
     species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)
-    energies, grad = model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, len(atoms), method,
-                                                       python_halo(owner, len(atoms)))
+    energies, grad = model.energies_and_edge_gradients(
+        species, edge_i, edge_j, r_ij, len(atoms), method, python_halo(owner, len(atoms))
+    )
     assert (energies - e_ref).abs().max() < 1e-12
     assert (grad - grad_ref).abs().max() < 1e-10 * max(1.0, float(grad_ref.abs().max()))
 

@@ -3,6 +3,7 @@
 The LAMMPS runners of tests/lammps/lammps_runner.py are reused (loaded by path); the rest builds small test models, systems, inputs and the Python
 reference (energies, per-atom energies, forces, pressure tensor and per-atom virial).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,18 +42,34 @@ WATER = ["H", "O"]
 
 
 # -- models ------------------------------------------------------------------------------------
-def make_export(tmp_path: Path, n_layers: int, elements=("H", "O"), cutoff=4.0, seed=0, n_features=16,
-                dtype="float64", method="analytic", name=None, device="cpu", repulsion=False):
+def make_export(
+    tmp_path: Path,
+    n_layers: int,
+    elements=("H", "O"),
+    cutoff=4.0,
+    seed=0,
+    n_features=16,
+    dtype="float64",
+    method="analytic",
+    name=None,
+    device="cpu",
+    repulsion=False,
+):
     """A random-weight PaiNN exported for LAMMPS: (file for pair_style, the model in float64)."""
     name = name or f"model{n_layers}_{n_features}_{dtype}_{method}_{device}" + ("_zbl" if repulsion else "")
     torch.manual_seed(seed)
-    model = PaiNN(PaiNNConfig(elements=list(elements), n_features=n_features, n_layers=n_layers, cutoff=cutoff,
-                              repulsion=repulsion))
+    model = PaiNN(
+        PaiNNConfig(
+            elements=list(elements), n_features=n_features, n_layers=n_layers, cutoff=cutoff, repulsion=repulsion
+        )
+    )
     with torch.no_grad():
         model.readout.shift.uniform_(-1, 1)
     save_model(model, tmp_path / f"{name}.pt")
-    return (export(tmp_path / f"{name}.pt", tmp_path / f"{name}.mliap", dtype=dtype, method=method, device=device),
-            load_model(tmp_path / f"{name}.pt"))
+    return (
+        export(tmp_path / f"{name}.pt", tmp_path / f"{name}.mliap", dtype=dtype, method=method, device=device),
+        load_model(tmp_path / f"{name}.pt"),
+    )
 
 
 # -- systems -----------------------------------------------------------------------------------
@@ -83,8 +100,9 @@ def water_slab() -> Atoms:
     atoms and no ghosts, another only ghosts."""
     water = random_water_box(8, 1.0, 5)
     length = water.cell[0, 0]
-    atoms = Atoms(water.get_chemical_symbols(), positions=water.positions + [1.0, 0, 0],
-                  cell=[28.0, length, length], pbc=True)
+    atoms = Atoms(
+        water.get_chemical_symbols(), positions=water.positions + [1.0, 0, 0], cell=[28.0, length, length], pbc=True
+    )
     atoms.wrap()
     return atoms
 
@@ -98,13 +116,27 @@ def reference(model, atoms: Atoms) -> dict[str, np.ndarray]:
     forces = forces_from_edge_gradients(g.edge_i, g.edge_j, grad, len(atoms)).numpy()
     r, gr = g.r_ij.numpy(), grad.numpy()
     # LAMMPS tallies v = -r (x) g per pair, half on each atom; stress/atom = -nktv2p * v
-    per_pair = np.stack([r[:, 0] * gr[:, 0], r[:, 1] * gr[:, 1], r[:, 2] * gr[:, 2],
-                         r[:, 0] * gr[:, 1], r[:, 0] * gr[:, 2], r[:, 1] * gr[:, 2]], axis=1)
+    per_pair = np.stack(
+        [
+            r[:, 0] * gr[:, 0],
+            r[:, 1] * gr[:, 1],
+            r[:, 2] * gr[:, 2],
+            r[:, 0] * gr[:, 1],
+            r[:, 0] * gr[:, 2],
+            r[:, 1] * gr[:, 2],
+        ],
+        axis=1,
+    )
     stress_atom = np.zeros((len(atoms), 6))
     np.add.at(stress_atom, g.edge_i.numpy(), 0.5 * NKTV2P * per_pair)
     np.add.at(stress_atom, g.edge_j.numpy(), 0.5 * NKTV2P * per_pair)
-    out = {"energy": float(energies.sum()), "pe_atom": energies.numpy(), "forces": forces,
-           "stress_atom": stress_atom, "w": strain_derivative(g.r_ij, grad).numpy()}
+    out = {
+        "energy": float(energies.sum()),
+        "pe_atom": energies.numpy(),
+        "forces": forces,
+        "stress_atom": stress_atom,
+        "w": strain_derivative(g.r_ij, grad).numpy(),
+    }
     return out
 
 
@@ -119,8 +151,9 @@ def pair_lines(model_file, elements) -> str:
     return f"plugin load {PLUGIN}\npair_style mliap/halo {model_file}\npair_coeff * * {' '.join(elements)}"
 
 
-def lammps_input(pair: str, boundary="p p p", processors="", extra="", run="run 0", skin=0.5, units="metal",
-                 atom_style="atomic") -> str:
+def lammps_input(
+    pair: str, boundary="p p p", processors="", extra="", run="run 0", skin=0.5, units="metal", atom_style="atomic"
+) -> str:
     return f"""
 units {units}
 atom_style {atom_style}
@@ -142,29 +175,44 @@ dump_modify d format float %.17g
 """
 
 
-def run_single_point(workdir: Path, atoms: Atoms, script: str, nprocs: int = 1, elements=WATER,
-                     env: dict | None = None) -> dict[str, np.ndarray]:
+def run_single_point(
+    workdir: Path, atoms: Atoms, script: str, nprocs: int = 1, elements=WATER, env: dict | None = None
+) -> dict[str, np.ndarray]:
     workdir.mkdir(parents=True, exist_ok=True)
     atoms.write(workdir / "structure.data", format="lammps-data", specorder=list(elements), masses=True)
     proc = run_lammps(script, workdir, nprocs, env=env)
     dump, values = read_dump(workdir / "out.dump"), read_values(workdir / "values.txt")
-    return {"output": proc.stdout, "energy": values["energy"], "pe_atom": dump["c_pe_atom"],
-            "forces": np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1),
-            "stress_atom": np.stack([dump[f"c_satom[{k}]"] for k in range(1, 7)], axis=1),
-            "positions": np.stack([dump["x"], dump["y"], dump["z"]], axis=1),
-            "pressure": np.array([[values["pxx"], values["pxy"], values["pxz"]],
-                                  [values["pxy"], values["pyy"], values["pyz"]],
-                                  [values["pxz"], values["pyz"], values["pzz"]]]) if "pxx" in values else None,
-            "vol": values["vol"]}
+    return {
+        "output": proc.stdout,
+        "energy": values["energy"],
+        "pe_atom": dump["c_pe_atom"],
+        "forces": np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1),
+        "stress_atom": np.stack([dump[f"c_satom[{k}]"] for k in range(1, 7)], axis=1),
+        "positions": np.stack([dump["x"], dump["y"], dump["z"]], axis=1),
+        "pressure": np.array(
+            [
+                [values["pxx"], values["pxy"], values["pxz"]],
+                [values["pxy"], values["pyy"], values["pyz"]],
+                [values["pxz"], values["pyz"], values["pzz"]],
+            ]
+        )
+        if "pxx" in values
+        else None,
+        "vol": values["vol"],
+    }
 
 
 def relative_errors(result: dict, ref: dict, per_atom_virial: bool = True) -> dict[str, float]:
     """Largest errors relative to the largest reference value, per quantity."""
+
     def rel(a, b):
         return float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(b)).max(), 1e-300))
 
-    errors = {"energy": rel(result["energy"], ref["energy"]), "pe_atom": rel(result["pe_atom"], ref["pe_atom"]),
-              "forces": rel(result["forces"], ref["forces"])}
+    errors = {
+        "energy": rel(result["energy"], ref["energy"]),
+        "pe_atom": rel(result["pe_atom"], ref["pe_atom"]),
+        "forces": rel(result["forces"], ref["forces"]),
+    }
     if "w" in ref:
         errors["pressure"] = rel(result["pressure"], -ref["w"] / result["vol"] * NKTV2P)
     else:

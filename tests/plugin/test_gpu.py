@@ -3,17 +3,30 @@ model on the CPU, on 1 rank (one CUDA graph per step, halo as a device gather) a
 sharing one GPU (halo through LAMMPS's communication); with two GPUs, one rank per GPU (uncompiled
 and compiled), ranks sharing cards and a rank without atoms. Skipped without a CUDA GPU (or without a second one); the
 device runs of benchmarks/gpu_session.sh run them."""
+
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from plugin_support import (WATER, lammps_input, make_export, molecule_in_vacuum, pair_lines, reference,
-                            relative_errors, run_single_point, triclinic_water, water_slab)
+from plugin_support import (
+    WATER,
+    lammps_input,
+    make_export,
+    molecule_in_vacuum,
+    pair_lines,
+    reference,
+    relative_errors,
+    run_single_point,
+    triclinic_water,
+    water_slab,
+)
 
-pytestmark = [pytest.mark.lammps,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")]
+pytestmark = [
+    pytest.mark.lammps,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"),
+]
 
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (the 2-GPU device runs)")
@@ -21,8 +34,7 @@ two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPU
 
 def nve(temperature: float) -> str:
     """NVE from velocities drawn at ``temperature`` (K), 0.5 fs steps."""
-    return (f"velocity all create {temperature} 4928459 mom yes rot yes dist gaussian\n"
-            "timestep 0.0005\nfix nve all nve")
+    return f"velocity all create {temperature} 4928459 mom yes rot yes dist gaussian\ntimestep 0.0005\nfix nve all nve"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -55,15 +67,17 @@ def test_md_on_the_gpu_follows_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFF_COMPILE", "1")  # the compiled step users get (tests/conftest.py turns it off)
     for device in ("cpu", "cuda"):
         model_file, _ = make_export(tmp_path, 3, device=device)
-        result = run_single_point(tmp_path / f"md_{device}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=nve(300), run="run 200"))
+        result = run_single_point(
+            tmp_path / f"md_{device}", atoms, lammps_input(pair_lines(model_file, WATER), extra=nve(300), run="run 200")
+        )
         positions.append(result["positions"])
     assert np.abs(positions[0] - positions[1]).max() < 1e-8
 
 
 @two_gpus
-@pytest.mark.parametrize("case", ["one_rank_per_gpu", "one_rank_per_gpu_compiled", "ranks_share_gpus",
-                                  "rank_without_atoms"])
+@pytest.mark.parametrize(
+    "case", ["one_rank_per_gpu", "one_rank_per_gpu_compiled", "ranks_share_gpus", "rank_without_atoms"]
+)
 def test_ranks_on_two_gpus_match_python(tmp_path, case):
     """float64: every rank on its GPU (local rank modulo the GPUs), exact against the Python model;
     uncompiled, and compiled as users get it (halo exchanges through the opaque operator)."""
@@ -71,8 +85,13 @@ def test_ranks_on_two_gpus_match_python(tmp_path, case):
     nprocs = 2 if case.startswith("one_rank_per_gpu") else 4
     processors = "processors 4 1 1" if case == "rank_without_atoms" else ""
     model_file, model = make_export(tmp_path, 3, device="cuda")
-    result = run_single_point(tmp_path / case, atoms, lammps_input(pair_lines(model_file, WATER), processors=processors),
-                              nprocs, env={"MLFF_COMPILE": "1" if case.endswith("compiled") else "0"})
+    result = run_single_point(
+        tmp_path / case,
+        atoms,
+        lammps_input(pair_lines(model_file, WATER), processors=processors),
+        nprocs,
+        env={"MLFF_COMPILE": "1" if case.endswith("compiled") else "0"},
+    )
     errors = relative_errors(result, reference(model, atoms))
     assert max(errors.values()) < TOLERANCE["float64"], errors
     assert "on cuda:0" in result["output"] and "on cuda:1" in result["output"], result["output"][-2000:]
@@ -93,10 +112,15 @@ def test_md_on_two_gpus_follows_one_gpu(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFF_COMPILE", "1")
     atoms = triclinic_water()
     model_file, _ = make_export(tmp_path, 2, device="cuda")
-    positions = [run_single_point(tmp_path / f"md{n}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=nve(50), run="run 500", skin=1.0),
-                                  n)["positions"]
-                 for n in (1, 2)]
+    positions = [
+        run_single_point(
+            tmp_path / f"md{n}",
+            atoms,
+            lammps_input(pair_lines(model_file, WATER), extra=nve(50), run="run 500", skin=1.0),
+            n,
+        )["positions"]
+        for n in (1, 2)
+    ]
     gap = np.abs(positions[0] - positions[1]).max()
     print(f"largest position difference after 500 steps, 2 GPUs vs 1: {gap:.3g} A")
     assert gap < MD_TWO_GPUS_BOUND

@@ -2,6 +2,7 @@
 exact against the Python model on 1-4 ranks, in periodic (orthorhombic and triclinic) and
 non-periodic boxes and with ranks left without atoms; MD across rank counts; NULL types under pair
 hybrid; linear memory; the contract with its Python side; inputs it refuses."""
+
 import inspect
 import os
 import re
@@ -17,9 +18,24 @@ from mlff_distiller.lammps.export import export, input_lines
 from mlff_distiller.lammps.halo_data import BIND_FORMAT, HaloData, connect, protocol_signature
 from mlff_distiller.model.replay import COMPILE_MESSAGE
 
-from plugin_support import (LMP, PLUGIN, ROOT, WATER, lammps_input, make_export, molecule_in_vacuum, ortho_water,
-                            pair_lines, reference, relative_errors, run_lammps, run_single_point,
-                            triclinic_water, water_slab, write_data_with_bonds)
+from plugin_support import (
+    LMP,
+    PLUGIN,
+    ROOT,
+    WATER,
+    lammps_input,
+    make_export,
+    molecule_in_vacuum,
+    ortho_water,
+    pair_lines,
+    reference,
+    relative_errors,
+    run_lammps,
+    run_single_point,
+    triclinic_water,
+    water_slab,
+    write_data_with_bonds,
+)
 
 pytestmark = pytest.mark.lammps
 
@@ -63,8 +79,9 @@ def test_repulsion_through_the_plugin_on_1_and_2_ranks(tmp_path):
     model_file, model = make_export(tmp_path, 2, elements=WATER, repulsion=True)
     ref = reference(model, atoms)
     for nprocs in (1, 2):
-        result = run_single_point(tmp_path / f"plugin{nprocs}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), "p p p", ""), nprocs, WATER)
+        result = run_single_point(
+            tmp_path / f"plugin{nprocs}", atoms, lammps_input(pair_lines(model_file, WATER), "p p p", ""), nprocs, WATER
+        )
         errors = relative_errors(result, ref)
         assert max(errors.values()) < REL, (nprocs, errors)
 
@@ -74,13 +91,17 @@ def test_three_layers_float32_autograd_and_many_images(tmp_path):
     several images on one rank): float64 exact, float32 within float32 round-off, and the
     autograd export (exchange differentiated by autograd) exact too."""
     atoms = triclinic_water()
-    for dtype, method, rel, ranks in (("float64", "analytic", REL, (1, 3)), ("float32", "analytic", 2e-4, (1, 3)),
-                                      ("float64", "autograd", REL, (2,))):
+    for dtype, method, rel, ranks in (
+        ("float64", "analytic", REL, (1, 3)),
+        ("float32", "analytic", 2e-4, (1, 3)),
+        ("float64", "autograd", REL, (2,)),
+    ):
         model_file, model = make_export(tmp_path, 3, dtype=dtype, method=method)
         ref = reference(model, atoms)
         for nprocs in ranks:
-            result = run_single_point(tmp_path / f"{dtype}_{method}_{nprocs}", atoms,
-                                      lammps_input(pair_lines(model_file, WATER)), nprocs)
+            result = run_single_point(
+                tmp_path / f"{dtype}_{method}_{nprocs}", atoms, lammps_input(pair_lines(model_file, WATER)), nprocs
+            )
             errors = relative_errors(result, ref)
             assert max(errors.values()) < rel, (dtype, method, nprocs, errors)
 
@@ -92,8 +113,9 @@ def test_compiled_step_on_several_ranks(tmp_path, method):
     atoms = triclinic_water()
     model_file, model = make_export(tmp_path, 3, method=method)
     ref = reference(model, atoms)
-    result = run_single_point(tmp_path / "compiled", atoms, lammps_input(pair_lines(model_file, WATER)), 2,
-                              env={"MLFF_COMPILE": "1"})
+    result = run_single_point(
+        tmp_path / "compiled", atoms, lammps_input(pair_lines(model_file, WATER)), 2, env={"MLFF_COMPILE": "1"}
+    )
     assert result["output"].count(COMPILE_MESSAGE) == 2  # each rank compiled its model
     errors = relative_errors(result, ref)
     assert max(errors.values()) < REL, errors
@@ -107,11 +129,14 @@ def test_null_type_under_pair_hybrid(tmp_path):
     argon.set_chemical_symbols(["Ar" if k % 7 == 3 else s for k, s in enumerate(atoms.get_chemical_symbols())])
     ref = reference(model, argon[[s != "Ar" for s in argon.get_chemical_symbols()]])
     keep = np.array([s != "Ar" for s in argon.get_chemical_symbols()])
-    pair = (f"plugin load {PLUGIN}\npair_style hybrid/overlay mliap/halo {model_file} zero 4.0\n"
-            "pair_coeff * * mliap/halo H O NULL\npair_coeff * * zero")
+    pair = (
+        f"plugin load {PLUGIN}\npair_style hybrid/overlay mliap/halo {model_file} zero 4.0\n"
+        "pair_coeff * * mliap/halo H O NULL\npair_coeff * * zero"
+    )
     for nprocs in (1, 2):
-        result = run_single_point(tmp_path / f"null{nprocs}", argon, lammps_input(pair), nprocs,
-                                  elements=["H", "O", "Ar"])
+        result = run_single_point(
+            tmp_path / f"null{nprocs}", argon, lammps_input(pair), nprocs, elements=["H", "O", "Ar"]
+        )
         assert np.abs(result["forces"][~keep]).max() == 0 and np.abs(result["pe_atom"][~keep]).max() == 0
         for key in ("pe_atom", "forces", "stress_atom"):
             result[key] = result[key][keep]
@@ -137,13 +162,21 @@ thermo_modify format float %.15g
 """
     positions, etot = [], []
     for nprocs in (1, 2):
-        result = run_single_point(tmp_path / f"nve{nprocs}", atoms,
-                                  lammps_input(pair_lines(model_file, WATER), extra=md, run="run 500",
-                                               skin=1.0), nprocs)
+        result = run_single_point(
+            tmp_path / f"nve{nprocs}",
+            atoms,
+            lammps_input(pair_lines(model_file, WATER), extra=md, run="run 500", skin=1.0),
+            nprocs,
+        )
         positions.append(result["positions"])
         log = (tmp_path / f"nve{nprocs}" / "log.lammps").read_text()
-        etot.append([float(line.split()[3]) for line in log.splitlines()
-                     if re.match(r"\s+\d+\s+-?\d", line) and len(line.split()) == 4])
+        etot.append(
+            [
+                float(line.split()[3])
+                for line in log.splitlines()
+                if re.match(r"\s+\d+\s+-?\d", line) and len(line.split()) == 4
+            ]
+        )
     assert len(etot[0]) == 6
     assert np.abs(positions[0] - positions[1]).max() < 1e-6
     assert np.abs(np.array(etot[0]) - etot[1]).max() < 1e-9 * abs(etot[0][0])
@@ -201,11 +234,16 @@ def overlapping_water():
 
 # runs the command with MLFF_DEVICE=cuda:7 on MPI rank 1 only (Open MPI or MPICH)
 ON_RANK_1_A_GPU_THAT_IS_NOT_THERE = (
-    "sh", "-c", 'if [ "${OMPI_COMM_WORLD_RANK:-$PMI_RANK}" = 1 ]; then export MLFF_DEVICE=cuda:7; fi; exec "$@"', "sh")
+    "sh",
+    "-c",
+    'if [ "${OMPI_COMM_WORLD_RANK:-$PMI_RANK}" = 1 ]; then export MLFF_DEVICE=cuda:7; fi; exec "$@"',
+    "sh",
+)
 
 
-@pytest.mark.parametrize("problem", ["newton", "element", "missing", "model_file", "units", "bonds",
-                                     "overlap_2_ranks", "device_on_one_rank"])
+@pytest.mark.parametrize(
+    "problem", ["newton", "element", "missing", "model_file", "units", "bonds", "overlap_2_ranks", "device_on_one_rank"]
+)
 def test_errors_stop_lammps_with_a_message(tmp_path, problem):
     """Each stops LAMMPS with its message; where one rank fails and the others do not, every rank
     still stops (no hang: the run's timeout would fail the test)."""
@@ -261,11 +299,19 @@ def test_plugin_builds_against_an_installed_lammps(tmp_path):
     install taken from its sources) and loaded by lmp; without those headers, a message says so."""
     build = Path(os.environ.get("MLFF_BUILD", ROOT / "build" / "lammps"))
     cache = cmake_cache(build)
-    subprocess.run(["cmake", "--install", str(build), "--prefix", str(tmp_path / "lammps")], check=True,
-                   capture_output=True)
-    configure = ["cmake", "-S", str(ROOT / "lammps_plugin"), "-B", str(tmp_path / "plugin"),
-                 f"-DLAMMPS_DIR={tmp_path / 'lammps' / 'lib' / 'cmake' / 'LAMMPS'}",
-                 f"-DMPI_CXX_COMPILER={cache['MPI_CXX_COMPILER']}", f"-DPython_EXECUTABLE={sys.executable}"]
+    subprocess.run(
+        ["cmake", "--install", str(build), "--prefix", str(tmp_path / "lammps")], check=True, capture_output=True
+    )
+    configure = [
+        "cmake",
+        "-S",
+        str(ROOT / "lammps_plugin"),
+        "-B",
+        str(tmp_path / "plugin"),
+        f"-DLAMMPS_DIR={tmp_path / 'lammps' / 'lib' / 'cmake' / 'LAMMPS'}",
+        f"-DMPI_CXX_COMPILER={cache['MPI_CXX_COMPILER']}",
+        f"-DPython_EXECUTABLE={sys.executable}",
+    ]
     if not (tmp_path / "lammps" / "include" / "lammps" / "lammpsplugin.h").exists():  # as 4Feb2025 installs
         refused = subprocess.run(configure, capture_output=True, text=True)
         assert refused.returncode != 0 and "has no lammpsplugin.h" in refused.stdout + refused.stderr
@@ -274,6 +320,11 @@ def test_plugin_builds_against_an_installed_lammps(tmp_path):
     configured = subprocess.run(configure + [headers], capture_output=True, text=True)
     assert configured.returncode == 0 and "building against the LAMMPS of" in configured.stdout, configured.stderr
     subprocess.run(["cmake", "--build", str(tmp_path / "plugin"), "-j", "2"], check=True, capture_output=True)
-    listed = subprocess.run([str(LMP), "-nocite", "-log", "none"], input=f"plugin load {tmp_path / 'plugin' / 'mlffplugin.so'}\n"
-                            "plugin list\n", capture_output=True, text=True, cwd=tmp_path)
+    listed = subprocess.run(
+        [str(LMP), "-nocite", "-log", "none"],
+        input=f"plugin load {tmp_path / 'plugin' / 'mlffplugin.so'}\nplugin list\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert "pair style plugin mliap/halo" in listed.stdout, listed.stdout + listed.stderr

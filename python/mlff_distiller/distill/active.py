@@ -25,6 +25,7 @@ killed run restarts at the stage it was in, with nothing labelled twice or lost:
     round<r>/labelled           marker: the selection is in data.extxyz
     final/member<k>.pt          the committee trained on all data
 """
+
 from __future__ import annotations
 
 import json
@@ -108,9 +109,11 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
     then = {**asdict(LoopSettings()), **json.loads(path.read_text())}
     changed = sorted(key for key in now if then.get(key) != now[key])
     if changed:
-        raise ValueError(f"{workdir} holds a run with other settings ("
-                         + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in changed)
-                         + "): resume it with the same settings, or use another --workdir")
+        raise ValueError(
+            f"{workdir} holds a run with other settings ("
+            + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in changed)
+            + "): resume it with the same settings, or use another --workdir"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,8 +137,9 @@ class DeviceStudent(Calculator):
         self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
         graph = graph_to(graph, weight.device)
         with torch.no_grad():
-            energies, grad = self.model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j,
-                                                                    graph.r_ij)
+            energies, grad = self.model.energies_and_edge_gradients(
+                graph.species, graph.edge_i, graph.edge_j, graph.r_ij
+            )
             forces = forces_from_edge_gradients(graph.edge_i, graph.edge_j, grad, len(self.atoms))
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())
         self.results["forces"] = forces.double().cpu().numpy()
@@ -156,13 +160,26 @@ def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: 
         if output.exists():
             continue
         checkpoint = folder / f"member{k}.ckpt"
-        config = TrainConfig(epochs=settings.epochs, early_stopping_patience=settings.epochs,
-                             seed=settings.seed + k, batch_size=settings.batch_size,
-                             learning_rate=settings.learning_rate, max_minutes=settings.max_minutes,
-                             device=settings.device)
-        train_from_file(data, output, PaiNNConfig(**settings.model), config, validation_fraction=0.1,
-                        checkpoint=checkpoint, resume=checkpoint.exists(), progress=progress,
-                        log=lambda line: tqdm.write(f"  member {k}: {line}") if progress else None)
+        config = TrainConfig(
+            epochs=settings.epochs,
+            early_stopping_patience=settings.epochs,
+            seed=settings.seed + k,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            max_minutes=settings.max_minutes,
+            device=settings.device,
+        )
+        train_from_file(
+            data,
+            output,
+            PaiNNConfig(**settings.model),
+            config,
+            validation_fraction=0.1,
+            checkpoint=checkpoint,
+            resume=checkpoint.exists(),
+            progress=progress,
+            log=lambda line: tqdm.write(f"  member {k}: {line}") if progress else None,
+        )
         checkpoint.unlink(missing_ok=True)
     return committee(folder, settings)
 
@@ -178,14 +195,21 @@ def explore(model, seeds: Sequence[Atoms], settings: LoopSettings, rng: np.rando
             thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
             Stationary(atoms)
             ZeroRotation(atoms)
-            dynamics = Langevin(atoms, timestep=settings.timestep_fs * units.fs, temperature_K=temperature,
-                                friction=0.02 / units.fs, fixcm=False, rng=rng)
+            dynamics = Langevin(
+                atoms,
+                timestep=settings.timestep_fs * units.fs,
+                temperature_K=temperature,
+                friction=0.02 / units.fs,
+                fixcm=False,
+                rng=rng,
+            )
             for step in range(settings.md_interval, settings.md_steps + 1, settings.md_interval):
                 dynamics.run(settings.md_interval)
                 snapshot = geometry_copy(atoms)
                 snapshot.info.update(seed.info)
-                snapshot.info.update(sampler="student_md", temperature=float(temperature), md_step=step,
-                                     seed_structure=seed_index)
+                snapshot.info.update(
+                    sampler="student_md", temperature=float(temperature), md_step=step, seed_structure=seed_index
+                )
                 snapshots.append(snapshot)
                 forces = atoms.get_forces()
                 if not np.isfinite(forces).all() or np.abs(forces).max() > MAX_EXPLORATION_FORCE:
@@ -223,8 +247,9 @@ def initial_structures(seeds: Sequence[Atoms], settings: LoopSettings, rng: np.r
     if settings.initial_per_seed == 0:
         return []
     per_amplitude = max(1, settings.initial_per_seed // len(settings.initial_amplitudes))
-    return [atoms for seed in seeds for atoms in random_displacements(seed, settings.initial_amplitudes,
-                                                                       per_amplitude, rng)]
+    return [
+        atoms for seed in seeds for atoms in random_displacements(seed, settings.initial_amplitudes, per_amplitude, rng)
+    ]
 
 
 def read_data_files(files: Sequence[str], teacher_name: str) -> list[Atoms]:
@@ -236,9 +261,11 @@ def read_data_files(files: Sequence[str], teacher_name: str) -> list[Atoms]:
         for index, atoms in enumerate(read_structures(file)):
             labelled_by = atoms.info.get("teacher")
             if labelled_by is not None and str(labelled_by).lower() != teacher_name.lower():
-                raise ValueError(f"structure {index} of {file} was labelled by the teacher {labelled_by!r}, and this "
-                                 f"loop labels with {teacher_name!r}: energies of two teachers do not mix. Use "
-                                 f"--teacher {labelled_by} or data of this teacher")
+                raise ValueError(
+                    f"structure {index} of {file} was labelled by the teacher {labelled_by!r}, and this "
+                    f"loop labels with {teacher_name!r}: energies of two teachers do not mix. Use "
+                    f"--teacher {labelled_by} or data of this teacher"
+                )
             atoms.info.setdefault("source", Path(file).name)
             structures.append(atoms)
     return structures
@@ -258,15 +285,21 @@ def import_data(structures: Sequence[Atoms], data: Path) -> int:
             new.append(atoms)
     data.parent.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(new), IMPORT_CHUNK):
-        append_frame(data, new[start:start + IMPORT_CHUNK])
+        append_frame(data, new[start : start + IMPORT_CHUNK])
     return len(new)
 
 
 # ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
-def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings, output: str | Path | None = None,
-             teacher=None, progress: bool = True) -> Path:
+def run_loop(
+    seeds: Sequence[Atoms],
+    workdir: str | Path,
+    settings: LoopSettings,
+    output: str | Path | None = None,
+    teacher=None,
+    progress: bool = True,
+) -> Path:
     """Run (or resume) the loop in ``workdir``; returns the final committee's first member file
     (copied to ``output`` when given). ``teacher``: an ASE calculator instead of
     ``settings.teacher`` (tests)."""
@@ -277,23 +310,31 @@ def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings
     if settings.initial_per_seed < 0:
         raise ValueError("--initial must be 0 or more")
     if settings.initial_per_seed == 0 and not settings.data:
-        raise ValueError("--initial 0 without --data leaves nothing to train the first committee on: give "
-                         "--data FILE (labelled structures) or displaced copies to label (--initial N)")
+        raise ValueError(
+            "--initial 0 without --data leaves nothing to train the first committee on: give "
+            "--data FILE (labelled structures) or displaced copies to label (--initial N)"
+        )
     settings.data = [str(Path(file).resolve()) for file in settings.data]
     given = read_data_files(settings.data, settings.teacher)
-    settings.model = {**settings.model,
-                      "elements": settings.model.get("elements") or elements_in([*seeds, *given])}
+    settings.model = {**settings.model, "elements": settings.model.get("elements") or elements_in([*seeds, *given])}
     for what, structures in (("seed structures", seeds), ("--data structures", given)):
         missing = sorted(set(elements_in(structures)) - set(settings.model["elements"]))
         if missing:
-            raise ValueError(f"the {what} contain {', '.join(missing)}, which the model's elements "
-                             f"{settings.model['elements']} lack: add them to --elements")
+            raise ValueError(
+                f"the {what} contain {', '.join(missing)}, which the model's elements "
+                f"{settings.model['elements']} lack: add them to --elements"
+            )
     teacher = teacher or make_teacher(settings.teacher)
     check_elements(teacher, seeds)  # before hours of work
     check_settings(workdir, settings)
     data = workdir / "data.extxyz"
-    bar = tqdm(total=4 * settings.rounds + 2 + bool(given), desc="active learning", unit="stage",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=4 * settings.rounds + 2 + bool(given),
+        desc="active learning",
+        unit="stage",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
 
     def stage(name: str, done_marker: Path, work) -> None:
         """Run ``work`` unless ``done_marker`` exists (a stage finished before a kill)."""
@@ -303,37 +344,54 @@ def run_loop(seeds: Sequence[Atoms], workdir: str | Path, settings: LoopSettings
         bar.update(1)
 
     def label(structures: Sequence[Atoms], marker: Path) -> None:
-        report_failures(label_structures(structures, teacher, data, teacher_name=settings.teacher,
-                                         progress=progress))
+        report_failures(label_structures(structures, teacher, data, teacher_name=settings.teacher, progress=progress))
         marker.touch()
 
     def copy_data() -> None:
         added = import_data(given, data)
         if progress:
-            tqdm.write(f"{data}: added {added} of the {len(given)} --data structures "
-                       f"({len(given) - added} were there already)")
+            tqdm.write(
+                f"{data}: added {added} of the {len(given)} --data structures ({len(given) - added} were there already)"
+            )
         (workdir / IMPORTED_MARKER).touch()
 
     if given:
         stage("copy --data", workdir / IMPORTED_MARKER, copy_data)
     initial = workdir / "initial.labelled"
-    stage("label initial", initial,
-          lambda: label(initial_structures(seeds, settings, np.random.default_rng([settings.seed, 0])), initial))
+    stage(
+        "label initial",
+        initial,
+        lambda: label(initial_structures(seeds, settings, np.random.default_rng([settings.seed, 0])), initial),
+    )
     for r in range(settings.rounds):
         folder = workdir / f"round{r}"
         candidates, selected, labelled = folder / "candidates.extxyz", folder / "selected.extxyz", folder / "labelled"
         members = []
-        stage(f"round {r}: train committee", folder / f"member{settings.committee - 1}.pt",
-              lambda: members.extend(train_committee(data, folder, settings, progress)))
+        stage(
+            f"round {r}: train committee",
+            folder / f"member{settings.committee - 1}.pt",
+            lambda: members.extend(train_committee(data, folder, settings, progress)),
+        )
         members = members or committee(folder, settings)
-        stage(f"round {r}: student MD", candidates, lambda: write_whole(
-            candidates, explore(members[0], seeds, settings, np.random.default_rng([settings.seed, r + 1]))))
-        stage(f"round {r}: select", selected, lambda: write_whole(
-            selected, most_disputed(members, ase.io.read(candidates, ":"), settings.select)))
+        stage(
+            f"round {r}: student MD",
+            candidates,
+            lambda: write_whole(
+                candidates, explore(members[0], seeds, settings, np.random.default_rng([settings.seed, r + 1]))
+            ),
+        )
+        stage(
+            f"round {r}: select",
+            selected,
+            lambda: write_whole(selected, most_disputed(members, ase.io.read(candidates, ":"), settings.select)),
+        )
         stage(f"round {r}: label", labelled, lambda: label(ase.io.read(selected, ":"), labelled))
     final = workdir / "final"
-    stage("final committee", final / f"member{settings.committee - 1}.pt",
-          lambda: train_committee(data, final, settings, progress))
+    stage(
+        "final committee",
+        final / f"member{settings.committee - 1}.pt",
+        lambda: train_committee(data, final, settings, progress),
+    )
     bar.close()
     result = workdir / "final" / "member0.pt"
     if output:
@@ -368,12 +426,29 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     torch_device(args.device)  # before embedding the seeds
     settings = LoopSettings(
-        rounds=args.rounds, committee=args.committee, temperatures=args.temperatures, md_steps=args.md_steps,
-        md_interval=args.md_interval, select=args.select, initial_per_seed=args.initial, teacher=args.teacher,
-        model=PaiNNConfig(elements=args.elements or [], n_features=args.features, n_layers=args.layers,
-                          cutoff=args.cutoff, repulsion=not args.no_repulsion).to_dict(),
-        epochs=args.epochs, seed=args.seed, data=args.data, device=args.device, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, max_minutes=args.max_minutes)
+        rounds=args.rounds,
+        committee=args.committee,
+        temperatures=args.temperatures,
+        md_steps=args.md_steps,
+        md_interval=args.md_interval,
+        select=args.select,
+        initial_per_seed=args.initial,
+        teacher=args.teacher,
+        model=PaiNNConfig(
+            elements=args.elements or [],
+            n_features=args.features,
+            n_layers=args.layers,
+            cutoff=args.cutoff,
+            repulsion=not args.no_repulsion,
+        ).to_dict(),
+        epochs=args.epochs,
+        seed=args.seed,
+        data=args.data,
+        device=args.device,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_minutes=args.max_minutes,
+    )
     if settings.committee < 2:
         raise ValueError("--committee must be at least 2: one model cannot disagree with itself")
     result = run_loop(seed_structures(args.smiles, args.structures, args.seed), args.workdir, settings, args.output)
@@ -383,8 +458,11 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     d = LoopSettings()
-    parser = subparsers.add_parser("active-learn", help="label, train a committee, student MD, select, repeat",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "active-learn",
+        help="label, train a committee, student MD, select, repeat",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--smiles", nargs="+", default=[], metavar="S", help="seed molecules")
     parser.add_argument("--structures", metavar="FILE", help="seed geometries (any ASE-readable file)")
     parser.add_argument("--workdir", required=True, help="work folder (a rerun resumes it)")
@@ -394,28 +472,48 @@ def register(subparsers) -> None:
     parser.add_argument("--committee", type=int, default=d.committee, help=f"members, default {d.committee}")
     parser.add_argument("--temperatures", type=float, nargs="+", default=d.temperatures, metavar="K")
     parser.add_argument("--md-steps", type=int, default=d.md_steps, help=f"per trajectory, default {d.md_steps}")
-    parser.add_argument("--md-interval", type=int, default=d.md_interval, help=f"steps between snapshots, "
-                                                                               f"default {d.md_interval}")
-    parser.add_argument("--select", type=int, default=d.select, help=f"structures labelled per round, "
-                                                                     f"default {d.select}")
-    parser.add_argument("--data", nargs="+", default=[], metavar="FILE",
-                        help="labelled structures (extended XYZ with energies and forces) copied into the work "
-                             "folder's data set before anything is labelled, once")
-    parser.add_argument("--initial", type=int, default=d.initial_per_seed,
-                        help=f"displaced copies of each seed labelled first, default {d.initial_per_seed} "
-                             "(0: none, with --data)")
-    parser.add_argument("--elements", nargs="+", help="model elements (default: those of the seeds and the --data structures)")
+    parser.add_argument(
+        "--md-interval", type=int, default=d.md_interval, help=f"steps between snapshots, default {d.md_interval}"
+    )
+    parser.add_argument(
+        "--select", type=int, default=d.select, help=f"structures labelled per round, default {d.select}"
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="labelled structures (extended XYZ with energies and forces) copied into the work "
+        "folder's data set before anything is labelled, once",
+    )
+    parser.add_argument(
+        "--initial",
+        type=int,
+        default=d.initial_per_seed,
+        help=f"displaced copies of each seed labelled first, default {d.initial_per_seed} (0: none, with --data)",
+    )
+    parser.add_argument(
+        "--elements", nargs="+", help="model elements (default: those of the seeds and the --data structures)"
+    )
     parser.add_argument("--features", type=int, default=32, help="default 32")
     parser.add_argument("--layers", type=int, default=3, help="default 3")
     parser.add_argument("--cutoff", type=float, default=5.0, help="A, default 5.0")
     parser.add_argument("--no-repulsion", action="store_true", help="leave out the ZBL repulsion")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"per committee member, default {d.epochs}")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")
-    parser.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate,
-                        help=f"peak learning rate, default {d.learning_rate}")
+    parser.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=float,
+        default=d.learning_rate,
+        help=f"peak learning rate, default {d.learning_rate}",
+    )
     parser.add_argument("--max-minutes", type=float, help="training time limit of each committee member")
-    parser.add_argument("--device", default=d.device,
-                        help=f"cpu, cuda or cuda:N: training, student MD and committee forces (default {d.device})")
+    parser.add_argument(
+        "--device",
+        default=d.device,
+        help=f"cpu, cuda or cuda:N: training, student MD and committee forces (default {d.device})",
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run)

@@ -7,6 +7,7 @@ made, and batches are then concatenations of those cached graphs: an epoch costs
 search. A data set's tensors live on one device (`GraphDataset.to`, once), and its batches are
 built there: the same code on a CPU and a GPU, which copies nothing per step.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,12 +51,16 @@ def check_labels(structures: Sequence[Atoms], source: str = "the data set") -> N
         results = atoms.calc.results if atoms.calc is not None else {}
         missing = [key for key in ("energy", "forces") if key not in results]
         if missing:
-            raise ValueError(f"structure {index} of {source} has no {' and no '.join(missing)}: training needs "
-                             "teacher energies and forces for every structure; label the structures first "
-                             "(mlff-distiller label)")
+            raise ValueError(
+                f"structure {index} of {source} has no {' and no '.join(missing)}: training needs "
+                "teacher energies and forces for every structure; label the structures first "
+                "(mlff-distiller label)"
+            )
         if np.shape(results["forces"]) != (len(atoms), 3):
-            raise ValueError(f"structure {index} of {source} has forces of shape {np.shape(results['forces'])} "
-                             f"for {len(atoms)} atoms")
+            raise ValueError(
+                f"structure {index} of {source} has forces of shape {np.shape(results['forces'])} "
+                f"for {len(atoms)} atoms"
+            )
 
 
 def elements_in(structures: Sequence[Atoms]) -> list[str]:
@@ -78,12 +83,13 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
     order = np.random.default_rng(seed).permutation(n)
     sizes = [int(round(f * n)) for f in fractions]
     bounds = np.cumsum([0] + sizes)
-    parts = [order[bounds[k]:bounds[k + 1]] for k in range(len(sizes))] + [order[bounds[-1]:]]
+    parts = [order[bounds[k] : bounds[k + 1]] for k in range(len(sizes))] + [order[bounds[-1] :]]
     return [np.sort(part) for part in parts]
 
 
-def split_structures(structures: Sequence[Atoms], fractions: Sequence[float], seed: int,
-                     group_key: str | None = None) -> list[list[Atoms]]:
+def split_structures(
+    structures: Sequence[Atoms], fractions: Sequence[float], seed: int, group_key: str | None = None
+) -> list[list[Atoms]]:
     """Seeded split into len(fractions)+1 lists; the held-out parts come first, training last.
 
     With ``group_key`` (e.g. ``"molecule"``) every group of structures sharing ``info[group_key]``
@@ -112,8 +118,9 @@ def element_counts(structures: Sequence[Atoms], elements: Sequence[str]) -> np.n
     return counts
 
 
-def fit_energy_shifts(structures: Sequence[Atoms], elements: Sequence[str],
-                      baseline: np.ndarray | None = None) -> np.ndarray:
+def fit_energy_shifts(
+    structures: Sequence[Atoms], elements: Sequence[str], baseline: np.ndarray | None = None
+) -> np.ndarray:
     """[n_elements] atomic reference energies (eV) minimising sum_s (E_s - B_s - counts_s . shift)^2,
     where B_s [S] is the energy of a fixed term of the model (its repulsion; default 0).
 
@@ -135,7 +142,7 @@ def force_rms(structures: Sequence[Atoms]) -> float:
     network's output by it lets the freshly initialised network start at the right magnitude.
     """
     forces = np.concatenate([atoms.get_forces() for atoms in structures])
-    return float(np.sqrt(np.mean(forces ** 2)))
+    return float(np.sqrt(np.mean(forces**2)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,14 +163,21 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor on ``device`` (dtypes kept)."""
-        return Batch(graph_to(self.graph, device), self.energy.to(device), self.forces.to(device),
-                     self.n_atoms.to(device))
+        return Batch(
+            graph_to(self.graph, device), self.energy.to(device), self.forces.to(device), self.n_atoms.to(device)
+        )
 
 
 def graph_to(graph: Graph, device: torch.device | str) -> Graph:
     """The graph with every tensor on ``device`` (``Graph.to`` changes the dtype only)."""
-    return Graph(graph.species.to(device), graph.edge_i.to(device), graph.edge_j.to(device),
-                 graph.r_ij.to(device), graph.batch.to(device), graph.n_structures)
+    return Graph(
+        graph.species.to(device),
+        graph.edge_i.to(device),
+        graph.edge_j.to(device),
+        graph.r_ij.to(device),
+        graph.batch.to(device),
+        graph.n_structures,
+    )
 
 
 def as_device(device: torch.device | str) -> torch.device:
@@ -187,22 +201,31 @@ def concatenate(batches: Sequence[Batch]) -> Batch:
         batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, structure_offsets)]),
         n_structures=int(sum(g.n_structures for g in graphs)),
     )
-    return Batch(graph, torch.cat([b.energy for b in batches]), torch.cat([b.forces for b in batches]),
-                 torch.cat([b.n_atoms for b in batches]))
+    return Batch(
+        graph,
+        torch.cat([b.energy for b in batches]),
+        torch.cat([b.forces for b in batches]),
+        torch.cat([b.n_atoms for b in batches]),
+    )
 
 
 def labelled_graph(atoms: Atoms, elements: Sequence[str], cutoff: float, dtype: torch.dtype) -> Batch:
     """A one-structure batch: the structure's graph (neighbour list within ``cutoff``) and labels."""
     graph = graph_from_atoms([atoms], elements, cutoff, dtype)
-    return Batch(graph, torch.tensor([atoms.get_potential_energy()], dtype=torch.float64),
-                 torch.as_tensor(atoms.get_forces(), dtype=dtype), torch.tensor([len(atoms)]))
+    return Batch(
+        graph,
+        torch.tensor([atoms.get_potential_energy()], dtype=torch.float64),
+        torch.as_tensor(atoms.get_forces(), dtype=dtype),
+        torch.tensor([len(atoms)]),
+    )
 
 
 class GraphDataset:
     """Labelled structures with their graphs built once; hands out shuffled or ordered batches."""
 
-    def __init__(self, structures: Sequence[Atoms], elements: Sequence[str], cutoff: float,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, structures: Sequence[Atoms], elements: Sequence[str], cutoff: float, dtype: torch.dtype = torch.float32
+    ):
         check_labels(structures)
         self.structures = list(structures)
         self.elements = list(elements)
@@ -229,5 +252,7 @@ class GraphDataset:
     def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> list[Batch]:
         """Batches of ``batch_size`` structures (the last may be smaller); shuffled when given a rng."""
         order = rng.permutation(len(self.samples)) if rng is not None else np.arange(len(self.samples))
-        return [concatenate([self.samples[k] for k in order[start:start + batch_size]])
-                for start in range(0, len(order), batch_size)]
+        return [
+            concatenate([self.samples[k] for k in order[start : start + batch_size]])
+            for start in range(0, len(order), batch_size)
+        ]

@@ -17,6 +17,7 @@ copies without calculator, constraints or momenta, each with its provenance in `
 ``sampler`` plus that sampler's parameters (``temperature``, ``amplitude``, ``contact``,
 ``density_factor``) and whatever ``info`` the starting structure carried (``molecule``, ...).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -58,8 +59,10 @@ def relax(atoms: Atoms, calculator: BaseCalculator, fmax: float = 0.01, steps: i
     relaxed.info.update(atoms.info)
     relaxed.calc = calculator
     if not BFGS(relaxed, logfile=None).run(fmax=fmax, steps=steps):
-        raise RuntimeError(f"relaxing {relaxed.get_chemical_formula()} ({atoms.info.get('molecule', '')}) did not "
-                           f"reach fmax {fmax} eV/A in {steps} steps: start from a better geometry or raise steps")
+        raise RuntimeError(
+            f"relaxing {relaxed.get_chemical_formula()} ({atoms.info.get('molecule', '')}) did not "
+            f"reach fmax {fmax} eV/A in {steps} steps: start from a better geometry or raise steps"
+        )
     relaxed.calc = None
     return relaxed
 
@@ -88,8 +91,13 @@ def vibrational_modes(atoms: Atoms, hessian_2d: np.ndarray) -> tuple[np.ndarray,
     return omega2[vibrations], modes[:, vibrations].T
 
 
-def normal_mode_samples(minimum: Atoms, hessian_2d: np.ndarray, temperatures: Sequence[float],
-                        n_per_temperature: int, rng: np.random.Generator) -> list[Atoms]:
+def normal_mode_samples(
+    minimum: Atoms,
+    hessian_2d: np.ndarray,
+    temperatures: Sequence[float],
+    n_per_temperature: int,
+    rng: np.random.Generator,
+) -> list[Atoms]:
     """Geometries from the classical harmonic distribution around ``minimum`` at each temperature.
 
     Each vibrational mode k gets a mass-weighted amplitude q_k ~ N(0, kT / omega_k^2), so that
@@ -114,8 +122,9 @@ def normal_mode_samples(minimum: Atoms, hessian_2d: np.ndarray, temperatures: Se
 # ----------------------------------------------------------------------------------------------
 # Random displacements
 # ----------------------------------------------------------------------------------------------
-def random_displacements(atoms: Atoms, amplitudes: Sequence[float], n_per_amplitude: int,
-                         rng: np.random.Generator) -> list[Atoms]:
+def random_displacements(
+    atoms: Atoms, amplitudes: Sequence[float], n_per_amplitude: int, rng: np.random.Generator
+) -> list[Atoms]:
     """Copies of ``atoms`` with every coordinate displaced by N(0, amplitude^2) (A), for each
     amplitude. Provenance: ``sampler="displaced"``, ``amplitude`` (the per-coordinate stdev)."""
     samples = []
@@ -159,8 +168,7 @@ def contact_pair(first: Atoms, second: Atoms, contact: float, rng: np.random.Gen
     direction /= np.linalg.norm(direction)
     mobile = (second.positions - second.positions.mean(0)) @ random_rotation(rng).T
     positions = place_at_contact(first.positions, mobile, contact, direction)
-    combined = Atoms(np.concatenate([first.numbers, second.numbers]),
-                     np.concatenate([first.positions, positions]))
+    combined = Atoms(np.concatenate([first.numbers, second.numbers]), np.concatenate([first.positions, positions]))
     charges = np.concatenate([first.get_initial_charges(), second.get_initial_charges()])
     if charges.any():
         combined.set_initial_charges(charges)
@@ -169,8 +177,9 @@ def contact_pair(first: Atoms, second: Atoms, contact: float, rng: np.random.Gen
     return combined
 
 
-def contact_pairs(molecules: Sequence[Atoms], contacts: Sequence[float], n_per_contact: int,
-                  rng: np.random.Generator) -> list[Atoms]:
+def contact_pairs(
+    molecules: Sequence[Atoms], contacts: Sequence[float], n_per_contact: int, rng: np.random.Generator
+) -> list[Atoms]:
     """For each contact distance, ``n_per_contact`` pairs of molecules drawn from ``molecules``
     (with repetition: dimers of one molecule included), each at that closest distance."""
     samples = []
@@ -190,8 +199,9 @@ def compressed_water(box: Atoms, density_factors: Sequence[float]) -> list[Atoms
     its oxygen, so molecules come closer without their bonds being squeezed.
     Provenance: ``sampler="compressed"``, ``density_factor``."""
     if len(box) % 3 or any(box.get_chemical_symbols()[k] != "O" for k in range(0, len(box), 3)):
-        raise ValueError("compressed_water needs a water box ordered O H H, O H H, ... "
-                         "(as structures.random_water_box makes it)")
+        raise ValueError(
+            "compressed_water needs a water box ordered O H H, O H H, ... (as structures.random_water_box makes it)"
+        )
     samples = []
     for factor in density_factors:
         scale = factor ** (-1.0 / 3.0)

@@ -13,6 +13,7 @@ is damaged anywhere else, is refused and left as it is.
 
 Also provides the ``label`` sub-command of ``mlff-distiller`` (see `register`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ class LabelReport:
         return len(self.failures)
 
     def summary(self) -> str:
-        return (f"labelled {self.labelled} structures, skipped {self.already_done} already "
-                f"labelled, teacher failed on {self.failed}")
+        return (
+            f"labelled {self.labelled} structures, skipped {self.already_done} already "
+            f"labelled, teacher failed on {self.failed}"
+        )
 
 
 # ----------------------------------------------------------------------------- ids and resume
@@ -117,7 +120,8 @@ def is_half_written_frame(lines: list[bytes]) -> bool:
 def refuse_to_append(path: Path, problem: str) -> ValueError:
     return ValueError(
         f"{path} is not a labelled extended-XYZ file that can be resumed: {problem}. It was left "
-        f"unchanged. Repair it, move it away, or write to another file with -o")
+        f"unchanged. Repair it, move it away, or write to another file with -o"
+    )
 
 
 def read_labelled_frames(path: Path) -> tuple[list[Atoms], int]:
@@ -135,13 +139,14 @@ def read_labelled_frames(path: Path) -> tuple[list[Atoms], int]:
     try:  # frame by frame, to say which one is damaged
         frames.extend(ase.io.iread(io.StringIO(complete.decode()), ":", format="extxyz"))
     except Exception as exc:  # ASE raises many kinds for a malformed file
-        raise refuse_to_append(path, f"ASE cannot read frame {len(frames) + 1} "
-                                     f"({type(exc).__name__}: {exc})") from exc
+        raise refuse_to_append(path, f"ASE cannot read frame {len(frames) + 1} ({type(exc).__name__}: {exc})") from exc
     if lines[n_complete:] and not is_half_written_frame(lines[n_complete:]):
         shown = lines[n_complete].strip()[:60].decode(errors="replace")
         raise refuse_to_append(
-            path, f"line {n_complete + 1}, after {len(frames)} complete frames, should start a frame "
-                  f"with its atom count but {f'reads {shown!r}' if shown else 'is blank'}")
+            path,
+            f"line {n_complete + 1}, after {len(frames)} complete frames, should start a frame "
+            f"with its atom count but {f'reads {shown!r}' if shown else 'is blank'}",
+        )
     return frames, len(complete)
 
 
@@ -158,8 +163,10 @@ def read_done_ids(path: Path) -> set[str]:
     if partial_bytes:
         with open(path, "r+b") as stream:
             stream.truncate(complete_bytes)
-        tqdm.write(f"{path}: dropped a half-written last frame ({partial_bytes} bytes) left by an "
-                   "interrupted run; its structure is labelled again")
+        tqdm.write(
+            f"{path}: dropped a half-written last frame ({partial_bytes} bytes) left by an "
+            "interrupted run; its structure is labelled again"
+        )
     return {str(atoms.info.get("label_id")) for atoms in frames}
 
 
@@ -179,8 +186,7 @@ def compute_label(atoms: Atoms, teacher: BaseCalculator) -> Atoms:
 
     Raises TeacherFailure if the teacher fails in any way.
     """
-    labelled = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc,
-                     info=dict(atoms.info))
+    labelled = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc, info=dict(atoms.info))
     for name in ("initial_charges", "initial_magmoms"):  # charge and spin for the teacher
         if atoms.has(name):
             labelled.set_array(name, atoms.get_array(name))
@@ -251,8 +257,7 @@ def label_structures(
             labelled = compute_label(atoms, teacher)
         except TeacherFailure as failure:
             report.failures.append((label_id, str(failure)))
-            tqdm.write(f"teacher failed on structure {label_id} "
-                       f"({atoms.get_chemical_formula()}): {failure}; skipped")
+            tqdm.write(f"teacher failed on structure {label_id} ({atoms.get_chemical_formula()}): {failure}; skipped")
             continue
         labelled.info.update(label_id=label_id, teacher=teacher_name)
         append_frame(out_path, labelled)
@@ -275,25 +280,42 @@ def register(subparsers) -> None:
         ),
     )
     sources = parser.add_argument_group("what to label (at least one)")
-    sources.add_argument("--smiles", nargs="+", metavar="S", default=[],
-                         help="molecules to sample by MMFF94 molecular dynamics")
-    sources.add_argument("--structures", metavar="FILE",
-                         help="label every structure of this ASE-readable file as it is")
-    sources.add_argument("--water-boxes", type=int, default=0, metavar="N",
-                         help="number of periodic liquid water snapshots (default 0)")
-    parser.add_argument("--water-molecules", type=int, default=27, metavar="M",
-                        help="water molecules per box (default 27, i.e. 81 atoms)")
-    parser.add_argument("--teacher", default=GFN2_XTB,
-                        help="gfn2-xtb (default) or package.module:ClassName of an ASE calculator")
-    parser.add_argument("--conformers", type=int, default=3,
-                        help="RDKit conformers per SMILES (default 3)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0],
-                        metavar="K", help="MD temperatures for molecules (default 300 600 900)")
-    parser.add_argument("--snapshots", type=int, default=15,
-                        help="snapshots per MD run, i.e. per conformer and temperature (default 15)")
+    sources.add_argument(
+        "--smiles", nargs="+", metavar="S", default=[], help="molecules to sample by MMFF94 molecular dynamics"
+    )
+    sources.add_argument(
+        "--structures", metavar="FILE", help="label every structure of this ASE-readable file as it is"
+    )
+    sources.add_argument(
+        "--water-boxes", type=int, default=0, metavar="N", help="number of periodic liquid water snapshots (default 0)"
+    )
+    parser.add_argument(
+        "--water-molecules",
+        type=int,
+        default=27,
+        metavar="M",
+        help="water molecules per box (default 27, i.e. 81 atoms)",
+    )
+    parser.add_argument(
+        "--teacher", default=GFN2_XTB, help="gfn2-xtb (default) or package.module:ClassName of an ASE calculator"
+    )
+    parser.add_argument("--conformers", type=int, default=3, help="RDKit conformers per SMILES (default 3)")
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[300.0, 600.0, 900.0],
+        metavar="K",
+        help="MD temperatures for molecules (default 300 600 900)",
+    )
+    parser.add_argument(
+        "--snapshots",
+        type=int,
+        default=15,
+        help="snapshots per MD run, i.e. per conformer and temperature (default 15)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.extxyz",
-                        help="extxyz file to append to")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.extxyz", help="extxyz file to append to")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -310,16 +332,18 @@ def structures_from_args(args: argparse.Namespace) -> list[Atoms]:
     structures = []
     for smiles in args.smiles:
         structures += sample_molecule(
-            smiles, n_conformers=args.conformers, temperatures=args.temperatures,
-            snapshots_per_run=args.snapshots, seed=args.seed,
+            smiles,
+            n_conformers=args.conformers,
+            temperatures=args.temperatures,
+            snapshots_per_run=args.snapshots,
+            seed=args.seed,
         )
     if args.structures:
         if not Path(args.structures).exists():
             raise FileNotFoundError(f"structure file {args.structures} does not exist")
         structures += ase.io.read(args.structures, ":")
     if args.water_boxes > 0:
-        structures += sample_water_boxes(args.water_boxes, n_molecules=args.water_molecules,
-                                         seed=args.seed)
+        structures += sample_water_boxes(args.water_boxes, n_molecules=args.water_molecules, seed=args.seed)
     return structures
 
 
@@ -328,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).exists():
         read_labelled_frames(Path(args.output))  # and on an output file that cannot be resumed
     structures = structures_from_args(args)
-    report = label_structures(structures, teacher, args.output, teacher_name=args.teacher,
-                              progress=not args.no_progress)
+    report = label_structures(
+        structures, teacher, args.output, teacher_name=args.teacher, progress=not args.no_progress
+    )
     print(f"{args.output}: {report.summary()}")
     return 0

@@ -13,6 +13,7 @@ Every function takes a seed and is deterministic. Every returned `Atoms` carries
 where it came from (``molecule``, ``temperature``, ...) so that a data set can be analysed
 afterwards; its momenta are removed and it has no constraints and no calculator attached.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -174,13 +175,21 @@ def sample_molecule(
             atoms = conformer_to_atoms(mol, conformer_id)
             atoms.calc = MMFFCalculator(mol)
             snapshots = run_langevin_snapshots(
-                atoms, temperature, snapshots_per_run, rng,
-                timestep_fs, equilibration_steps, snapshot_interval,
+                atoms,
+                temperature,
+                snapshots_per_run,
+                rng,
+                timestep_fs,
+                equilibration_steps,
+                snapshot_interval,
             )
             for snapshot_index, snapshot in enumerate(snapshots):
                 snapshot.info.update(
-                    molecule=name, smiles=smiles, conformer=conformer_index,
-                    temperature=float(temperature), snapshot=snapshot_index,
+                    molecule=name,
+                    smiles=smiles,
+                    conformer=conformer_index,
+                    temperature=float(temperature),
+                    snapshot=snapshot_index,
                 )
             structures.extend(snapshots)
     return structures
@@ -206,12 +215,10 @@ def flexible_tip3p(n_molecules: int, box_length: float) -> SumCalculator:
     bond_k = 2 * FLEXIBLE_TIP3P_BOND_K * KCAL_PER_MOL
     angle_k = 2 * FLEXIBLE_TIP3P_ANGLE_K * KCAL_PER_MOL
     bonds = [Bond(3 * m, 3 * m + h, bond_k, rOH) for m in range(n_molecules) for h in (1, 2)]
-    angles = [Angle(3 * m + 1, 3 * m, 3 * m + 2, angle_k, np.radians(angleHOH))
-              for m in range(n_molecules)]
+    angles = [Angle(3 * m + 1, 3 * m, 3 * m + 2, angle_k, np.radians(angleHOH)) for m in range(n_molecules)]
     # TIP3P's Coulomb cutoff (default 5 A) must not exceed half the box.
     cutoff = min(5.0, box_length / 2 - 0.01)
-    return SumCalculator([TIP3P(rc=cutoff, width=min(1.0, cutoff / 4)),
-                          ForceField(bonds=bonds, angles=angles)])
+    return SumCalculator([TIP3P(rc=cutoff, width=min(1.0, cutoff / 4)), ForceField(bonds=bonds, angles=angles)])
 
 
 def sample_water_boxes(
@@ -243,14 +250,20 @@ def sample_water_boxes(
         atoms = random_water_box(n_molecules, density_g_cm3, seed=int(rng.integers(2**31)))
         atoms.calc = flexible_tip3p(n_molecules, box_length)
         snapshots = run_langevin_snapshots(
-            atoms, temperature, int(count), rng,
-            timestep_fs, equilibration_steps, snapshot_interval,
+            atoms,
+            temperature,
+            int(count),
+            rng,
+            timestep_fs,
+            equilibration_steps,
+            snapshot_interval,
         )
         for snapshot_index, snapshot in enumerate(snapshots):
             snapshot.positions += rng.normal(scale=rattle_stdev, size=snapshot.positions.shape)
             snapshot.wrap()  # tidy for downstream tools; periodic energies do not change
             snapshot.info.update(
-                molecule=f"water{n_molecules}", temperature=float(temperature),
+                molecule=f"water{n_molecules}",
+                temperature=float(temperature),
                 snapshot=snapshot_index,
             )
         structures.extend(snapshots)

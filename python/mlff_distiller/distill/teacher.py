@@ -10,6 +10,7 @@ A teacher may declare the largest atomic number it handles in an attribute
 ``max_atomic_number``; `check_elements` uses it to refuse unsupported structures *before*
 any expensive calculation starts.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -51,9 +52,7 @@ def make_gfn2_xtb() -> BaseCalculator:
     try:
         from tblite.ase import TBLite
     except ModuleNotFoundError as exc:
-        raise RuntimeError(
-            "the gfn2-xtb teacher needs tblite: pip install tblite (or the 'distill' extra)"
-        ) from exc
+        raise RuntimeError("the gfn2-xtb teacher needs tblite: pip install tblite (or the 'distill' extra)") from exc
     calc = TBLite(method="GFN2-xTB", verbosity=0, cache_api=False)
     calc.max_atomic_number = GFN2_XTB_MAX_Z  # read by check_elements
     return calc
@@ -63,9 +62,7 @@ def _instantiate_import_path(path: str) -> BaseCalculator:
     """Import ``package.module:Name`` and call ``Name()``; the result must be a calculator."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(
-            f"bad teacher import path {path!r}: write it as 'package.module:ClassName'"
-        )
+        raise ValueError(f"bad teacher import path {path!r}: write it as 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -76,8 +73,7 @@ def _instantiate_import_path(path: str) -> BaseCalculator:
     factory = getattr(module, attribute, None)
     if factory is None or not callable(factory):
         raise ValueError(
-            f"bad teacher import path {path!r}: module {module_name!r} has no class or "
-            f"function named {attribute!r}"
+            f"bad teacher import path {path!r}: module {module_name!r} has no class or function named {attribute!r}"
         )
     calc = factory()
     if not (hasattr(calc, "get_potential_energy") and hasattr(calc, "get_forces")):

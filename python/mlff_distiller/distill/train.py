@@ -19,6 +19,7 @@ bar, at most once a second), and on a GPU the fused Adam kernel skips a non-fini
 Checkpoints and model files hold CPU tensors only, so they load anywhere, and a run written on
 one device resumes on another.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,16 @@ from ..model.blocks import EdgeGeometry
 from ..model.graph import graph_from_atoms
 from ..model.io import save_model
 from ..model.painn import DTYPES, PaiNN, PaiNNConfig
-from .dataset import (Batch, GraphDataset, as_device, elements_in, fit_energy_shifts, force_rms, read_structures,
-                      split_structures)
+from .dataset import (
+    Batch,
+    GraphDataset,
+    as_device,
+    elements_in,
+    fit_energy_shifts,
+    force_rms,
+    read_structures,
+    split_structures,
+)
 from .metrics import predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
@@ -99,15 +108,19 @@ def torch_device(device: str) -> torch.device:
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: torch sees no CUDA device (torch {torch.__version__}, CUDA build: "
-                         f"{torch.version.cuda or 'no'}); use --device cpu, or run on a machine with an NVIDIA GPU "
-                         "and a CUDA build of torch")
+        raise ValueError(
+            f"--device {device}: torch sees no CUDA device (torch {torch.__version__}, CUDA build: "
+            f"{torch.version.cuda or 'no'}); use --device cpu, or run on a machine with an NVIDIA GPU "
+            "and a CUDA build of torch"
+        )
     count = torch.cuda.device_count()
     _, _, index = device.partition(":")
     if index and int(index) >= count:
-        raise ValueError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1} "
-                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); choose one "
-                         "of them, or --device cuda")
+        raise ValueError(
+            f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); choose one "
+            "of them, or --device cuda"
+        )
     return as_device(device)
 
 
@@ -127,8 +140,9 @@ class TrainState:
 # ----------------------------------------------------------------------------------------------
 # Model set-up
 # ----------------------------------------------------------------------------------------------
-def build_model(config: PaiNNConfig, structures: Sequence[Atoms], seed: int = 0,
-                dtype: torch.dtype = torch.float32) -> PaiNN:
+def build_model(
+    config: PaiNNConfig, structures: Sequence[Atoms], seed: int = 0, dtype: torch.dtype = torch.float32
+) -> PaiNN:
     """A freshly initialised student whose readout shift and scale are fitted to the structures.
 
     shift[z]: least-squares atomic reference energies, so the network only learns what is left
@@ -170,8 +184,12 @@ def loss_terms(model: PaiNN, batch: Batch) -> dict:
     energy, forces = predict(model, batch, method="analytic")
     energy_error = (energy - batch.energy) / batch.n_atoms
     force_error = forces - batch.forces
-    return {"energy_mse": (energy_error ** 2).mean(), "force_mse": (force_error ** 2).mean(),
-            "energy_ae": energy_error.detach().abs(), "force_ae": force_error.detach().abs()}
+    return {
+        "energy_mse": (energy_error**2).mean(),
+        "force_mse": (force_error**2).mean(),
+        "energy_ae": energy_error.detach().abs(),
+        "force_ae": force_error.detach().abs(),
+    }
 
 
 def weighted_loss(terms: dict, config: TrainConfig):
@@ -193,19 +211,28 @@ class RunningMetrics:
 
     def add(self, terms: dict, loss: torch.Tensor, finite: torch.Tensor) -> None:
         ones = torch.ones_like(loss, dtype=torch.float64)
-        values = torch.stack([loss.detach().double(), terms["energy_ae"].sum().double(),
-                              terms["force_ae"].sum().double(), ones * terms["energy_ae"].numel(),
-                              ones * terms["force_ae"].numel(), ones])
+        values = torch.stack(
+            [
+                loss.detach().double(),
+                terms["energy_ae"].sum().double(),
+                terms["force_ae"].sum().double(),
+                ones * terms["energy_ae"].numel(),
+                ones * terms["force_ae"].numel(),
+                ones,
+            ]
+        )
         self.totals += torch.where(finite, values, 0.0)
         self.n_batches += 1
 
     def summary(self) -> dict:
         """The epoch so far (reads the device once)."""
         loss, energy_ae, force_ae, n_structures, n_components, n_finite = self.totals.tolist()
-        return {"loss": loss / max(n_finite, 1),
-                "energy_mae_meV_per_atom": 1e3 * energy_ae / max(n_structures, 1),
-                "force_mae_meV_per_A": 1e3 * force_ae / max(n_components, 1),
-                "skipped_batches": self.n_batches - int(n_finite)}
+        return {
+            "loss": loss / max(n_finite, 1),
+            "energy_mae_meV_per_atom": 1e3 * energy_ae / max(n_structures, 1),
+            "force_mae_meV_per_A": 1e3 * force_ae / max(n_components, 1),
+            "skipped_batches": self.n_batches - int(n_finite),
+        }
 
 
 def uses_fused_adam(device: torch.device) -> bool:
@@ -215,8 +242,9 @@ def uses_fused_adam(device: torch.device) -> bool:
 
 
 def make_optimizer(model: PaiNN, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    return torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                            fused=True if uses_fused_adam(device) else None)
+    return torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, fused=True if uses_fused_adam(device) else None
+    )
 
 
 def optimizer_step(optimizer: torch.optim.Adam, finite: torch.Tensor) -> None:
@@ -230,16 +258,22 @@ def optimizer_step(optimizer: torch.optim.Adam, finite: torch.Tensor) -> None:
         optimizer.step()
 
 
-def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: TrainConfig, epoch: int,
-                    progress: bool | None) -> dict:
+def train_one_epoch(
+    model, optimizer, scheduler, dataset: GraphDataset, config: TrainConfig, epoch: int, progress: bool | None
+) -> dict:
     """One pass over the training set in a shuffled order that depends only on (seed, epoch)."""
     from tqdm import tqdm
 
     model.train()
     running = RunningMetrics(dataset.device)
     batches = dataset.batches(config.batch_size, np.random.default_rng([config.seed, epoch]))
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-               disable=None if progress is None else not progress, dynamic_ncols=True)
+    bar = tqdm(
+        batches,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+    )
     shown = time.monotonic()
     for batch in bar:
         terms = loss_terms(model, batch)
@@ -255,8 +289,12 @@ def train_one_epoch(model, optimizer, scheduler, dataset: GraphDataset, config: 
         if not bar.disable and time.monotonic() - shown >= POSTFIX_SECONDS:
             shown = time.monotonic()
             summary = running.summary()
-            bar.set_postfix(loss=f"{summary['loss']:.4g}", E=f"{summary['energy_mae_meV_per_atom']:.1f}",
-                            F=f"{summary['force_mae_meV_per_A']:.0f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.set_postfix(
+                loss=f"{summary['loss']:.4g}",
+                E=f"{summary['energy_mae_meV_per_atom']:.1f}",
+                F=f"{summary['force_mae_meV_per_A']:.0f}",
+                lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+            )
     return running.summary()
 
 
@@ -275,18 +313,21 @@ def validation_metrics(model: PaiNN, dataset: GraphDataset, config: TrainConfig)
             energy, forces = predict(model, batch)
             energy_error = (energy - batch.energy) / batch.n_atoms
             force_error = forces.double() - batch.forces.double()
-            sums += torch.stack([(energy_error ** 2).sum(), energy_error.abs().sum(),
-                                 (force_error ** 2).sum(), force_error.abs().sum()])
+            sums += torch.stack(
+                [(energy_error**2).sum(), energy_error.abs().sum(), (force_error**2).sum(), force_error.abs().sum()]
+            )
             n_components += force_error.numel()
     energy_se, energy_ae, force_se, force_ae = sums.tolist()
     n_structures = max(len(dataset), 1)
     n_components = max(n_components, 1)
     energy_mse, force_mse = energy_se / n_structures, force_se / n_components
-    return {"loss": config.energy_weight * energy_mse + config.force_weight * force_mse,
-            "energy_mae_meV_per_atom": 1e3 * energy_ae / n_structures,
-            "energy_rmse_meV_per_atom": 1e3 * math.sqrt(energy_mse),
-            "force_mae_meV_per_A": 1e3 * force_ae / n_components,
-            "force_rmse_meV_per_A": 1e3 * math.sqrt(force_mse)}
+    return {
+        "loss": config.energy_weight * energy_mse + config.force_weight * force_mse,
+        "energy_mae_meV_per_atom": 1e3 * energy_ae / n_structures,
+        "energy_rmse_meV_per_atom": 1e3 * math.sqrt(energy_mse),
+        "force_mae_meV_per_A": 1e3 * force_ae / n_components,
+        "force_rmse_meV_per_A": 1e3 * math.sqrt(force_mse),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,8 +340,8 @@ def make_scheduler(optimizer, config: TrainConfig, batches_per_epoch: int):
     """
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config.plateau_factor, patience=config.plateau_patience,
-            min_lr=config.min_learning_rate)
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_learning_rate
+        )
     total = config.epochs * batches_per_epoch
     warmup = max(1, int(config.warmup_epochs * batches_per_epoch))
     floor = config.min_learning_rate / config.learning_rate
@@ -318,16 +359,26 @@ def structures_fingerprint(dataset: GraphDataset) -> str:
     """SHA-256 of the structures and labels of a data set, in order (what training sees)."""
     digest = hashlib.sha256()
     for atoms in dataset.structures:
-        for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc,
-                      [atoms.get_potential_energy()], atoms.get_forces()):
+        for array in (
+            atoms.numbers,
+            atoms.positions,
+            atoms.cell.array,
+            atoms.pbc,
+            [atoms.get_potential_energy()],
+            atoms.get_forces(),
+        ):
             digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
     return digest.hexdigest()
 
 
 def data_fingerprint(train_set: GraphDataset, validation_set: GraphDataset) -> dict:
     """What a checkpoint records about its data, to refuse resuming on other data."""
-    return {"train": structures_fingerprint(train_set), "validation": structures_fingerprint(validation_set),
-            "n_train": len(train_set), "n_validation": len(validation_set)}
+    return {
+        "train": structures_fingerprint(train_set),
+        "validation": structures_fingerprint(validation_set),
+        "n_train": len(train_set),
+        "n_validation": len(validation_set),
+    }
 
 
 def on_cpu(value):
@@ -341,14 +392,24 @@ def on_cpu(value):
     return value
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig,
-                    data: dict) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, data: dict
+) -> None:
     """Write atomically (temporary file, then rename): an interrupted write leaves the old one.
     Every tensor is saved on the CPU, so the file loads on any machine."""
-    payload = on_cpu({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-                      "model_config": model.config.to_dict(), "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "train_config": asdict(config), "data": data, "state": asdict(state)})
+    payload = on_cpu(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "model_config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "train_config": asdict(config),
+            "data": data,
+            "state": asdict(state),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -365,13 +426,14 @@ def read_checkpoint(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, pickle errors: all mean "damaged"
-        raise ValueError(f"checkpoint {path} is damaged or not a torch file "
-                         f"({type(exc).__name__}); {fix}") from exc
+        raise ValueError(f"checkpoint {path} is damaged or not a torch file ({type(exc).__name__}); {fix}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an mlff-distiller training checkpoint; {fix}")
     if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} has format version {payload.get('format_version')}, "
-                         f"this mlff-distiller reads {CHECKPOINT_VERSION}; {fix}")
+        raise ValueError(
+            f"checkpoint {path} has format version {payload.get('format_version')}, "
+            f"this mlff-distiller reads {CHECKPOINT_VERSION}; {fix}"
+        )
     missing = CHECKPOINT_KEYS - payload.keys()
     if missing:
         raise ValueError(f"checkpoint {path} is damaged: it lacks {sorted(missing)}; {fix}")
@@ -381,8 +443,10 @@ def read_checkpoint(path: Path) -> dict:
 def check_same_model_and_data(path: Path, payload: dict, model, data: dict) -> None:
     """ValueError unless the checkpoint was written for this architecture and these data."""
     if payload["model_config"] != model.config.to_dict():
-        raise ValueError(f"checkpoint {path} is for the model {payload['model_config']}, not "
-                         f"{model.config.to_dict()}; use the same model settings or {restart_fix(path)}")
+        raise ValueError(
+            f"checkpoint {path} is for the model {payload['model_config']}, not "
+            f"{model.config.to_dict()}; use the same model settings or {restart_fix(path)}"
+        )
     then = payload["data"]
     if (then["train"], then["validation"]) != (data["train"], data["validation"]):
         raise ValueError(
@@ -390,7 +454,8 @@ def check_same_model_and_data(path: Path, payload: dict, model, data: dict) -> N
             f"{then['n_validation']} validation structures then, {data['n_train']} and "
             f"{data['n_validation']} now, with different contents): the data file or its split "
             f"(--validation-fraction, --group-by, --seed) changed. Resume with the same data and split, "
-            f"or {restart_fix(path)}")
+            f"or {restart_fix(path)}"
+        )
 
 
 def check_same_settings(path: Path, payload: dict, config: TrainConfig, log: Callable[[str], None]) -> None:
@@ -404,16 +469,20 @@ def check_same_settings(path: Path, payload: dict, config: TrainConfig, log: Cal
         raise ValueError(
             f"checkpoint {path} was written with other settings: "
             + ", ".join(f"{key} {then.get(key)!r} then, {now[key]!r} now" for key in fixed)
-            + f". Resume with the checkpoint's settings, or {restart_fix(path)}")
+            + f". Resume with the checkpoint's settings, or {restart_fix(path)}"
+        )
     for key in sorted(changed):
         log(f"note: {key} is {now[key]!r} now, {then[key]!r} in checkpoint {path}; continuing with {now[key]!r}")
     if "epochs" in changed and config.schedule == "cosine":
-        log("note: the cosine learning-rate schedule is recomputed for the new number of epochs, so the "
-            "learning rate jumps to that curve and the result differs from one uninterrupted run")
+        log(
+            "note: the cosine learning-rate schedule is recomputed for the new number of epochs, so the "
+            "learning rate jumps to that curve and the result differs from one uninterrupted run"
+        )
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, config: TrainConfig, data: dict,
-                    log: Callable[[str], None] = print) -> TrainState:
+def load_checkpoint(
+    path: Path, model, optimizer, scheduler, config: TrainConfig, data: dict, log: Callable[[str], None] = print
+) -> TrainState:
     """Restore model, optimizer and scheduler in place; return the training state.
 
     ValueError when the file is damaged, not a checkpoint, or from another run: another
@@ -444,26 +513,36 @@ def load_optimizer_state(optimizer: torch.optim.Adam, saved: dict) -> None:
             state = optimizer.state.get(parameter, {})
             if "step" in state:
                 step = state["step"]
-                state["step"] = (step.to(parameter.device, torch.float32) if fused
-                                 else step.to("cpu"))
+                state["step"] = step.to(parameter.device, torch.float32) if fused else step.to("cpu")
 
 
 def check_checkpoint_use(checkpoint: Path | None, resume: bool) -> None:
     """ValueError for --resume without a checkpoint, and for a fresh run over an existing one."""
     if resume and checkpoint is None:
-        raise ValueError("--resume continues from a checkpoint, but none was given: add --checkpoint FILE "
-                         "(the file the interrupted run wrote), or leave out --resume to start afresh")
+        raise ValueError(
+            "--resume continues from a checkpoint, but none was given: add --checkpoint FILE "
+            "(the file the interrupted run wrote), or leave out --resume to start afresh"
+        )
     if not resume and checkpoint is not None and checkpoint.exists():
-        raise ValueError(f"checkpoint {checkpoint} already exists, from an earlier run, and a fresh run would "
-                         f"overwrite it: add --resume to continue that run, or {restart_fix(checkpoint)}")
+        raise ValueError(
+            f"checkpoint {checkpoint} already exists, from an earlier run, and a fresh run would "
+            f"overwrite it: add --resume to continue that run, or {restart_fix(checkpoint)}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # The training loop
 # ----------------------------------------------------------------------------------------------
-def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, config: TrainConfig,
-          checkpoint: str | Path | None = None, resume: bool = False, progress: bool | None = None,
-          log: Callable[[str], None] = print) -> TrainState:
+def train(
+    model: PaiNN,
+    train_set: GraphDataset,
+    validation_set: GraphDataset,
+    config: TrainConfig,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainState:
     """Train ``model`` in place; on return it holds the weights of the best validation epoch.
 
     checkpoint: written after every epoch; with ``resume`` and an existing file, training
@@ -477,8 +556,10 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
     """
     device = torch_device(config.device)
     if len(train_set) == 0 or len(validation_set) == 0:
-        raise ValueError(f"need structures for both training ({len(train_set)}) and validation "
-                         f"({len(validation_set)}): use a larger data set or another validation fraction")
+        raise ValueError(
+            f"need structures for both training ({len(train_set)}) and validation "
+            f"({len(validation_set)}): use a larger data set or another validation fraction"
+        )
     checkpoint = Path(checkpoint) if checkpoint else None
     check_checkpoint_use(checkpoint, resume)
     model.to(device=device, dtype=DTYPES[config.dtype]).requires_grad_(True)
@@ -489,11 +570,15 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
     state = TrainState()
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, config, data, log)
-        log(f"resumed from {checkpoint} after epoch {state.epoch} (best validation loss "
-            f"{state.best_loss:.4g} at epoch {state.best_epoch})")
+        log(
+            f"resumed from {checkpoint} after epoch {state.epoch} (best validation loss "
+            f"{state.best_loss:.4g} at epoch {state.best_epoch})"
+        )
     elif resume:
-        log(f"note: --resume, but there is no checkpoint {checkpoint} yet: training starts from scratch "
-            "and writes it after every epoch")
+        log(
+            f"note: --resume, but there is no checkpoint {checkpoint} yet: training starts from scratch "
+            "and writes it after every epoch"
+        )
     for epoch in range(state.epoch, config.epochs):
         if stop_reason(state, config):
             break
@@ -502,27 +587,30 @@ def train(model: PaiNN, train_set: GraphDataset, validation_set: GraphDataset, c
         val = validation_metrics(model, validation_set, config)
         if config.schedule == "plateau":
             scheduler.step(val["loss"])
-        record_epoch(state, model, epoch, train_metrics, val, optimizer.param_groups[0]["lr"],
-                     time.perf_counter() - start)
+        record_epoch(
+            state, model, epoch, train_metrics, val, optimizer.param_groups[0]["lr"], time.perf_counter() - start
+        )
         if checkpoint:
             save_checkpoint(checkpoint, model, optimizer, scheduler, state, config, data)
         log(epoch_line(state.history[-1], config))
     reason = stop_reason(state, config) or "all epochs done"
-    log(f"stopped after epoch {state.epoch} ({reason}); best validation loss {state.best_loss:.4g} "
-        f"at epoch {state.best_epoch}")
+    log(
+        f"stopped after epoch {state.epoch} ({reason}); best validation loss {state.best_loss:.4g} "
+        f"at epoch {state.best_epoch}"
+    )
     if state.best_model is not None:
         model.load_state_dict(state.best_model)
     model.eval()
     return state
 
 
-def record_epoch(state: TrainState, model, epoch: int, train_metrics: dict, val: dict, lr: float,
-                 seconds: float) -> None:
+def record_epoch(
+    state: TrainState, model, epoch: int, train_metrics: dict, val: dict, lr: float, seconds: float
+) -> None:
     """Append the epoch to the history and keep a copy of the weights if it is the best so far."""
     state.epoch = epoch + 1
     state.elapsed_s += seconds
-    state.history.append({"epoch": epoch + 1, "lr": lr, "seconds": seconds,
-                          "train": train_metrics, "validation": val})
+    state.history.append({"epoch": epoch + 1, "lr": lr, "seconds": seconds, "train": train_metrics, "validation": val})
     if val["loss"] < state.best_loss:
         state.best_loss, state.best_epoch, state.epochs_since_best = val["loss"], epoch + 1, 0
         # on the CPU: no GPU memory, and ready for the checkpoint
@@ -541,11 +629,13 @@ def stop_reason(state: TrainState, config: TrainConfig) -> str | None:
 
 def epoch_line(entry: dict, config: TrainConfig) -> str:
     t, v = entry["train"], entry["validation"]
-    return (f"epoch {entry['epoch']:4d}/{config.epochs}  lr {entry['lr']:.2e}  "
-            f"train loss {t['loss']:.4g} E {t['energy_mae_meV_per_atom']:.2f} F {t['force_mae_meV_per_A']:.1f}  "
-            f"val loss {v['loss']:.4g} E {v['energy_mae_meV_per_atom']:.2f} F {v['force_mae_meV_per_A']:.1f}  "
-            f"(meV/atom, meV/A; {entry['seconds']:.1f} s)"
-            + (f"  skipped {t['skipped_batches']} non-finite batches" if t.get("skipped_batches") else ""))
+    return (
+        f"epoch {entry['epoch']:4d}/{config.epochs}  lr {entry['lr']:.2e}  "
+        f"train loss {t['loss']:.4g} E {t['energy_mae_meV_per_atom']:.2f} F {t['force_mae_meV_per_A']:.1f}  "
+        f"val loss {v['loss']:.4g} E {v['energy_mae_meV_per_atom']:.2f} F {v['force_mae_meV_per_A']:.1f}  "
+        f"(meV/atom, meV/A; {entry['seconds']:.1f} s)"
+        + (f"  skipped {t['skipped_batches']} non-finite batches" if t.get("skipped_batches") else "")
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,21 +645,38 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def training_metadata(data: str | Path, n_train: int, n_validation: int, config: TrainConfig,
-                      state: TrainState) -> dict:
+def training_metadata(
+    data: str | Path, n_train: int, n_validation: int, config: TrainConfig, state: TrainState
+) -> dict:
     """What goes into the model file about its training (plain types, for weights_only loading)."""
     best = state.history[state.best_epoch - 1]["validation"] if state.best_epoch else {}
-    return {"training": {"data": Path(data).name, "data_sha256": file_sha256(data),
-                         "n_train": n_train, "n_validation": n_validation, "config": asdict(config),
-                         "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-                         "validation": best, "wall_time_s": round(state.elapsed_s, 1)}}
+    return {
+        "training": {
+            "data": Path(data).name,
+            "data_sha256": file_sha256(data),
+            "n_train": n_train,
+            "n_validation": n_validation,
+            "config": asdict(config),
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
+            "validation": best,
+            "wall_time_s": round(state.elapsed_s, 1),
+        }
+    }
 
 
-def train_from_file(data: str | Path, output: str | Path, model_config: PaiNNConfig | None = None,
-                    config: TrainConfig | None = None, validation_fraction: float = 0.1,
-                    group_key: str | None = None, checkpoint: str | Path | None = None,
-                    resume: bool = False, progress: bool | None = None,
-                    log: Callable[[str], None] = print) -> tuple[PaiNN, TrainState]:
+def train_from_file(
+    data: str | Path,
+    output: str | Path,
+    model_config: PaiNNConfig | None = None,
+    config: TrainConfig | None = None,
+    validation_fraction: float = 0.1,
+    group_key: str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[PaiNN, TrainState]:
     """Read a labelled data set, split it, train, and save the best model to ``output``.
 
     An empty ``model_config.elements`` (or no model_config) means: the elements in the data.
@@ -595,23 +702,48 @@ def train_from_file(data: str | Path, output: str | Path, model_config: PaiNNCon
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
-    model_config = PaiNNConfig(elements=args.elements or [], n_features=args.features, n_layers=args.layers,
-                               n_radial=args.radial, cutoff=args.cutoff, repulsion=args.repulsion)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         min_learning_rate=args.min_lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                         energy_weight=args.energy_weight, force_weight=args.force_weight,
-                         early_stopping_patience=args.patience, max_minutes=args.max_minutes,
-                         seed=args.seed, dtype=args.dtype, device=args.device)
-    train_from_file(args.data, args.output, model_config, config, args.validation_fraction, args.group_by,
-                    args.checkpoint, args.resume)
+    model_config = PaiNNConfig(
+        elements=args.elements or [],
+        n_features=args.features,
+        n_layers=args.layers,
+        n_radial=args.radial,
+        cutoff=args.cutoff,
+        repulsion=args.repulsion,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        min_learning_rate=args.min_lr,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        energy_weight=args.energy_weight,
+        force_weight=args.force_weight,
+        early_stopping_patience=args.patience,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    train_from_file(
+        args.data,
+        args.output,
+        model_config,
+        config,
+        args.validation_fraction,
+        args.group_by,
+        args.checkpoint,
+        args.resume,
+    )
     return 0
 
 
 def register(subparsers) -> None:
     d = TrainConfig()
     m = PaiNNConfig()
-    parser = subparsers.add_parser("train", help="train a student on a labelled data set",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "train", help="train a student on a labelled data set", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("data", help="extended-XYZ file with teacher energies and forces")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     parser.add_argument("--elements", nargs="+", help="elements of the model (default: those in the data)")
@@ -620,9 +752,11 @@ def register(subparsers) -> None:
     model.add_argument("--layers", type=int, default=m.n_layers, help=f"default {m.n_layers}")
     model.add_argument("--radial", type=int, default=m.n_radial, help=f"radial functions, default {m.n_radial}")
     model.add_argument("--cutoff", type=float, default=m.cutoff, help=f"A, default {m.cutoff}")
-    model.add_argument("--repulsion", action="store_true",
-                       help="add a ZBL screened nuclear repulsion inside bonding distance; the network learns "
-                            "the teacher minus it")
+    model.add_argument(
+        "--repulsion",
+        action="store_true",
+        help="add a ZBL screened nuclear repulsion inside bonding distance; the network learns the teacher minus it",
+    )
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")
@@ -632,24 +766,37 @@ def register(subparsers) -> None:
     opt.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help=f"default {d.warmup_epochs}")
     opt.add_argument("--energy-weight", type=float, default=d.energy_weight, help=f"default {d.energy_weight}")
     opt.add_argument("--force-weight", type=float, default=d.force_weight, help=f"default {d.force_weight}")
-    opt.add_argument("--patience", type=int, default=d.early_stopping_patience,
-                     help=f"early stopping patience in epochs, default {d.early_stopping_patience}")
+    opt.add_argument(
+        "--patience",
+        type=int,
+        default=d.early_stopping_patience,
+        help=f"early stopping patience in epochs, default {d.early_stopping_patience}",
+    )
     opt.add_argument("--max-minutes", type=float, help="stop after this much training time")
     opt.add_argument("--dtype", choices=sorted(DTYPES), default=d.dtype, help=f"default {d.dtype}")
     opt.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     data = parser.add_argument_group("data")
     data.add_argument("--validation-fraction", type=float, default=0.1, help="default 0.1")
-    data.add_argument("--group-by", metavar="KEY",
-                      help="split each group (info key, e.g. molecule) with the same validation fraction")
+    data.add_argument(
+        "--group-by", metavar="KEY", help="split each group (info key, e.g. molecule) with the same validation fraction"
+    )
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--checkpoint", help="checkpoint file written after every epoch "
-                                                "(refused if it exists, unless --resume)")
-    run_group.add_argument("--resume", action="store_true",
-                           help="continue from --checkpoint (same data and settings; --epochs, --patience, "
-                                "--max-minutes and --device may change); starts afresh if it does not exist yet")
-    run_group.add_argument("--device", default=d.device,
-                           help=f"train on this device: cpu, cuda or cuda:N (default {d.device}); the model "
-                                "file and checkpoints load on any machine, and --resume may change it")
-    run_group.add_argument("--threads", type=int, default=1,
-                           help="torch CPU threads (default 1; more only help on cores nobody else uses)")
+    run_group.add_argument(
+        "--checkpoint", help="checkpoint file written after every epoch (refused if it exists, unless --resume)"
+    )
+    run_group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint (same data and settings; --epochs, --patience, "
+        "--max-minutes and --device may change); starts afresh if it does not exist yet",
+    )
+    run_group.add_argument(
+        "--device",
+        default=d.device,
+        help=f"train on this device: cpu, cuda or cuda:N (default {d.device}); the model "
+        "file and checkpoints load on any machine, and --resume may change it",
+    )
+    run_group.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1; more only help on cores nobody else uses)"
+    )
     parser.set_defaults(func=run)

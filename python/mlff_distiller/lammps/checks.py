@@ -3,6 +3,7 @@
 Both pair styles run them: stock `mliap unified` through ``stock.py``, the plugin `mliap/halo`
 in its C++ (settings) and here (model output).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,10 @@ class UnphysicalOutputError(RuntimeError):
 
 def check_units(units: str) -> None:
     if units != UNITS:
-        raise ModelInputError(f"the model works in LAMMPS `units {UNITS}` (eV, A, ps) but this input uses "
-                              f"`units {units}`; forces would be silently wrong: use `units {UNITS}`")
+        raise ModelInputError(
+            f"the model works in LAMMPS `units {UNITS}` (eV, A, ps) but this input uses "
+            f"`units {units}`; forces would be silently wrong: use `units {UNITS}`"
+        )
 
 
 def check_special_bonds(molecular: bool, factors: list[float]) -> None:
@@ -35,25 +38,29 @@ def check_special_bonds(molecular: bool, factors: list[float]) -> None:
         raise ModelInputError(
             "with bonds in the data and special_bonds factors other than 1, LAMMPS removes bonded pairs from the "
             "neighbour list and the model would see broken molecules (silently wrong forces): add "
-            f"`{SPECIAL_BONDS_FIX}` before the run")
+            f"`{SPECIAL_BONDS_FIX}` before the run"
+        )
 
 
 def refuse_ghost_neighbour_mode() -> None:
     raise ModelInputError(
         "`pair_style mliap unified FILE 1` (ghost-neighbour mode) is not supported: its memory grows with "
         "atoms x pairs, every rank recomputes a shell of layers x cutoff, and LAMMPS crashes in it on several "
-        "ranks. Use the plugin pair style, exact on any number of ranks:\n" + plugin_lines("FILE"))
+        "ranks. Use the plugin pair style, exact on any number of ranks:\n" + plugin_lines("FILE")
+    )
 
 
 def refuse_ghost_messages(n_layers: int) -> None:
     raise ModelInputError(
         f"this {n_layers}-layer model passes messages through ghost atoms (periodic images or atoms of other "
         "MPI ranks), which stock `pair_style mliap unified` cannot do exactly. Use the plugin pair style:\n"
-        + plugin_lines("FILE"))
+        + plugin_lines("FILE")
+    )
 
 
-def check_model_output(energies: np.ndarray, grad: np.ndarray, r_ij: np.ndarray, edge_i: np.ndarray,
-                       edge_j: np.ndarray, atom_ids) -> None:
+def check_model_output(
+    energies: np.ndarray, grad: np.ndarray, r_ij: np.ndarray, edge_i: np.ndarray, edge_j: np.ndarray, atom_ids
+) -> None:
     """Stop on non-finite or absurd energies [N] or pair gradients [E,3], naming the closest pair.
 
     Runs on host copies that LAMMPS needs anyway, so it adds no device synchronisation.
@@ -71,7 +78,8 @@ def check_model_output(energies: np.ndarray, grad: np.ndarray, r_ij: np.ndarray,
         f"the model gave {what} energies or forces (largest |E_i| {np.nanmax(np.abs(energies), initial=0):.3g} eV, "
         f"largest |dE/dr_ij| {np.nanmax(np.abs(grad), initial=0):.3g} eV/A){where}. Atoms this close are outside "
         "what the model knows: check the starting structure (overlapping atoms, wrong units or box) or the time "
-        "step")
+        "step"
+    )
 
 
 def within(values: np.ndarray, limit: float) -> bool:

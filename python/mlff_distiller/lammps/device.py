@@ -9,6 +9,7 @@ Threads: torch follows ``OMP_NUM_THREADS`` when it is set. When it is not, a ran
 run uses one thread (`mpirun -np 16` on 16 cores then starts 16 threads, not 16 x 16), and a
 single-rank run keeps torch's default, all the cores of the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,13 +63,16 @@ def rank_device(requested: str) -> str:
     if not torch.cuda.is_available():
         raise DeviceError(
             f"the model asks for device {requested!r} but this torch ({torch.__version__}) sees no usable CUDA GPU "
-            f"(CUDA build: {torch.version.cuda or 'no'}): export with --device cpu, or set {DEVICE_OVERRIDE}=cpu")
+            f"(CUDA build: {torch.version.cuda or 'no'}): export with --device cpu, or set {DEVICE_OVERRIDE}=cpu"
+        )
     count = torch.cuda.device_count()
     if requested == "cuda":
         return f"cuda:{local_rank() % count}"
     index = int(requested.split(":")[1])
     if index >= count:
-        raise DeviceError(f"the model asks for GPU {index} but only {count} GPU(s) are visible "
-                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): use --device "
-                           f"cuda to give each rank its own GPU, or {DEVICE_OVERRIDE}=cuda:0")
+        raise DeviceError(
+            f"the model asks for GPU {index} but only {count} GPU(s) are visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): use --device "
+            f"cuda to give each rank its own GPU, or {DEVICE_OVERRIDE}=cuda:0"
+        )
     return requested

@@ -1,5 +1,6 @@
 """`mlff-distiller export` (model file -> file for `pair_style mliap unified` and `mliap/halo`) and
 `mlff-distiller lammps-input` (the input lines that go with it)."""
+
 from __future__ import annotations
 
 import os
@@ -16,14 +17,16 @@ from .unified import StudentUnified
 EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
 
 
-def build_unified(model: str | Path, method: str = "analytic", dtype: str = "float64",
-                  device: str = "cpu") -> StudentUnified:
+def build_unified(
+    model: str | Path, method: str = "analytic", dtype: str = "float64", device: str = "cpu"
+) -> StudentUnified:
     """The ML-IAP unified object for a model file or shipped model name."""
     return StudentUnified(resolve_model_path(model).read_bytes(), method=method, dtype=dtype, device=device)
 
 
-def export(model: str | Path, output: str | Path, method: str = "analytic", dtype: str = "float64",
-           device: str = "cpu") -> Path:
+def export(
+    model: str | Path, output: str | Path, method: str = "analytic", dtype: str = "float64", device: str = "cpu"
+) -> Path:
     """Write a model file or shipped model as a file for LAMMPS (see ``write_export``)."""
     return write_export(build_unified(model, method, dtype, device), output)
 
@@ -33,9 +36,11 @@ def write_export(unified: StudentUnified, output: str | Path) -> Path:
     meanwhile reads the old file or the new one, never half of one."""
     output = Path(output)
     if output.suffix in (".pt", ".pth"):
-        raise ValueError(f"{output}: LAMMPS 4 Feb 2025 and older open .pt/.pth names with torch.load, which "
-                         "refuses this file on torch >= 2.6 (LAMMPS 4 Jul 2026 accepts it); name it with another "
-                         "suffix, for example .mliap, which every LAMMPS version reads")
+        raise ValueError(
+            f"{output}: LAMMPS 4 Feb 2025 and older open .pt/.pth names with torch.load, which "
+            "refuses this file on torch >= 2.6 (LAMMPS 4 Jul 2026 accepts it); name it with another "
+            "suffix, for example .mliap, which every LAMMPS version reads"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     try:
@@ -56,20 +61,26 @@ def read_export(path: str | Path) -> StudentUnified:
             head = fh.read(4)
             fh.seek(0)
             if head.startswith(b"PK"):  # torch.save writes zip archives
-                raise ValueError(f"{path} is a model file (torch), not a LAMMPS export: run "
-                                 f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`")
+                raise ValueError(
+                    f"{path} is a model file (torch), not a LAMMPS export: run "
+                    f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`"
+                )
             unified = pickle.load(fh)
     except (ValueError, DeviceError):  # already say what is wrong
         raise
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # unpickling a damaged or foreign file raises many kinds
-        raise ValueError(f"{path} is not a readable mlff-distiller LAMMPS export (damaged or another format: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); write one with "
-                         f"`{EXPORT_COMMAND}`") from exc
+        raise ValueError(
+            f"{path} is not a readable mlff-distiller LAMMPS export (damaged or another format: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); write one with "
+            f"`{EXPORT_COMMAND}`"
+        ) from exc
     if not isinstance(unified, StudentUnified):
-        raise ValueError(f"{path} holds a {type(unified).__name__}, not an mlff-distiller LAMMPS export; write one "
-                         f"with `{EXPORT_COMMAND}`")
+        raise ValueError(
+            f"{path} holds a {type(unified).__name__}, not an mlff-distiller LAMMPS export; write one "
+            f"with `{EXPORT_COMMAND}`"
+        )
     return unified
 
 
@@ -82,23 +93,25 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     if unknown:
         raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {model.elements}")
     coeff = f"pair_coeff * * {' '.join(elements)}"
-    return "\n".join([
-        f"# {path}: {model.config.n_layers} layers, cutoff {model.cutoff:g} A, elements {' '.join(model.elements)}, "
-        f"{unified.method} forces in {unified.dtype_name}",
-        f"units {UNITS}",
-        "newton on",
-        "# with bonds in the data (atom_style bond, molecular, full): keep bonded pairs in the neighbour list",
-        SPECIAL_BONDS_FIX,
-        "",
-        "# (a) RECOMMENDED, any box and any number of MPI ranks: the mlff-distiller plugin, halo exchange",
-        "#     per layer (exact on any number of ranks, memory linear in the number of atoms)",
-        plugin_lines(str(path), elements),
-        "",
-        "# (b) stock ML-IAP, only for a molecule or cluster in a non-periodic box on one MPI rank",
-        f"pair_style mliap unified {path} 0",
-        coeff,
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# {path}: {model.config.n_layers} layers, cutoff {model.cutoff:g} A, elements {' '.join(model.elements)}, "
+            f"{unified.method} forces in {unified.dtype_name}",
+            f"units {UNITS}",
+            "newton on",
+            "# with bonds in the data (atom_style bond, molecular, full): keep bonded pairs in the neighbour list",
+            SPECIAL_BONDS_FIX,
+            "",
+            "# (a) RECOMMENDED, any box and any number of MPI ranks: the mlff-distiller plugin, halo exchange",
+            "#     per layer (exact on any number of ranks, memory linear in the number of atoms)",
+            plugin_lines(str(path), elements),
+            "",
+            "# (b) stock ML-IAP, only for a molecule or cluster in a non-periodic box on one MPI rank",
+            f"pair_style mliap unified {path} 0",
+            coeff,
+            "",
+        ]
+    )
 
 
 def run(args) -> int:
@@ -123,4 +136,3 @@ def register(subparsers) -> None:
     p.add_argument("file", help="a file written by `mlff-distiller export`")
     p.add_argument("--elements", nargs="+", help="element of each LAMMPS atom type, in order (NULL allowed)")
     p.set_defaults(func=run)
-

@@ -21,6 +21,7 @@ The contract with the C++ side (the arguments of ``_bind``, the dtype and status
 defined here, and in ``lammps_plugin/halo_protocol.h`` for C++; at `pair_style` time the plugin
 passes its signature of that contract to ``connect``, which refuses a plugin that differs.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -32,14 +33,39 @@ from ..model.halo import GatherHalo, Halo
 
 PROTOCOL_VERSION = 2
 # The arguments of HaloData._bind, in order, as Python's C API formats them ("i" int, "K" address)
-BIND_FORMAT = {"nlocal": "i", "ntotal": "i", "npairs": "i", "elems": "K", "pair_i": "K", "pair_j": "K",
-               "tag": "K", "owner": "K", "rij": "K", "eatoms": "K", "fij": "K", "eflag": "i", "vflag": "i"}
+BIND_FORMAT = {
+    "nlocal": "i",
+    "ntotal": "i",
+    "npairs": "i",
+    "elems": "K",
+    "pair_i": "K",
+    "pair_j": "K",
+    "tag": "K",
+    "owner": "K",
+    "rij": "K",
+    "eatoms": "K",
+    "fij": "K",
+    "eflag": "i",
+    "vflag": "i",
+}
 DTYPE_CODES = {"float64": 0, "float32": 1}
-EXCHANGE_ERRORS = {1: "the array does not have ntotal rows", 2: "width must be positive",
-                   3: "unsupported dtype", 4: "null data pointer"}
+EXCHANGE_ERRORS = {
+    1: "the array does not have ntotal rows",
+    2: "width must be positive",
+    3: "unsupported dtype",
+    4: "null data pointer",
+}
 # int mlff_halo_exchange(void *pair, void *src, void *dst, long long nrows, int width, int dtype, int reverse)
-_EXCHANGE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+_EXCHANGE = ctypes.CFUNCTYPE(
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_longlong,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+)
 
 
 def protocol_signature() -> str:
@@ -55,7 +81,8 @@ def connect(path: str, exchange_address: int, pair_address: int, plugin_signatur
     if plugin_signature != protocol_signature():
         raise RuntimeError(
             f"the mliap/halo plugin speaks {plugin_signature!r} but the installed mlff_distiller speaks "
-            f"{protocol_signature()!r}: rebuild the plugin from the same source (`make setup`)")
+            f"{protocol_signature()!r}: rebuild the plugin from the same source (`make setup`)"
+        )
     from .export import read_export  # not at import: export imports the model class, which imports this
 
     model = read_export(path)
@@ -142,8 +169,9 @@ class HaloData:
             raise TypeError(f"src is {src.dtype} but dst is {dst.dtype}")
         if not dst.flags.writeable:
             raise ValueError("dst is read-only")
-        status = self._exchange(self._pair, src.ctypes.data, dst.ctypes.data, self.ntotal, width,
-                                DTYPE_CODES[src.dtype.name], reverse)
+        status = self._exchange(
+            self._pair, src.ctypes.data, dst.ctypes.data, self.ntotal, width, DTYPE_CODES[src.dtype.name], reverse
+        )
         if status:
             raise RuntimeError(f"halo exchange failed: {EXCHANGE_ERRORS.get(status, status)}")
 
@@ -167,8 +195,9 @@ class HaloData:
         when no type is NULL) or a subset, ``atoms``."""
         if len(atoms) == self.ntotal:
             return Halo(self._copy_to_ghosts, self._sum_into_owners)
-        return Halo(self._through_all_atoms(atoms, self.forward_exchange),
-                    self._through_all_atoms(atoms, self.reverse_exchange))
+        return Halo(
+            self._through_all_atoms(atoms, self.forward_exchange), self._through_all_atoms(atoms, self.reverse_exchange)
+        )
 
     def _copy_to_ghosts(self, rows: torch.Tensor) -> torch.Tensor:
         """rows [ntotal,W] -> ghost rows replaced by their owners'. From a GPU only the local rows
@@ -222,4 +251,5 @@ class HaloData:
             full[index] = rows.detach().cpu()
             self._exchange_in_place(full, move)
             return full[index].to(rows.device)
+
         return run

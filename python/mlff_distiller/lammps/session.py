@@ -1,4 +1,5 @@
 """Attach a student model to a LAMMPS instance driven from Python, in one call."""
+
 from __future__ import annotations
 
 import tempfile
@@ -10,8 +11,14 @@ from .inputs import plugin_path
 PAIR_STYLES = ("mliap/halo", "mliap unified")
 
 
-def attach(lmp, model: str | Path = "default", elements: list[str] | None = None, method: str = "analytic",
-           dtype: str = "float64", pair_style: str = "mliap/halo"):
+def attach(
+    lmp,
+    model: str | Path = "default",
+    elements: list[str] | None = None,
+    method: str = "analytic",
+    dtype: str = "float64",
+    pair_style: str = "mliap/halo",
+):
     """Issue pair_style and pair_coeff for a student model on a LAMMPS instance whose box exists.
 
     lmp: a ``lammps.lammps`` instance, or a ``lammps.PyLammps`` (LAMMPS versions that have it).

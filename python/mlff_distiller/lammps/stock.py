@@ -9,6 +9,7 @@ must report the data object's own atom counts, or nothing is trusted and the run
 
 The plugin pair style `mliap/halo` makes the same checks in C++ (lammps_plugin/).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -63,9 +64,11 @@ class StockLammps:
         data_ptr = ctypes.c_void_p.from_address(id(data) + 2 * pointer).value
         self.ptr = ctypes.c_void_p.from_address(data_ptr + pointer).value if data_ptr else None
         if not self.ptr or (self.setting("nlocal"), self.setting("nall")) != (data.nlocal, data.ntotal):
-            raise RuntimeError("cannot reach the LAMMPS instance of this ML-IAP data object (an unknown LAMMPS "
-                               "version?), so units and special_bonds cannot be checked: use the plugin pair "
-                               "style mliap/halo (`mlff-distiller lammps-input FILE` prints its lines)")
+            raise RuntimeError(
+                "cannot reach the LAMMPS instance of this ML-IAP data object (an unknown LAMMPS "
+                "version?), so units and special_bonds cannot be checked: use the plugin pair "
+                "style mliap/halo (`mlff-distiller lammps-input FILE` prints its lines)"
+            )
 
     def setting(self, name: str) -> int:
         return int(self.lib.lammps_extract_setting(self.ptr, name.encode()))

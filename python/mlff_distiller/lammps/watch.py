@@ -10,6 +10,7 @@ run has left the region the models were trained on. Every check is appended to `
 Every rank gathers the whole system and evaluates it (gathering is collective, and no rank then
 waits for another's result); the cost is paid once per N steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,16 +30,20 @@ WARNING = "mlff-distiller: committee warning"
 
 def watch_lines(every: int) -> str:
     """The LAMMPS commands that start the watch (``md`` includes them before the first `run`)."""
-    return ('python committee_check here "from mlff_distiller.lammps.watch import committee_check"\n'
-            f"fix mlff_committee all python/invoke {every} end_of_step committee_check\n")
+    return (
+        'python committee_check here "from mlff_distiller.lammps.watch import committee_check"\n'
+        f"fix mlff_committee all python/invoke {every} end_of_step committee_check\n"
+    )
 
 
 def element_of_mass(mass: float) -> str:
     """The element whose standard atomic mass is nearest ``mass`` (LAMMPS types carry masses)."""
     z = int(np.argmin(np.abs(atomic_masses[1:] - mass))) + 1
     if abs(atomic_masses[z] - mass) > 0.1:
-        raise ValueError(f"no element has the mass {mass} of a LAMMPS atom type: the committee watch "
-                         "names elements by their masses in the data file")
+        raise ValueError(
+            f"no element has the mass {mass} of a LAMMPS atom type: the committee watch "
+            "names elements by their masses in the data file"
+        )
     return chemical_symbols[z]
 
 
@@ -59,9 +64,12 @@ class CommitteeWatch:
             with self.log.open("a") as fh:
                 fh.write(f"{step} {spread:.6f} {time.perf_counter() - start:.6f}\n")
             if spread > self.threshold:
-                print(f"{WARNING} at step {step}: the members' forces on one atom differ by {spread:.3f} eV/A "
-                      f"(threshold {self.threshold} eV/A): the run has left the region the models were trained on, "
-                      "and its forces may be wrong", flush=True)
+                print(
+                    f"{WARNING} at step {step}: the members' forces on one atom differ by {spread:.3f} eV/A "
+                    f"(threshold {self.threshold} eV/A): the run has left the region the models were trained on, "
+                    "and its forces may be wrong",
+                    flush=True,
+                )
         return spread
 
 
@@ -112,5 +120,7 @@ def summary(workdir: Path) -> str:
     worst = int(np.argmax(table[:, 1]))
     check_ms = 1e3 * float(np.median(table[:, 2]))  # the median: the first check also loads the members
     every = table[1, 0] - table[0, 0] if len(table) > 1 else table[0, 0]
-    return (f"committee: {len(table)} checks, largest force spread {table[worst, 1]:.3f} eV/A at step "
-            f"{int(table[worst, 0])}; {check_ms:.1f} ms per check, {check_ms / every:.2f} ms per step on average")
+    return (
+        f"committee: {len(table)} checks, largest force spread {table[worst, 1]:.3f} eV/A at step "
+        f"{int(table[worst, 0])}; {check_ms:.1f} ms per check, {check_ms / every:.2f} ms per step on average"
+    )

@@ -9,6 +9,7 @@ The backward functions use only differentiable torch operations, so a loss on th
 can itself be back-propagated to the weights during training. Shapes: ``N`` atoms, ``E`` edges,
 ``F`` features, ``K`` radial functions; ``i``/``j`` index the receiving/sending atom of an edge.
 """
+
 from __future__ import annotations
 
 import math
@@ -113,8 +114,10 @@ class EdgeFilter(nn.Module):
         rbf, rbf_ctx = self.radial.forward(d)
         fc, fc_ctx = self.cutoff_fn.forward(d)
         n_layers = self.linear.out_features // self.n_per_layer
-        filters = [torch.addmm(self.linear.bias[rows], rbf, self.linear.weight[rows].t()) * fc[:, None]
-                   for rows in map(self._rows, range(n_layers))]
+        filters = [
+            torch.addmm(self.linear.bias[rows], rbf, self.linear.weight[rows].t()) * fc[:, None]
+            for rows in map(self._rows, range(n_layers))
+        ]
         return filters, (rbf, rbf_ctx, fc, fc_ctx)
 
     def _rows(self, layer: int) -> slice:
@@ -207,9 +210,9 @@ class Message(nn.Module):
         for c in edge_chunks(edge_i.shape[0], chunk):
             i, j = edge_i[c], edge_j[c]
             m = x.index_select(0, j) * filt[c]
-            dv_e = m[:, None, 2 * F:] * u[c, :, None]
+            dv_e = m[:, None, 2 * F :] * u[c, :, None]
             if not v_is_zero:
-                dv_e = torch.addcmul(dv_e, m[:, None, F:2 * F], v.index_select(0, j))
+                dv_e = torch.addcmul(dv_e, m[:, None, F : 2 * F], v.index_select(0, j))
             ds.index_add_(0, i, m[:, :F])
             dv.index_add_(0, i, dv_e)
         return (s + ds, v + dv), (x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
@@ -225,7 +228,7 @@ class Message(nn.Module):
             i, j, f = edge_i[c], edge_j[c], filt[c]
             x_j = x.index_select(0, j)
             gv_i = grad_v.index_select(0, i)  # [C,3,F]
-            m_vs = x_j[:, 2 * F:] * f[:, 2 * F:]
+            m_vs = x_j[:, 2 * F :] * f[:, 2 * F :]
             g_mvs = xyz_dot(gv_i, u[c, :, None])
             g_u.append((gv_i * m_vs[:, None, :]).sum(2))
             if v_is_zero:
@@ -237,7 +240,7 @@ class Message(nn.Module):
             if need_input_grads:
                 g_x.index_add_(0, j, g_m * f)
                 if not v_is_zero:
-                    m_vv = x_j[:, F:2 * F] * f[:, F:2 * F]
+                    m_vv = x_j[:, F : 2 * F] * f[:, F : 2 * F]
                     g_v_acc.index_add_(0, j, m_vv[:, None, :] * gv_i)
         projected, g_u = torch.cat(projected), torch.cat(g_u)
         if not need_input_grads:
@@ -271,7 +274,7 @@ class Update(nn.Module):
         Vv = v @ self.V.weight.t()
         norm = torch.sqrt(xyz_dot(Vv, Vv) + self.epsilon)
         a, mlp_ctx = self.mlp(torch.cat((s, norm), dim=1))
-        a_vv, a_sv, a_ss = a[:, :F], a[:, F:2 * F], a[:, 2 * F:]
+        a_vv, a_sv, a_ss = a[:, :F], a[:, F : 2 * F], a[:, 2 * F :]
         dot = xyz_dot(Uv, Vv)
         s_out = s + torch.addcmul(a_ss, a_sv, dot)
         v_out = torch.addcmul(v, a_vv[:, None, :], Uv)
@@ -345,19 +348,23 @@ class ZBLRepulsion(nn.Module):
 
         z = torch.tensor([float(atomic_numbers[el]) for el in elements], dtype=torch.float64)
         radius = torch.tensor([covalent_radii[atomic_numbers[el]] for el in elements], dtype=torch.float64)
-        screening = z ** 0.23
+        screening = z**0.23
         # per element pair, flattened [n_el * n_el]; not saved in model files (they follow from
         # the elements), so files written without repulsion load unchanged
         self.register_buffer("prefactor", (0.5 * COULOMB_EV_A * torch.outer(z, z)).flatten(), persistent=False)
-        self.register_buffer("inv_screening_length",
-                             ((screening[:, None] + screening[None, :]) / ZBL_LENGTH).flatten(), persistent=False)
+        self.register_buffer(
+            "inv_screening_length", ((screening[:, None] + screening[None, :]) / ZBL_LENGTH).flatten(), persistent=False
+        )
         self.register_buffer("inv_rmax", (1.0 / (radius[:, None] + radius[None, :])).flatten(), persistent=False)
         self.n_elements = len(elements)
 
     def pair_parameters(self, species: Tensor, edge_i: Tensor, edge_j: Tensor):
         pair = species.index_select(0, edge_i) * self.n_elements + species.index_select(0, edge_j)
-        return (self.prefactor.index_select(0, pair), self.inv_screening_length.index_select(0, pair),
-                self.inv_rmax.index_select(0, pair))
+        return (
+            self.prefactor.index_select(0, pair),
+            self.inv_screening_length.index_select(0, pair),
+            self.inv_rmax.index_select(0, pair),
+        )
 
     @staticmethod
     def envelope(x: Tensor):

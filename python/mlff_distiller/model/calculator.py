@@ -1,5 +1,6 @@
 """ASE calculator around the student (energy, free_energy, forces, stress, per-atom energies), and
 the force spread of a committee of students, the project's one uncertainty measure."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,8 @@ class StudentCalculator(Calculator):
         self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
         with torch.no_grad():
             energies, grad = self.model.energies_and_edge_gradients(
-                graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method)
+                graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method
+            )
         energy = float(energies.sum())
         self.results["energy"] = self.results["free_energy"] = energy
         self.results["energies"] = energies.double().numpy()

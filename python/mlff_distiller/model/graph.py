@@ -4,6 +4,7 @@ Conventions shared by the whole package (and by LAMMPS's ML-IAP): a directed edg
 "j sends to i", r_ij = x_j - x_i (+ the periodic shift), and the model returns g_ij = dE/dr_ij.
 Then F_i = +sum_{e: i} g_e - sum_{e: j} g_e  and  dE/d(strain) = sum_e g_e (x) r_e.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ def species_indices(symbols, elements) -> np.ndarray:
     lookup = {el: k for k, el in enumerate(elements)}
     unknown = sorted(set(symbols) - lookup.keys())
     if unknown:
-        raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {list(elements)}: "
-                         "use a model trained on them")
+        raise ValueError(
+            f"element(s) {', '.join(unknown)} not in the model's elements {list(elements)}: use a model trained on them"
+        )
     return np.array([lookup[s] for s in symbols], dtype=np.int64)
 
 
@@ -62,9 +64,14 @@ def graph_from_atoms(atoms_list, elements, cutoff: float, dtype=torch.float64) -
         batch.append(np.full(len(atoms), k, dtype=np.int64))
         offset += len(atoms)
     cat = np.concatenate
-    return Graph(torch.from_numpy(cat(species)), torch.from_numpy(cat(edge_i)), torch.from_numpy(cat(edge_j)),
-                 torch.from_numpy(cat(r_ij).reshape(-1, 3)).to(dtype), torch.from_numpy(cat(batch)),
-                 len(atoms_list))
+    return Graph(
+        torch.from_numpy(cat(species)),
+        torch.from_numpy(cat(edge_i)),
+        torch.from_numpy(cat(edge_j)),
+        torch.from_numpy(cat(r_ij).reshape(-1, 3)).to(dtype),
+        torch.from_numpy(cat(batch)),
+        len(atoms_list),
+    )
 
 
 def forces_from_edge_gradients(edge_i: Tensor, edge_j: Tensor, grad: Tensor, n_atoms: int) -> Tensor:

@@ -15,6 +15,7 @@ Compiled code (``replay.py``) cannot trace host callbacks, which change every st
 opaque operator ``halo_exchange`` instead (``STEP_HALO`` inside the compiled model), which runs
 the primitives of the halo that ``exchanging`` made current for that call.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -1,5 +1,6 @@
 """Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs),
 with a sha256 checksum of the weights checked on load, so a damaged file never runs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,10 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     shipped = SHIPPED_DIR / f"{name_or_path}.pt"
     if shipped.is_file():
         return shipped
-    raise FileNotFoundError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
-                            f"(shipped: {', '.join(shipped_models()) or 'none'})")
+    raise FileNotFoundError(
+        f"no model file {str(name_or_path)!r} and no shipped model of that name "
+        f"(shipped: {', '.join(shipped_models()) or 'none'})"
+    )
 
 
 def plain_data(metadata: dict | None) -> dict:
@@ -52,9 +55,17 @@ def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                "state_dict": state, "weights_sha256": weights_checksum(state), "metadata": plain_data(metadata)},
-               path)
+    torch.save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": model.config.to_dict(),
+            "state_dict": state,
+            "weights_sha256": weights_checksum(state),
+            "metadata": plain_data(metadata),
+        },
+        path,
+    )
     return path
 
 
@@ -63,12 +74,16 @@ def check_weights(payload: dict, path) -> None:
     if not isinstance(state, dict):
         raise ValueError(f"{path} is damaged: it holds no weights")
     if payload.get("format_version") == 1:
-        warnings.warn(f"{path} is a version 1 model file without a checksum of its weights, so damage cannot be "
-                      "detected: re-save it with mlff_distiller.model.io.save_model(load_model(path), path)")
+        warnings.warn(
+            f"{path} is a version 1 model file without a checksum of its weights, so damage cannot be "
+            "detected: re-save it with mlff_distiller.model.io.save_model(load_model(path), path)"
+        )
         return
     if weights_checksum(state) != payload.get("weights_sha256"):
-        raise ValueError(f"{path} is damaged: its weights fail their sha256 checksum. Use an intact copy (the "
-                         "training run's output, or `mlff-distiller train` again)")
+        raise ValueError(
+            f"{path} is damaged: its weights fail their sha256 checksum. Use an intact copy (the "
+            "training run's output, or `mlff-distiller train` again)"
+        )
 
 
 def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> PaiNN:
@@ -78,14 +93,18 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise ValueError(f"{path} is not a readable mlff-distiller model file (damaged, truncated, or another "
-                         f"format): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise ValueError(
+            f"{path} is not a readable mlff-distiller model file (damaged, truncated, or another "
+            f"format): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is a torch file but not an mlff-distiller model (no '{FORMAT}' header)")
     version = payload.get("format_version")
     if version not in (1, FORMAT_VERSION):
-        raise ValueError(f"{path} has model format version {version}, this mlff-distiller reads versions 1 to "
-                         f"{FORMAT_VERSION}: use the mlff-distiller that wrote it")
+        raise ValueError(
+            f"{path} has model format version {version}, this mlff-distiller reads versions 1 to "
+            f"{FORMAT_VERSION}: use the mlff-distiller that wrote it"
+        )
     check_weights(payload, path)
     try:
         model = PaiNN(PaiNNConfig(**payload["config"]))

@@ -4,6 +4,7 @@ The analytic backward walks the blocks of ``blocks.py`` in reverse, layer by lay
 dE/dr_ij for every edge: no autograd at run time. ``method="autograd"`` runs the very same
 forward and lets torch differentiate it; tests and benchmarks swap the two.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -63,9 +64,16 @@ class PaiNN(nn.Module):
         return list(self.config.elements)
 
     # ------------------------------------------------------------------------------------------
-    def energies_and_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor,
-                                    r_ij: Tensor, n_counted: int | None = None,
-                                    method: str = "analytic", halo: Halo | None = None) -> tuple[Tensor, Tensor]:
+    def energies_and_edge_gradients(
+        self,
+        species: Tensor,
+        edge_i: Tensor,
+        edge_j: Tensor,
+        r_ij: Tensor,
+        n_counted: int | None = None,
+        method: str = "analytic",
+        halo: Halo | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Per-atom energies and dE/dr_ij, the entry point everything else uses.
 
         species [N]: index of each atom's element in ``config.elements``.
@@ -85,16 +93,25 @@ class PaiNN(nn.Module):
         self.check_layout(species, edge_i, edge_j, r_ij, n_counted)
         counted = r_ij.new_zeros(species.shape[0])
         counted[:n_counted] = 1.0
-        energies, grad = self.energies_and_weighted_edge_gradients(species, edge_i, edge_j, r_ij, counted,
-                                                                   method, halo, n_counted)
+        energies, grad = self.energies_and_weighted_edge_gradients(
+            species, edge_i, edge_j, r_ij, counted, method, halo, n_counted
+        )
         return energies[:n_counted], grad
 
     def forward(self, species, edge_i, edge_j, r_ij, n_counted=None, method="analytic", halo=None):
         return self.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted, method, halo)
 
-    def energies_and_weighted_edge_gradients(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor,
-                                             weights: Tensor, method: str = "analytic", halo: Halo | None = None,
-                                             n_owned: int | None = None) -> tuple[Tensor, Tensor]:
+    def energies_and_weighted_edge_gradients(
+        self,
+        species: Tensor,
+        edge_i: Tensor,
+        edge_j: Tensor,
+        r_ij: Tensor,
+        weights: Tensor,
+        method: str = "analytic",
+        halo: Halo | None = None,
+        n_owned: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """The shape-static core of ``energies_and_edge_gradients``, for callers that replay it
         over fixed buffers (``replay.py``): energies of all N atoms and the gradient with respect
         to r_ij of sum(weights [N] * energies). Weights of 1 for the counted atoms and 0 for the
@@ -126,30 +143,33 @@ class PaiNN(nn.Module):
         n_elements, n_atoms = len(self.config.elements), species.shape[0]
         bad = species[(species < 0) | (species >= n_elements)]
         if bad.numel():
-            raise ValueError(f"element index {int(bad[0])} is outside this model's elements "
-                             f"{self.config.elements} (indices 0..{n_elements - 1}); map the "
-                             "structure's elements to the model's list first")
+            raise ValueError(
+                f"element index {int(bad[0])} is outside this model's elements "
+                f"{self.config.elements} (indices 0..{n_elements - 1}); map the "
+                "structure's elements to the model's list first"
+            )
         for name, index in (("edge_i", edge_i), ("edge_j", edge_j)):
             bad = index[(index < 0) | (index >= n_atoms)]
             if bad.numel():
-                raise ValueError(f"{name} holds atom index {int(bad[0])}, outside 0..{n_atoms - 1} "
-                                 f"for {n_atoms} atoms")
+                raise ValueError(f"{name} holds atom index {int(bad[0])}, outside 0..{n_atoms - 1} for {n_atoms} atoms")
 
     def check_layout(self, species, edge_i, edge_j, r_ij, n_counted: int) -> None:
         """Shapes, n_counted and dtype: metadata only, so free on any device and run on every call."""
         self._check_shapes(species, edge_i, edge_j, r_ij, n_counted)
         if r_ij.dtype != self.embedding.weight.dtype:
-            raise ValueError(f"r_ij is {r_ij.dtype} but the model is {self.embedding.weight.dtype}; "
-                             "convert one of them")
+            raise ValueError(
+                f"r_ij is {r_ij.dtype} but the model is {self.embedding.weight.dtype}; convert one of them"
+            )
 
     @staticmethod
     def _check_shapes(species, edge_i, edge_j, r_ij, n_counted: int) -> None:
         n_atoms, n_edges = species.shape[0], edge_i.shape[0]
-        if species.dim() != 1 or edge_i.shape != (n_edges,) or edge_j.shape != (n_edges,) \
-                or r_ij.shape != (n_edges, 3):
-            raise ValueError(f"inputs must be species [N], edge_i [E], edge_j [E], r_ij [E,3]; got "
-                             f"{tuple(species.shape)}, {tuple(edge_i.shape)}, {tuple(edge_j.shape)}, "
-                             f"{tuple(r_ij.shape)}")
+        if species.dim() != 1 or edge_i.shape != (n_edges,) or edge_j.shape != (n_edges,) or r_ij.shape != (n_edges, 3):
+            raise ValueError(
+                f"inputs must be species [N], edge_i [E], edge_j [E], r_ij [E,3]; got "
+                f"{tuple(species.shape)}, {tuple(edge_i.shape)}, {tuple(edge_j.shape)}, "
+                f"{tuple(r_ij.shape)}"
+            )
         if not 0 <= n_counted <= n_atoms:
             raise ValueError(f"n_counted={n_counted} must lie in 0..{n_atoms}")
 
@@ -192,7 +212,8 @@ class PaiNN(nn.Module):
 
     def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo, n_owned):
         energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v) = self._forward(
-            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo, n_owned)
+            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo, n_owned
+        )
         g_s = self.readout.backward(readout_ctx, weights)
         g_v = v.new_zeros(v.shape)
         g_u = r_ij.new_zeros(r_ij.shape)
@@ -203,7 +224,8 @@ class PaiNN(nn.Module):
                 g_s, g_v = halo.reverse(g_s, g_v)
             g_s, g_v = update_rows_backward(self.updates[layer], update_ctx, g_s, g_v, n_owned)
             g_s, g_v, projected_layer, g_u_layer = self.messages[layer].backward(
-                message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0)
+                message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0
+            )
             projected = projected + projected_layer
             g_u = g_u + g_u_layer
         g_d = self.edge_filter.backward(filter_ctx, projected)

@@ -38,6 +38,7 @@ exchanges through host callbacks between layers (MPI ranks): the compiled model 
 the opaque operator of ``halo.py`` and runs without a CUDA graph, whose replay cannot call back
 to the host; uncompiled, that call runs eagerly, unpadded.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,8 +125,9 @@ class Bucket:
     a gather halo, up to ``n_atoms - 1`` ghosts), the model call on them, and on a GPU its CUDA
     graph (not with a host halo)."""
 
-    def __init__(self, call, model: PaiNN, method: str, n_atoms: int, n_edges: int, n_owned: int = 0,
-                 halo: str | None = None):
+    def __init__(
+        self, call, model: PaiNN, method: str, n_atoms: int, n_edges: int, n_owned: int = 0, halo: str | None = None
+    ):
         weight = model.embedding.weight
         index = dict(dtype=torch.long, device=weight.device)
         self.call, self.method = call, method
@@ -133,8 +135,11 @@ class Bucket:
         self.edge_i, self.edge_j = torch.zeros(n_edges, **index), torch.zeros(n_edges, **index)
         self.r_ij = weight.new_zeros(n_edges, 3)
         self.weights = weight.new_zeros(n_atoms)
-        self.halo = {None: None, "host": STEP_HALO,
-                     "gather": GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index))}[halo]
+        self.halo = {
+            None: None,
+            "host": STEP_HALO,
+            "gather": GatherHalo(torch.zeros(n_atoms, **index), torch.zeros(n_atoms, **index)),
+        }[halo]
         self.n_owned = n_owned if halo else None  # with a halo, the rows the update blocks run on
         self.slots = torch.arange(max(n_atoms, n_edges), **index)
         self.far = weight.new_tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0])
@@ -151,8 +156,9 @@ class Bucket:
     def shape(self) -> tuple[int, int]:
         return self.species.shape[0], self.edge_i.shape[0]
 
-    def load(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor, n_counted: int,
-             halo: GatherHalo | None) -> None:
+    def load(
+        self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor, n_counted: int, halo: GatherHalo | None
+    ) -> None:
         """Copy one call's inputs in; rewrite the padding only when the sizes changed."""
         gather = isinstance(halo, GatherHalo)
         n, e, g = species.shape[0], edge_i.shape[0], halo.ghosts.shape[0] if gather else 0
@@ -181,13 +187,14 @@ class Bucket:
     def _padding_atoms(self, n: int, out: Tensor) -> None:
         """out[k] = padding atom n + k % (number of padding atoms): padding spread over all of
         them, so no atom collects every padding edge's atomic adds."""
-        torch.remainder(self.slots[:out.shape[0]], self.shape[0] - n, out=out)
+        torch.remainder(self.slots[: out.shape[0]], self.shape[0] - n, out=out)
         out += n
 
     def compute(self) -> tuple[Tensor, Tensor]:
         """The model on the whole buffers: energies [n_atoms], dE/dr_ij [n_edges, 3]."""
-        return self.call(self.species, self.edge_i, self.edge_j, self.r_ij, self.weights, self.method, self.halo,
-                         self.n_owned)
+        return self.call(
+            self.species, self.edge_i, self.edge_j, self.r_ij, self.weights, self.method, self.halo, self.n_owned
+        )
 
     def capture(self) -> None:
         """Record ``compute`` as a CUDA graph, after one eager warm-up on a side stream (library
@@ -226,8 +233,14 @@ class GraphReplay:
     environment sets MLFF_COMPILE=0).
     """
 
-    def __init__(self, model: PaiNN, method: str = "analytic", graphs: bool | None = None,
-                 fuse: bool | None = None, max_buckets: int = 3):
+    def __init__(
+        self,
+        model: PaiNN,
+        method: str = "analytic",
+        graphs: bool | None = None,
+        fuse: bool | None = None,
+        max_buckets: int = 3,
+    ):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
         device = model.embedding.weight.device
@@ -243,8 +256,9 @@ class GraphReplay:
         self.max_buckets = max_buckets
         self.buckets: OrderedDict[tuple[int, int, int, str | None], Bucket] = OrderedDict()
 
-    def __call__(self, species, edge_i, edge_j, r_ij, n_counted: int | None = None,
-                 halo: Halo | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, species, edge_i, edge_j, r_ij, n_counted: int | None = None, halo: Halo | None = None
+    ) -> tuple[Tensor, Tensor]:
         kind = halo_kind(halo)
         if kind != "host":
             return self._padded_call(species, edge_i, edge_j, r_ij, n_counted, halo, kind)
@@ -254,8 +268,9 @@ class GraphReplay:
         with torch.autograd.set_multithreading_enabled(False):
             if not self.fuse:
                 with torch.no_grad():
-                    return self.model.energies_and_edge_gradients(species, edge_i, edge_j, r_ij, n_counted,
-                                                                  self.method, halo)
+                    return self.model.energies_and_edge_gradients(
+                        species, edge_i, edge_j, r_ij, n_counted, self.method, halo
+                    )
             with exchanging(halo, species.shape[0]):
                 return self._padded_call(species, edge_i, edge_j, r_ij, n_counted, STEP_HALO, kind)
 
@@ -268,9 +283,11 @@ class GraphReplay:
         try:
             return self._run(bucket, n_counted, n_edges)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
-            raise RuntimeError(f"torch.compile failed on this machine ({type(exc.inner_exception).__name__}: "
-                               f"{str(exc.inner_exception)[:300]}): set MLFF_COMPILE=0 in the environment to run "
-                               "the model uncompiled") from exc
+            raise RuntimeError(
+                f"torch.compile failed on this machine ({type(exc.inner_exception).__name__}: "
+                f"{str(exc.inner_exception)[:300]}): set MLFF_COMPILE=0 in the environment to run "
+                "the model uncompiled"
+            ) from exc
 
     def _run(self, bucket: Bucket, n_counted: int, n_edges: int) -> tuple[Tensor, Tensor]:
         if self.fuse and not self.compile_announced:
@@ -295,8 +312,11 @@ class GraphReplay:
         Keeping a roomier bucket while a system shrinks a little is what makes sizes that hover
         around a bucket boundary (pairs come and go at every neighbour-list build) replay graphs
         already captured instead of capturing new ones."""
-        need = (bucket_size(n_atoms + 1, SMALLEST_ATOMS), bucket_size(n_edges, SMALLEST_EDGES),
-                bucket_size(n_counted, SMALLEST_ATOMS) if halo else 0)
+        need = (
+            bucket_size(n_atoms + 1, SMALLEST_ATOMS),
+            bucket_size(n_edges, SMALLEST_EDGES),
+            bucket_size(n_counted, SMALLEST_ATOMS) if halo else 0,
+        )
         kept = [key for key in self.buckets if key[3] == halo and all(map(roomy, owned_need(need, key), key[:3]))]
         if kept:
             key = min(kept, key=lambda k: (k[1], k[0], k[2]))
@@ -319,8 +339,11 @@ class GraphReplay:
             bucket.capture()
         except torch.cuda.OutOfMemoryError:
             self._capture_alone(bucket)
-        print(f"{CAPTURE_MESSAGE} for up to {bucket.shape[0] - 1} atoms and "
-              f"{bucket.shape[1]} pairs in {time.perf_counter() - start:.2f} s", flush=True)
+        print(
+            f"{CAPTURE_MESSAGE} for up to {bucket.shape[0] - 1} atoms and "
+            f"{bucket.shape[1]} pairs in {time.perf_counter() - start:.2f} s",
+            flush=True,
+        )
 
     def _capture_alone(self, bucket: Bucket) -> None:
         bucket.graph = bucket.outputs = None
@@ -334,4 +357,5 @@ class GraphReplay:
             raise MemoryError(
                 f"the model does not fit on {bucket.r_ij.device} for up to {n_atoms - 1} atoms and {n_edges} "
                 f"edges ({bucket.r_ij.dtype}): split the system over more ranks or GPUs"
-                f"{', or export in float32' if bucket.r_ij.dtype == torch.float64 else ''}") from exc
+                f"{', or export in float32' if bucket.r_ij.dtype == torch.float64 else ''}"
+            ) from exc
