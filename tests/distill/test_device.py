@@ -15,7 +15,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff_distiller import cli
 from mlff_distiller.distill import train as train_module
-from mlff_distiller.distill.dataset import GraphDataset, split_structures
+from mlff_distiller.distill.dataset import GraphDataset
 from mlff_distiller.distill.metrics import predict
 from mlff_distiller.distill.train import (
     TrainConfig,
@@ -28,35 +28,10 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
-ELEMENTS = ["H", "C", "N", "O"]
-SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cutoff=4.0)
+from training_cases import ELEMENTS, SMALL, Interrupted, datasets, interrupt_after_epoch, quiet
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")
-
-
-def datasets(structures, dtype):
-    validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
-    return (
-        GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
-        GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype),
-        training,
-    )
-
-
-def quiet(_message):
-    pass
-
-
-class Interrupted(Exception):
-    pass
-
-
-def interrupt_after_epoch(n):
-    def log(message):
-        if message.startswith(f"epoch {n:4d}/"):
-            raise Interrupted
-
-    return log
 
 
 def tensors(value):

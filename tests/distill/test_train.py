@@ -23,21 +23,7 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-ELEMENTS = ["H", "C", "N", "O"]
-SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cutoff=4.0)
-
-
-def datasets(structures, dtype):
-    validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
-    return (
-        GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
-        GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype),
-        training,
-    )
-
-
-def quiet(_message):
-    pass
+from training_cases import ELEMENTS, SMALL, SMALL_TRAIN_OPTIONS, Interrupted, datasets, interrupt_after_epoch, quiet
 
 
 def test_a_few_epochs_reduce_the_loss(structures):
@@ -89,18 +75,6 @@ def test_analytic_force_loss_gradient_equals_autograd_double_backward(structures
     relative = (analytic - autograd).norm() / autograd.norm()
     assert relative < 1e-8, relative
     assert torch.allclose(analytic, autograd, rtol=1e-8, atol=1e-12 * autograd.abs().max())
-
-
-class Interrupted(Exception):
-    pass
-
-
-def interrupt_after_epoch(n):
-    def log(message):
-        if message.startswith(f"epoch {n:4d}/"):
-            raise Interrupted
-
-    return log
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "plateau"])
@@ -381,25 +355,7 @@ def test_with_repulsion_the_shifts_fit_the_teacher_minus_the_repulsion():
 
 def test_train_command_with_repulsion(data_file, tmp_path, capsys):
     output = tmp_path / "student.pt"
-    code = cli.main(
-        [
-            "train",
-            str(data_file),
-            "-o",
-            str(output),
-            "--features",
-            "16",
-            "--layers",
-            "1",
-            "--radial",
-            "8",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--repulsion",
-        ]
-    )
+    code = cli.main(["train", str(data_file), "-o", str(output), *SMALL_TRAIN_OPTIONS, "--repulsion"])
     assert code == 0, capsys.readouterr().err
     model = load_model(output)
     assert model.config.repulsion and model.repulsion is not None
@@ -422,16 +378,7 @@ def test_train_command_writes_a_model_with_its_training_metadata(data_file, tmp_
             str(data_file),
             "-o",
             str(output),
-            "--features",
-            "16",
-            "--layers",
-            "1",
-            "--radial",
-            "8",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
+            *SMALL_TRAIN_OPTIONS,
             "--threads",
             "1",
             "--group-by",

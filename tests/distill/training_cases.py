@@ -1,0 +1,36 @@
+"""What the training tests share: a small model, its data sets, and a log that interrupts a run."""
+
+from mlff_distiller.distill.dataset import GraphDataset, split_structures
+from mlff_distiller.model.painn import PaiNNConfig
+
+ELEMENTS = ["H", "C", "N", "O"]
+SMALL = PaiNNConfig(elements=ELEMENTS, n_features=16, n_layers=2, n_radial=8, cutoff=4.0)
+SMALL_TRAIN_OPTIONS = "--features 16 --layers 1 --radial 8 --epochs 2 --batch-size 8".split()  # `train` in seconds
+
+
+def datasets(structures, dtype):
+    """(training set, validation set, training structures): a quarter of each molecule held out."""
+    validation, training = split_structures(structures, [0.25], seed=0, group_key="molecule")
+    return (
+        GraphDataset(training, ELEMENTS, SMALL.cutoff, dtype),
+        GraphDataset(validation, ELEMENTS, SMALL.cutoff, dtype),
+        training,
+    )
+
+
+def quiet(_message):
+    pass
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after_epoch(n):
+    """A training log that stops the run (as a kill would) once epoch ``n`` is reported."""
+
+    def log(message):
+        if message.startswith(f"epoch {n:4d}/"):
+            raise Interrupted
+
+    return log
