@@ -175,13 +175,7 @@ def sample_molecule(
             atoms = conformer_to_atoms(mol, conformer_id)
             atoms.calc = MMFFCalculator(mol)
             snapshots = run_langevin_snapshots(
-                atoms,
-                temperature,
-                snapshots_per_run,
-                rng,
-                timestep_fs,
-                equilibration_steps,
-                snapshot_interval,
+                atoms, temperature, snapshots_per_run, rng, timestep_fs, equilibration_steps, snapshot_interval
             )
             for snapshot_index, snapshot in enumerate(snapshots):
                 snapshot.info.update(
@@ -250,21 +244,13 @@ def sample_water_boxes(
         atoms = random_water_box(n_molecules, density_g_cm3, seed=int(rng.integers(2**31)))
         atoms.calc = flexible_tip3p(n_molecules, box_length)
         snapshots = run_langevin_snapshots(
-            atoms,
-            temperature,
-            int(count),
-            rng,
-            timestep_fs,
-            equilibration_steps,
-            snapshot_interval,
+            atoms, temperature, int(count), rng, timestep_fs, equilibration_steps, snapshot_interval
         )
         for snapshot_index, snapshot in enumerate(snapshots):
             snapshot.positions += rng.normal(scale=rattle_stdev, size=snapshot.positions.shape)
             snapshot.wrap()  # tidy for downstream tools; periodic energies do not change
             snapshot.info.update(
-                molecule=f"water{n_molecules}",
-                temperature=float(temperature),
-                snapshot=snapshot_index,
+                molecule=f"water{n_molecules}", temperature=float(temperature), snapshot=snapshot_index
             )
         structures.extend(snapshots)
     return structures
