@@ -100,8 +100,8 @@ def step_runner(model: PaiNN, method: str):
     place where the devices differ. On a GPU, graph replays (compiled unless MLFF_COMPILE=0). On a
     CPU, the compiled model over padded buckets, whose fused C++ loops replace hundreds of small
     operations (aspirin, one core: 6.5 -> 1.8 ms per call), called from C++ rather than from
-    inductor's Python wrapper (a LAMMPS step of aspirin 12% faster), or with MLFF_COMPILE=0 the
-    eager model."""
+    inductor's Python wrapper (which took 18% of aspirin's compiled call), or with MLFF_COMPILE=0
+    the eager model."""
     if model.embedding.weight.device.type == "cuda":
         return GraphReplay(model, method)
     if compile_requested():
