@@ -14,8 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff_distiller import cli
 from mlff_distiller.distill import active
-from mlff_distiller.distill.active import DeviceStudent, LoopSettings, run_loop
-from mlff_distiller.model.calculator import StudentCalculator
+from mlff_distiller.distill.active import LoopSettings, run_loop
 from mlff_distiller.model.io import load_model
 
 
@@ -318,17 +317,3 @@ def test_command_refuses_cuda_without_cuda_before_any_work(tmp_path, capsys):
     assert cli.main(["active-learn", "--smiles", "O", "--workdir", str(workdir), "--device", "cuda"]) == 2
     assert "--device cuda: torch sees no CUDA device" in capsys.readouterr().err
     assert not workdir.exists()
-
-
-def test_the_loop_calculator_gives_the_student_calculator_numbers(one_run):
-    """explore and the committee's forces use DeviceStudent (CPU or GPU): on the CPU it is
-    StudentCalculator to the bit."""
-    workdir, _ = one_run
-    model = load_model(workdir / "final" / "member0.pt")
-    atoms = seeds()[1]
-    atoms.positions += 0.05
-    ours, theirs = atoms.copy(), atoms.copy()
-    ours.calc, theirs.calc = DeviceStudent(model), StudentCalculator(model)
-    assert ours.get_potential_energy() == theirs.get_potential_energy()
-    np.testing.assert_array_equal(ours.get_forces(), theirs.get_forces())
-    assert np.abs(ours.get_forces()).max() > 0

@@ -1,5 +1,7 @@
 """Model files (format, versions, damage) and the ASE calculator (forces, stress, per-atom energies)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -97,6 +99,20 @@ def test_calculator_forces_stress_energies(name, model):
     if atoms.pbc.all():
         numeric_stress = atoms.calc.calculate_numerical_stress(atoms, d=1e-6, voigt=True)
         assert np.abs(atoms.get_stress() - numeric_stress).max() < 1e-8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_calculator_with_a_model_on_the_gpu_agrees_with_the_cpu(model):
+    """Active learning's student MD and committee run the calculator with the model on a GPU."""
+    atoms = structures()["water_triclinic"]
+    on_gpu = copy.deepcopy(model).to("cuda")
+    for prop in ("energies", "forces", "stress"):
+        np.testing.assert_allclose(
+            StudentCalculator(on_gpu).get_property(prop, atoms),
+            StudentCalculator(model).get_property(prop, atoms),
+            rtol=1e-10,
+            atol=1e-10,
+        )
 
 
 def test_calculator_autograd_method_agrees(model):

@@ -39,15 +39,14 @@ import ase.io
 import numpy as np
 import torch
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator, all_changes
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm import tqdm
 
-from ..model.graph import forces_from_edge_gradients, graph_from_atoms
+from ..model.calculator import StudentCalculator
 from ..model.io import load_model
-from ..model.painn import PaiNN, PaiNNConfig
-from .dataset import elements_in, graph_to, read_structures
+from ..model.painn import PaiNNConfig
+from .dataset import elements_in, read_structures
 from .distortions import random_displacements
 from .evaluate import committee_disagreement
 from .label import append_frame, label_structures, read_done_ids, structure_id
@@ -119,32 +118,6 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
 # ----------------------------------------------------------------------------------------------
 # Stages
 # ----------------------------------------------------------------------------------------------
-class DeviceStudent(Calculator):
-    """Energy and forces of a student on its own device (CPU or GPU): the neighbour list is built
-    on the host and moved there, the results come back. The same operations as
-    ``StudentCalculator``, so on the CPU the same numbers."""
-
-    implemented_properties = ["energy", "free_energy", "forces"]
-
-    def __init__(self, model: PaiNN, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        weight = self.model.embedding.weight
-        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, weight.dtype)
-        self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
-        graph = graph_to(graph, weight.device)
-        with torch.no_grad():
-            energies, grad = self.model.energies_and_edge_gradients(
-                graph.species, graph.edge_i, graph.edge_j, graph.r_ij
-            )
-            forces = forces_from_edge_gradients(graph.edge_i, graph.edge_j, grad, len(self.atoms))
-        self.results["energy"] = self.results["free_energy"] = float(energies.sum())
-        self.results["forces"] = forces.double().cpu().numpy()
-
-
 def committee(folder: Path, settings: LoopSettings) -> list:
     """The committee members in ``folder`` as frozen float64 models on ``settings.device``."""
     device = torch_device(settings.device)
@@ -191,7 +164,7 @@ def explore(model, seeds: Sequence[Atoms], settings: LoopSettings, rng: np.rando
     for seed_index, seed in enumerate(seeds):
         for temperature in settings.temperatures:
             atoms = geometry_copy(seed)
-            atoms.calc = DeviceStudent(model)
+            atoms.calc = StudentCalculator(model)
             thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
             Stationary(atoms)
             ZeroRotation(atoms)
@@ -224,7 +197,7 @@ def disagreements(members, structures: Sequence[Atoms]) -> np.ndarray:
         forces = []
         for member in members:
             atoms = atoms.copy()
-            atoms.calc = DeviceStudent(member)
+            atoms.calc = StudentCalculator(member)
             forces.append(atoms.get_forces())
         values.append(committee_disagreement(np.stack(forces), np.array([len(atoms)]))[0])
     return np.array(values)

@@ -163,21 +163,7 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor on ``device`` (dtypes kept)."""
-        return Batch(
-            graph_to(self.graph, device), self.energy.to(device), self.forces.to(device), self.n_atoms.to(device)
-        )
-
-
-def graph_to(graph: Graph, device: torch.device | str) -> Graph:
-    """The graph with every tensor on ``device`` (``Graph.to`` changes the dtype only)."""
-    return Graph(
-        graph.species.to(device),
-        graph.edge_i.to(device),
-        graph.edge_j.to(device),
-        graph.r_ij.to(device),
-        graph.batch.to(device),
-        graph.n_structures,
-    )
+        return Batch(self.graph.to(device), self.energy.to(device), self.forces.to(device), self.n_atoms.to(device))
 
 
 def as_device(device: torch.device | str) -> torch.device:

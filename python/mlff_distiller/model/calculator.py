@@ -22,20 +22,21 @@ class StudentCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        dtype = self.model.embedding.weight.dtype
-        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, dtype)
+        weight = self.model.embedding.weight
+        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, weight.dtype)
         self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
+        graph = graph.to(weight.device)  # a model on a GPU computes there; the results come back
         with torch.no_grad():
             energies, grad = self.model.energies_and_edge_gradients(
                 graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method
             )
         energy = float(energies.sum())
         self.results["energy"] = self.results["free_energy"] = energy
-        self.results["energies"] = energies.double().numpy()
+        self.results["energies"] = energies.double().cpu().numpy()
         forces = forces_from_edge_gradients(graph.edge_i, graph.edge_j, grad, len(self.atoms))
-        self.results["forces"] = forces.double().numpy()
+        self.results["forces"] = forces.double().cpu().numpy()
         if self.atoms.cell.rank == 3:
-            sigma = (strain_derivative(graph.r_ij, grad) / self.atoms.get_volume()).double().numpy()
+            sigma = (strain_derivative(graph.r_ij, grad) / self.atoms.get_volume()).double().cpu().numpy()
             self.results["stress"] = sigma.flat[[0, 4, 8, 5, 2, 1]]
 
 

@@ -25,8 +25,16 @@ class Graph:
     batch: Tensor  # [N] long
     n_structures: int
 
-    def to(self, dtype: torch.dtype) -> "Graph":
-        return Graph(self.species, self.edge_i, self.edge_j, self.r_ij.to(dtype), self.batch, self.n_structures)
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Graph":
+        """Every tensor on ``device`` (default: where it is), r_ij in ``dtype`` (default: its own)."""
+        return Graph(
+            self.species.to(device),
+            self.edge_i.to(device),
+            self.edge_j.to(device),
+            self.r_ij.to(device, dtype),
+            self.batch.to(device),
+            self.n_structures,
+        )
 
 
 def species_indices(symbols, elements) -> np.ndarray:
