@@ -49,7 +49,7 @@ from .dataset import (
     read_structures,
     split_structures,
 )
-from .metrics import predict
+from .metrics import collect_predictions, error_metrics, predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: with the data fingerprints
@@ -299,34 +299,24 @@ def train_one_epoch(
 
 
 def validation_metrics(model: PaiNN, dataset: GraphDataset, config: TrainConfig) -> dict:
-    """Loss (as in training, but over the whole set) and MAEs and RMSEs on the validation set.
-
-    Computed on the model's device (where `train` has put the data set already), summed there in
-    float64 and read once.
-    """
+    """Loss (as in training, but over the whole set) and MAEs and RMSEs on the validation set,
+    predicted on the model's device (once per epoch: reading the results there is no per-step wait)."""
     model.eval()
-    dataset = dataset.to(next(model.parameters()).device)
-    sums = torch.zeros(4, dtype=torch.float64, device=dataset.device)
-    n_components = 0
-    with torch.no_grad():
-        for batch in dataset.batches(max(config.batch_size, 32)):
-            energy, forces = predict(model, batch)
-            energy_error = (energy - batch.energy) / batch.n_atoms
-            force_error = forces.double() - batch.forces.double()
-            sums += torch.stack(
-                [(energy_error**2).sum(), energy_error.abs().sum(), (force_error**2).sum(), force_error.abs().sum()]
-            )
-            n_components += force_error.numel()
-    energy_se, energy_ae, force_se, force_ae = sums.tolist()
-    n_structures = max(len(dataset), 1)
-    n_components = max(n_components, 1)
-    energy_mse, force_mse = energy_se / n_structures, force_se / n_components
+    p = collect_predictions(model, dataset, batch_size=max(config.batch_size, 32))
+    energy_mse = float(np.mean(((p.energy - p.energy_ref) / p.n_atoms) ** 2))
+    force_mse = float(np.mean((p.forces - p.forces_ref) ** 2))
+    metrics = error_metrics(p)
     return {
         "loss": config.energy_weight * energy_mse + config.force_weight * force_mse,
-        "energy_mae_meV_per_atom": 1e3 * energy_ae / n_structures,
-        "energy_rmse_meV_per_atom": 1e3 * math.sqrt(energy_mse),
-        "force_mae_meV_per_A": 1e3 * force_ae / n_components,
-        "force_rmse_meV_per_A": 1e3 * math.sqrt(force_mse),
+        **{
+            k: metrics[k]
+            for k in (
+                "energy_mae_meV_per_atom",
+                "energy_rmse_meV_per_atom",
+                "force_mae_meV_per_A",
+                "force_rmse_meV_per_A",
+            )
+        },
     }
 
 
