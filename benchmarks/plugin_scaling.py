@@ -178,6 +178,9 @@ def subdomain_graph(atoms, grid, halo: float, cutoff: float):
 def rank_graph(args) -> None:
     """One rank's graph of a decomposition against the whole box, each timed on one core alone
     (eager analytic model, no exchange): whether ghost rows make a rank's share dearer per atom."""
+    from ase.data import chemical_symbols
+
+    from mlff_distiller.model.graph import species_indices
     from mlff_distiller.model.io import load_model
     from mlff_distiller.structures import random_water_box
 
@@ -189,7 +192,7 @@ def rank_graph(args) -> None:
     results = {"molecules": args.molecules, "dtype": args.dtype, "halo_A": halo, "graphs": {}}
     for name, grid in (("whole box", [1, 1, 1]), ("one rank of " + "x".join(map(str, args.grid)), args.grid)):
         numbers, edge_i, edge_j, r_ij, n_owned = subdomain_graph(atoms, grid, halo, model.cutoff)
-        species = torch.as_tensor([model.elements.index(symbol) for symbol in [{1: "H", 8: "O"}[z] for z in numbers]])
+        species = torch.as_tensor(species_indices([chemical_symbols[z] for z in numbers], model.elements))
         weights = torch.zeros(len(numbers), dtype=dtype)
         weights[:n_owned] = 1
         inputs = (
