@@ -28,7 +28,7 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
-from training_cases import ELEMENTS, SMALL, Interrupted, datasets, interrupt_after_epoch, quiet
+from training_cases import ELEMENTS, SMALL, train_until_interrupted, datasets, quiet
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")
@@ -114,16 +114,9 @@ def test_checkpoint_resumes_with_the_other_adam_kernel(structures, tmp_path, gpu
 
     checkpoint = tmp_path / "run.ckpt"
     gpu_kernel["fused"] = first
-    with pytest.raises(Interrupted):
-        train(
-            build_model(SMALL, training, seed=0, dtype=torch.float64),
-            train_set,
-            validation_set,
-            config,
-            checkpoint=checkpoint,
-            progress=False,
-            log=interrupt_after_epoch(2),
-        )
+    train_until_interrupted(
+        build_model(SMALL, training, seed=0, dtype=torch.float64), train_set, validation_set, config, checkpoint, 2
+    )
     assert read_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["fused"] == (True if first else None)
     gpu_kernel["fused"] = then
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
@@ -148,16 +141,9 @@ def test_checkpoint_holds_cpu_tensors_and_a_run_from_another_device_resumes_here
     train(straight, train_set, validation_set, config, progress=False, log=quiet)
 
     checkpoint = tmp_path / "run.ckpt"
-    with pytest.raises(Interrupted):
-        train(
-            build_model(SMALL, training, seed=0, dtype=torch.float64),
-            train_set,
-            validation_set,
-            config,
-            checkpoint=checkpoint,
-            progress=False,
-            log=interrupt_after_epoch(2),
-        )
+    train_until_interrupted(
+        build_model(SMALL, training, seed=0, dtype=torch.float64), train_set, validation_set, config, checkpoint, 2
+    )
     payload = torch.load(checkpoint, weights_only=True)
     found = list(tensors(payload))
     assert len(found) > 20 and all(t.device.type == "cpu" for t in found)
@@ -186,16 +172,7 @@ def test_a_checkpoint_from_before_the_device_setting_resumes(structures, tmp_pat
     train_set, validation_set, training = datasets(structures, torch.float32)
     config = TrainConfig(epochs=2, batch_size=8)
     checkpoint = tmp_path / "run.ckpt"
-    with pytest.raises(Interrupted):
-        train(
-            build_model(SMALL, training),
-            train_set,
-            validation_set,
-            config,
-            checkpoint=checkpoint,
-            progress=False,
-            log=interrupt_after_epoch(1),
-        )
+    train_until_interrupted(build_model(SMALL, training), train_set, validation_set, config, checkpoint, 1)
     payload = torch.load(checkpoint, weights_only=True)
     del payload["train_config"]["device"]
     torch.save(payload, checkpoint)

@@ -23,7 +23,7 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-from training_cases import ELEMENTS, SMALL, SMALL_TRAIN_OPTIONS, Interrupted, datasets, interrupt_after_epoch, quiet
+from training_cases import ELEMENTS, SMALL, train_until_interrupted, SMALL_TRAIN_OPTIONS, datasets, quiet
 
 
 def test_a_few_epochs_reduce_the_loss(structures):
@@ -89,16 +89,7 @@ def test_resumed_training_continues_at_the_right_epoch_and_matches_one_run(struc
 
     checkpoint = tmp_path / "b.ckpt"
     interrupted = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    with pytest.raises(Interrupted):
-        train(
-            interrupted,
-            train_set,
-            validation_set,
-            config,
-            checkpoint=checkpoint,
-            progress=False,
-            log=interrupt_after_epoch(2),
-        )
+    train_until_interrupted(interrupted, train_set, validation_set, config, checkpoint, 2)
     messages = []
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
     state = train(

@@ -1,5 +1,8 @@
-"""What the training tests share: a small model, its data sets, and a log that interrupts a run."""
+"""What the training tests share: a small model, its data sets, and a run interrupted as a kill would."""
 
+import pytest
+
+from mlff_distiller.distill.train import train
 from mlff_distiller.distill.dataset import GraphDataset, split_structures
 from mlff_distiller.model.painn import PaiNNConfig
 
@@ -34,3 +37,17 @@ def interrupt_after_epoch(n):
             raise Interrupted
 
     return log
+
+
+def train_until_interrupted(model, train_set, validation_set, config, checkpoint, epochs: int) -> None:
+    """Train into ``checkpoint`` and stop as a kill would once ``epochs`` epochs are saved there."""
+    with pytest.raises(Interrupted):
+        train(
+            model,
+            train_set,
+            validation_set,
+            config,
+            checkpoint=checkpoint,
+            progress=False,
+            log=interrupt_after_epoch(epochs),
+        )
