@@ -223,7 +223,8 @@ def copies_at_once(system: str, dtype_name: str, method: str, which: str, copies
     options = ("--seconds", str(COPY_SECONDS))
     procs = [
         subprocess.Popen(
-            ["taskset", "-c", str(k % os.cpu_count())] + case_command(system, dtype_name, method, which, *options),
+            case_command(system, dtype_name, method, which, *options),
+            preexec_fn=partial(os.sched_setaffinity, 0, {k % os.cpu_count()}),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
