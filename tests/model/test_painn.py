@@ -66,7 +66,7 @@ def test_float32_close_to_float64():
     model32 = make_model(n_features=32, dtype=torch.float32)
     atoms = water_box()
     g64 = graph_from_atoms([atoms], model64.elements, model64.cutoff)
-    g32 = g64.to(torch.float32)
+    g32 = g64.to(dtype=torch.float32)
     _, grad64 = run(model64, g64, "analytic")
     _, grad32 = run(model32, g32, "analytic")
     _, grad32_auto = run(model32, g32, "autograd")
