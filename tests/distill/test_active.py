@@ -244,7 +244,7 @@ def test_given_data_settings_are_kept_and_checked(tmp_path, one_run):
 
 
 def test_settings_of_a_run_from_before_the_new_options_still_resume(one_run, tmp_path):
-    """A settings.json without data, device, batch_size, learning_rate and max_minutes (written
+    """A settings.json without data, device, batch_size, learning_rate, max_minutes and init_model (written
     before they existed) is the run with their defaults."""
     workdir, _ = one_run
     path = workdir / "settings.json"
@@ -252,7 +252,7 @@ def test_settings_of_a_run_from_before_the_new_options_still_resume(one_run, tmp
     old = {
         k: v
         for k, v in json.loads(written).items()
-        if k not in ("data", "device", "batch_size", "learning_rate", "max_minutes")
+        if k not in ("data", "device", "batch_size", "learning_rate", "max_minutes", "init_model")
     }
     try:
         path.write_text(json.dumps(old))
@@ -292,6 +292,8 @@ def test_command_passes_data_device_and_training_options(tmp_path, monkeypatch):
                 "1e-3",
                 "--max-minutes",
                 "30",
+                "--init-model",
+                "start.pt",
             ]
         )
         == 0
@@ -299,6 +301,7 @@ def test_command_passes_data_device_and_training_options(tmp_path, monkeypatch):
     settings = seen["settings"]
     assert (settings.data, settings.initial_per_seed, settings.device) == (["a.extxyz", "b.extxyz"], 0, "cpu")
     assert (settings.batch_size, settings.learning_rate, settings.max_minutes) == (16, 1e-3, 30.0)
+    assert settings.init_model == "start.pt"
     assert cli.main(["active-learn", "--smiles", "O", "--workdir", str(tmp_path / "al")]) == 0
     settings = seen["settings"]
     assert (
@@ -309,6 +312,59 @@ def test_command_passes_data_device_and_training_options(tmp_path, monkeypatch):
         settings.learning_rate,
         settings.max_minutes,
     ) == ([], 20, "cpu", 8, 3e-3, None)
+
+
+# ------------------------------------------------------------------ committees: at once, fine-tuned
+def weights(path):
+    return load_model(path).state_dict()
+
+
+def test_members_trained_at_once_equal_members_trained_in_turn(tmp_path):
+    """The GPU's way (each member in its own process, all at once), run here on the CPU, gives
+    the members that training them one after the other gives."""
+    labelled_file(tmp_path / "given.extxyz")
+    settings = data_settings(tmp_path / "given.extxyz", model={**tiny_settings().model, "elements": ["C", "H", "O"]})
+    active.train_committee(tmp_path / "given.extxyz", tmp_path / "in_turn", settings, progress=False, at_once=1)
+    active.train_committee(tmp_path / "given.extxyz", tmp_path / "at_once", settings, progress=False, at_once=2)
+    for k in range(settings.committee):
+        a, b = weights(tmp_path / "in_turn" / f"member{k}.pt"), weights(tmp_path / "at_once" / f"member{k}.pt")
+        assert all(torch.allclose(a[name], b[name], rtol=1e-6, atol=1e-9) for name in a)
+    assert (tmp_path / "at_once" / active.COMMITTEE_MARKER).exists()
+    first, second = (weights(tmp_path / "at_once" / f"member{k}.pt") for k in range(2))
+    assert any(not torch.equal(first[name], second[name]) for name in first)  # two seeds, two members
+
+
+def test_a_committee_killed_between_members_trains_only_the_missing_ones(tmp_path):
+    labelled_file(tmp_path / "given.extxyz")
+    settings = data_settings(tmp_path / "given.extxyz", model={**tiny_settings().model, "elements": ["C", "H", "O"]})
+    folder = tmp_path / "round0"
+    active.train_committee(tmp_path / "given.extxyz", folder, settings, progress=False)
+    kept = (folder / "member0.pt").stat().st_mtime_ns
+    (folder / "member1.pt").unlink()
+    (folder / active.COMMITTEE_MARKER).unlink()
+    active.train_committee(tmp_path / "given.extxyz", folder, settings, progress=False, at_once=2)
+    assert (folder / "member0.pt").stat().st_mtime_ns == kept and (folder / "member1.pt").exists()
+
+
+def test_members_start_from_the_initial_model(tmp_path):
+    """--init-model: with a learning rate far too small to move a weight the members are that
+    model, whatever size --features asked for."""
+    labelled_file(tmp_path / "given.extxyz")
+    start = data_settings(tmp_path / "given.extxyz", model={**tiny_settings().model, "elements": ["C", "H", "O"]})
+    active.train_committee(tmp_path / "given.extxyz", tmp_path / "start", start, progress=False)
+    initial = tmp_path / "start" / "member1.pt"
+    workdir = tmp_path / "al"
+    settings = data_settings(
+        tmp_path / "given.extxyz",
+        init_model=str(initial),
+        learning_rate=1e-30,
+        model={**tiny_settings().model, "n_features": 16},
+    )
+    run_loop(seeds(), workdir, settings, teacher=EMT(), progress=False)
+    assert json.loads((workdir / "settings.json").read_text())["model"]["n_features"] == 8
+    for k in range(settings.committee):
+        member = weights(workdir / "final" / f"member{k}.pt")
+        assert all(torch.allclose(member[name], value, rtol=0, atol=1e-20) for name, value in weights(initial).items())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")

@@ -5,8 +5,10 @@ structures the committee disagrees on most, label them, retrain.
 
 ``--data FILE ...`` first copies already-labelled structures (extended XYZ with energies and
 forces, e.g. an earlier data set) into the work folder's data set, once; with ``--initial 0``
-nothing else is labelled before the first committee. ``--device cuda`` trains the committees and
-runs the student MD and the committee's forces on a GPU.
+nothing else is labelled before the first committee. ``--init-model FILE`` starts every member
+from that model's weights (fine-tuning, e.g. from a model trained on the ``--data``) instead of
+from scratch. ``--device cuda`` trains the committees (their members at the same time, one
+process each) and runs the student MD and the committee's forces on a GPU.
 
 Round 0 labels small random displacements of every seed geometry. Each round then trains a
 committee of students on everything labelled so far, runs Langevin MD with the first member at
@@ -20,17 +22,20 @@ killed run restarts at the stage it was in, with nothing labelled twice or lost:
     data.extxyz                 every teacher label (appended; ids make relabelling impossible)
     data.imported               marker: the --data files are in data.extxyz
     round<r>/member<k>.pt       committee trained at the start of round r (``.ckpt``: mid-training)
+    round<r>/committee.done     marker: all members of that committee are trained
     round<r>/candidates.extxyz  student MD snapshots        (written whole, then renamed)
     round<r>/selected.extxyz    the most disputed of them   (written whole, then renamed)
     round<r>/labelled           marker: the selection is in data.extxyz
-    final/member<k>.pt          the committee trained on all data
+    final/member<k>.pt          the committee trained on all data (and final/committee.done)
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -59,6 +64,7 @@ from .train import TrainConfig, torch_device, train_from_file
 MAX_EXPLORATION_FORCE = 50.0
 SETTINGS_FILE = "settings.json"
 IMPORTED_MARKER = "data.imported"
+COMMITTEE_MARKER = "committee.done"  # in a round's folder: all its members are trained
 IMPORT_CHUNK = 500  # frames appended (and flushed to disk) at a time by the --data import
 
 
@@ -84,6 +90,7 @@ class LoopSettings:
     batch_size: int = TrainConfig.batch_size
     learning_rate: float = TrainConfig.learning_rate
     max_minutes: float | None = None  # training time limit of each committee member
+    init_model: str | None = None  # model file every member starts from (fine-tuning)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,37 +131,67 @@ def committee(folder: Path, settings: LoopSettings) -> list:
     return [load_model(folder / f"member{k}.pt").to(device) for k in range(settings.committee)]
 
 
-def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: bool) -> list:
-    """Train the members missing in ``folder`` on ``data`` (each resuming from its checkpoint,
-    members written in order, so the last one marks the stage done); returns the committee."""
+def members_at_once(settings: LoopSettings) -> int:
+    """How many committee members train at the same time. On a GPU all of them, each in its own
+    process: a member's training there waits on kernel launches (batches of a few small
+    molecules), so members sharing the card take little longer than one. On a CPU one after the
+    other, since they would share its cores."""
+    return settings.committee if torch_device(settings.device).type == "cuda" else 1
+
+
+def train_committee(data: Path, folder: Path, settings: LoopSettings, progress: bool, at_once: int = 1) -> list:
+    """Train the members missing in ``folder`` on ``data``, ``at_once`` at a time (each resuming
+    from its checkpoint), then mark the stage done; returns the committee."""
     folder.mkdir(parents=True, exist_ok=True)
-    for k in range(settings.committee):
-        output = folder / f"member{k}.pt"
-        if output.exists():
-            continue
-        checkpoint = folder / f"member{k}.ckpt"
-        config = TrainConfig(
-            epochs=settings.epochs,
-            early_stopping_patience=settings.epochs,
-            seed=settings.seed + k,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            max_minutes=settings.max_minutes,
-            device=settings.device,
-        )
-        train_from_file(
-            data,
-            output,
-            PaiNNConfig(**settings.model),
-            config,
-            validation_fraction=0.1,
-            checkpoint=checkpoint,
-            resume=checkpoint.exists(),
-            progress=progress,
-            log=lambda line: tqdm.write(f"  member {k}: {line}") if progress else None,
-        )
-        checkpoint.unlink(missing_ok=True)
+    missing = [k for k in range(settings.committee) if not (folder / f"member{k}.pt").exists()]
+    if at_once > 1 and len(missing) > 1:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        workers = min(at_once, len(missing))
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)
+        ) as pool:
+            for done in [pool.submit(train_member, data, folder, settings, k, False) for k in missing]:
+                done.result()  # a member's error is raised here
+    else:
+        for k in missing:
+            train_member(data, folder, settings, k, progress)
+    (folder / COMMITTEE_MARKER).touch()
     return committee(folder, settings)
+
+
+def train_member(data: Path, folder: Path, settings: LoopSettings, k: int, progress: bool) -> None:
+    """Train member ``k`` into ``folder/member<k>.pt`` (seed ``settings.seed + k``), resuming from
+    its checkpoint; ``settings.init_model``, when set, is where every member starts."""
+    checkpoint = folder / f"member{k}.ckpt"
+    config = TrainConfig(
+        epochs=settings.epochs,
+        early_stopping_patience=settings.epochs,
+        seed=settings.seed + k,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        max_minutes=settings.max_minutes,
+        device=settings.device,
+    )
+
+    def log(line: str) -> None:
+        if progress:
+            tqdm.write(f"  member {k}: {line}")
+        else:
+            print(f"  member {k}: {line}", flush=True)
+
+    train_from_file(
+        data,
+        folder / f"member{k}.pt",
+        PaiNNConfig(**settings.model),
+        config,
+        validation_fraction=0.1,
+        checkpoint=checkpoint,
+        resume=checkpoint.exists(),
+        progress=progress,
+        log=log,
+        initial_model=settings.init_model,
+    )
+    checkpoint.unlink(missing_ok=True)
 
 
 def explore(model, seeds: Sequence[Atoms], settings: LoopSettings, rng: np.random.Generator) -> list[Atoms]:
@@ -289,6 +326,9 @@ def run_loop(
         )
     settings.data = [str(Path(file).resolve()) for file in settings.data]
     given = read_data_files(settings.data, settings.teacher)
+    if settings.init_model:
+        settings.init_model = str(Path(settings.init_model).resolve())
+        settings.model = load_model(settings.init_model).config.to_dict()
     settings.model = {**settings.model, "elements": settings.model.get("elements") or elements_in([*seeds, *given])}
     for what, structures in (("seed structures", seeds), ("--data structures", given)):
         missing = sorted(set(elements_in(structures)) - set(settings.model["elements"]))
@@ -301,6 +341,7 @@ def run_loop(
     check_elements(teacher, seeds)  # before hours of work
     check_settings(workdir, settings)
     data = workdir / "data.extxyz"
+    at_once = members_at_once(settings)
     bar = tqdm(
         total=4 * settings.rounds + 2 + bool(given),
         desc="active learning",
@@ -342,8 +383,8 @@ def run_loop(
         members = []
         stage(
             f"round {r}: train committee",
-            folder / f"member{settings.committee - 1}.pt",
-            lambda: members.extend(train_committee(data, folder, settings, progress)),
+            folder / COMMITTEE_MARKER,
+            lambda: members.extend(train_committee(data, folder, settings, progress, at_once)),
         )
         members = members or committee(folder, settings)
         stage(
@@ -361,9 +402,7 @@ def run_loop(
         stage(f"round {r}: label", labelled, lambda: label(ase.io.read(selected, ":"), labelled))
     final = workdir / "final"
     stage(
-        "final committee",
-        final / f"member{settings.committee - 1}.pt",
-        lambda: train_committee(data, final, settings, progress),
+        "final committee", final / COMMITTEE_MARKER, lambda: train_committee(data, final, settings, progress, at_once)
     )
     bar.close()
     result = workdir / "final" / "member0.pt"
@@ -421,6 +460,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_minutes=args.max_minutes,
+        init_model=args.init_model,
     )
     if settings.committee < 2:
         raise ValueError("--committee must be at least 2: one model cannot disagree with itself")
@@ -482,6 +522,12 @@ def register(subparsers) -> None:
         help=f"peak learning rate, default {d.learning_rate}",
     )
     parser.add_argument("--max-minutes", type=float, help="training time limit of each committee member")
+    parser.add_argument(
+        "--init-model",
+        metavar="FILE",
+        help="start every member from this model's weights (fine-tuning); its size and elements replace "
+        "--features, --layers, --cutoff and --elements",
+    )
     parser.add_argument(
         "--device",
         default=d.device,

@@ -37,7 +37,7 @@ from ase import Atoms
 
 from ..model.blocks import EdgeGeometry
 from ..model.graph import graph_from_atoms
-from ..model.io import save_model
+from ..model.io import load_model, save_model
 from ..model.painn import DTYPES, PaiNN, PaiNNConfig
 from .dataset import (
     Batch,
@@ -93,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}: use one of {sorted(DTYPES)}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be at least 1")
+        if self.learning_rate <= 0 or self.min_learning_rate < 0:
+            raise ValueError(f"learning_rate ({self.learning_rate}) must be positive, min_learning_rate not negative")
         check_device_name(self.device)
 
 
@@ -281,10 +283,10 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        if config.schedule == "cosine":
-            scheduler.step()
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         optimizer_step(optimizer, finite)
+        if config.schedule == "cosine":
+            scheduler.step()
         running.add(terms, loss, finite)
         if not bar.disable and time.monotonic() - shown >= POSTFIX_SECONDS:
             shown = time.monotonic()
@@ -334,7 +336,7 @@ def make_scheduler(optimizer, config: TrainConfig, batches_per_epoch: int):
         )
     total = config.epochs * batches_per_epoch
     warmup = max(1, int(config.warmup_epochs * batches_per_epoch))
-    floor = config.min_learning_rate / config.learning_rate
+    floor = min(config.min_learning_rate, config.learning_rate) / config.learning_rate  # a floor, never a rise
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -666,16 +668,20 @@ def train_from_file(
     resume: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] = print,
+    initial_model: str | Path | None = None,
 ) -> tuple[PaiNN, TrainState]:
     """Read a labelled data set, split it, train, and save the best model to ``output``.
 
     An empty ``model_config.elements`` (or no model_config) means: the elements in the data.
+    initial_model: a model file whose weights training starts from (fine-tuning); its own
+        config then replaces ``model_config``.
     """
     config = config or TrainConfig()
     torch_device(config.device)  # this and the checkpoint's use: refused before the slow set-up
     check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)
     structures = read_structures(data)
-    model_config = model_config or PaiNNConfig(elements=[])
+    start = load_model(initial_model) if initial_model else None
+    model_config = start.config if start else model_config or PaiNNConfig(elements=[])
     if not model_config.elements:
         model_config.elements = elements_in(structures)
     validation, training = split_structures(structures, [validation_fraction], config.seed, group_key)
@@ -683,7 +689,7 @@ def train_from_file(
     log(f"{len(training)} training and {len(validation)} validation structures; building neighbour lists")
     train_set = GraphDataset(training, model_config.elements, model_config.cutoff, dtype)
     validation_set = GraphDataset(validation, model_config.elements, model_config.cutoff, dtype)
-    model = build_model(model_config, training, config.seed, dtype)
+    model = start.to(dtype) if start else build_model(model_config, training, config.seed, dtype)
     state = train(model, train_set, validation_set, config, checkpoint, resume, progress, log)
     save_model(model, output, training_metadata(data, len(training), len(validation), config, state))
     log(f"model written to {output}")
