@@ -117,6 +117,7 @@ def run_case(
         "threads_per_rank": 1,
         "dtype": dtype,
         "method": method,
+        "model": args.model,
         "host": platform.node(),
         "lammps": str(args.lmp),
     }

@@ -28,7 +28,7 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
-from training_cases import ELEMENTS, SMALL, train_until_interrupted, datasets, quiet
+from training_cases import ELEMENTS, SMALL, datasets, quiet, resume_training, train_until_interrupted
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")
@@ -150,18 +150,8 @@ def test_checkpoint_holds_cpu_tensors_and_a_run_from_another_device_resumes_here
     payload["train_config"]["device"] = "cuda"
     torch.save(payload, checkpoint)
 
-    messages = []
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    state = train(
-        resumed,
-        train_set,
-        validation_set,
-        config,
-        checkpoint=checkpoint,
-        resume=True,
-        progress=False,
-        log=messages.append,
-    )
+    state, messages = resume_training(resumed, train_set, validation_set, config, checkpoint)
     assert messages[0] == f"note: device is 'cpu' now, 'cuda' in checkpoint {checkpoint}; continuing with 'cpu'"
     assert [entry["epoch"] for entry in state.history] == [1, 2, 3]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -176,17 +166,7 @@ def test_a_checkpoint_from_before_the_device_setting_resumes(structures, tmp_pat
     payload = torch.load(checkpoint, weights_only=True)
     del payload["train_config"]["device"]
     torch.save(payload, checkpoint)
-    messages = []
-    state = train(
-        build_model(SMALL, training),
-        train_set,
-        validation_set,
-        config,
-        checkpoint=checkpoint,
-        resume=True,
-        progress=False,
-        log=messages.append,
-    )
+    state, messages = resume_training(build_model(SMALL, training), train_set, validation_set, config, checkpoint)
     assert messages[0].startswith("resumed from") and state.epoch == 2
 
 
@@ -245,17 +225,7 @@ def test_a_cuda_checkpoint_resumes_on_the_cpu_and_back(structures, tmp_path):
     for epochs, device in ((1, "cuda"), (2, "cpu"), (3, "cuda")):
         config = TrainConfig(epochs=epochs, batch_size=4, dtype="float64", device=device)
         model = build_model(SMALL, training, seed=0, dtype=torch.float64)
-        messages = []
-        state = train(
-            model,
-            train_set,
-            validation_set,
-            config,
-            checkpoint=checkpoint,
-            resume=True,
-            progress=False,
-            log=messages.append,
-        )
+        state, messages = resume_training(model, train_set, validation_set, config, checkpoint)
         assert next(model.parameters()).device.type == device
         if epochs > 1:
             assert any(f"device is '{device}' now" in m for m in messages), messages

@@ -23,7 +23,15 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
-from training_cases import ELEMENTS, SMALL, train_until_interrupted, SMALL_TRAIN_OPTIONS, datasets, quiet
+from training_cases import (
+    ELEMENTS,
+    SMALL,
+    SMALL_TRAIN_OPTIONS,
+    datasets,
+    quiet,
+    resume_training,
+    train_until_interrupted,
+)
 
 
 def test_a_few_epochs_reduce_the_loss(structures):
@@ -90,18 +98,8 @@ def test_resumed_training_continues_at_the_right_epoch_and_matches_one_run(struc
     checkpoint = tmp_path / "b.ckpt"
     interrupted = build_model(SMALL, training, seed=0, dtype=torch.float64)
     train_until_interrupted(interrupted, train_set, validation_set, config, checkpoint, 2)
-    messages = []
     resumed = build_model(SMALL, training, seed=0, dtype=torch.float64)
-    state = train(
-        resumed,
-        train_set,
-        validation_set,
-        config,
-        checkpoint=checkpoint,
-        resume=True,
-        progress=False,
-        log=messages.append,
-    )
+    state, messages = resume_training(resumed, train_set, validation_set, config, checkpoint)
 
     assert messages[0].startswith("resumed from") and "after epoch 2" in messages[0]
     assert [entry["epoch"] for entry in state.history] == [1, 2, 3, 4]
@@ -196,16 +194,12 @@ def test_resume_without_a_checkpoint_is_refused(structures):
 
 def test_resume_with_a_checkpoint_not_written_yet_says_it_starts_from_scratch(structures, tmp_path):
     train_set, validation_set, training = datasets(structures, torch.float32)
-    messages = []
-    state = train(
+    state, messages = resume_training(
         build_model(SMALL, training),
         train_set,
         validation_set,
         TrainConfig(epochs=1, batch_size=8),
-        checkpoint=tmp_path / "new.ckpt",
-        resume=True,
-        progress=False,
-        log=messages.append,
+        tmp_path / "new.ckpt",
     )
     assert "no checkpoint" in messages[0] and "starts from scratch" in messages[0]
     assert state.epoch == 1 and (tmp_path / "new.ckpt").is_file()
@@ -282,16 +276,8 @@ def test_resume_with_more_epochs_continues_and_says_what_changes(structures, tmp
         progress=False,
         log=quiet,
     )
-    messages = []
-    state = train(
-        build_model(SMALL, training),
-        train_set,
-        validation_set,
-        TrainConfig(epochs=3, batch_size=8),
-        checkpoint=checkpoint,
-        resume=True,
-        progress=False,
-        log=messages.append,
+    state, messages = resume_training(
+        build_model(SMALL, training), train_set, validation_set, TrainConfig(epochs=3, batch_size=8), checkpoint
     )
     assert messages[0] == f"note: epochs is 3 now, 2 in checkpoint {checkpoint}; continuing with 3"
     assert "cosine learning-rate schedule is recomputed" in messages[1]

@@ -51,3 +51,19 @@ def train_until_interrupted(model, train_set, validation_set, config, checkpoint
             progress=False,
             log=interrupt_after_epoch(epochs),
         )
+
+
+def resume_training(model, train_set, validation_set, config, checkpoint):
+    """Train ``model`` resuming from ``checkpoint``; returns (TrainState, the lines it logged)."""
+    messages = []
+    state = train(
+        model,
+        train_set,
+        validation_set,
+        config,
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
+    return state, messages
