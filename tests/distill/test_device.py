@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff_distiller import cli
 from mlff_distiller.distill import train as train_module
@@ -28,7 +27,7 @@ from mlff_distiller.distill.train import (
 from mlff_distiller.model.io import load_model
 from mlff_distiller.model.painn import PaiNNConfig
 
-from training_cases import ELEMENTS, SMALL, datasets, quiet, resume_training, train_until_interrupted
+from training_cases import ELEMENTS, SMALL, datasets, quiet, resume_training, train_until_interrupted, with_a_nan_force
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where torch sees no CUDA")
@@ -81,12 +80,7 @@ def test_cuda_without_cuda_fails_at_once_and_names_the_fix(structures, tmp_path,
 def test_non_finite_batch_is_skipped_on_the_device_by_the_fused_kernel(structures, gpu_kernel):
     """The GPU's skip (the flag goes to the fused kernel, no host read) gives what the CPU's host
     check gives: the same weights, and the skipped batch counted."""
-    broken = [a.copy() for a in structures]
-    for atoms, source in zip(broken, structures):
-        atoms.calc = SinglePointCalculator(atoms, energy=source.get_potential_energy(), forces=source.get_forces())
-    forces = broken[0].get_forces()
-    forces[0, 0] = np.nan
-    broken[0].calc = SinglePointCalculator(broken[0], energy=broken[0].get_potential_energy(), forces=forces)
+    broken = with_a_nan_force(structures)
     train_set, validation_set, training = datasets(broken, torch.float64)
     config = TrainConfig(epochs=2, batch_size=4, dtype="float64")
     results = {}

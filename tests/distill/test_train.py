@@ -30,6 +30,7 @@ from training_cases import (
     datasets,
     quiet,
     resume_training,
+    with_a_nan_force,
     train_until_interrupted,
 )
 
@@ -48,12 +49,7 @@ def test_a_few_epochs_reduce_the_loss(structures):
 def test_a_non_finite_batch_is_skipped_not_learned(structures):
     """A label that is NaN gives a NaN loss: that batch takes no step, the weights stay finite,
     and the epoch says how many batches it skipped."""
-    broken = [a.copy() for a in structures]
-    for atoms, source in zip(broken, structures):
-        atoms.calc = SinglePointCalculator(atoms, energy=source.get_potential_energy(), forces=source.get_forces())
-    forces = broken[0].get_forces()
-    forces[0, 0] = np.nan
-    broken[0].calc = SinglePointCalculator(broken[0], energy=broken[0].get_potential_energy(), forces=forces)
+    broken = with_a_nan_force(structures)
     train_set, validation_set, training = datasets(broken, torch.float32)
     config = TrainConfig(epochs=2, batch_size=4, dtype="float32")
     model = build_model(SMALL, [a for a in training if a is not broken[0]], seed=0, dtype=torch.float32)

@@ -1,6 +1,8 @@
 """What the training tests share: a small model, its data sets, and a run interrupted as a kill would."""
 
+import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff_distiller.distill.train import train
 from mlff_distiller.distill.dataset import GraphDataset, split_structures
@@ -67,3 +69,14 @@ def resume_training(model, train_set, validation_set, config, checkpoint):
         log=messages.append,
     )
     return state, messages
+
+
+def with_a_nan_force(structures):
+    """Copies of the labelled ``structures`` whose first one has a NaN force component."""
+    broken = [a.copy() for a in structures]
+    for atoms, source in zip(broken, structures):
+        atoms.calc = SinglePointCalculator(atoms, energy=source.get_potential_energy(), forces=source.get_forces())
+    forces = broken[0].get_forces()
+    forces[0, 0] = np.nan
+    broken[0].calc = SinglePointCalculator(broken[0], energy=broken[0].get_potential_energy(), forces=forces)
+    return broken
