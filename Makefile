@@ -12,6 +12,6 @@ test: setup
 	@$(PY) -m pytest -q tests
 
 lint: setup
-	@.venv/bin/ruff check python benchmarks tests examples scripts
-	@.venv/bin/ruff format --check python benchmarks tests examples scripts
+	@.venv/bin/ruff check python benchmarks tests examples scripts inputs
+	@.venv/bin/ruff format --check python benchmarks tests examples scripts inputs
 	@.venv/bin/clang-format --dry-run --Werror lammps_plugin/*.cpp lammps_plugin/*.h && echo "clang-format: lammps_plugin/ as LAMMPS formats its sources"

@@ -1,22 +1,22 @@
 """Writes the data files of the ready inputs (seeded; run again to regenerate them identically).
 
-    .venv/bin/python inputs/make_inputs.py
+.venv/bin/python inputs/make_inputs.py
 """
+
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers
-from mlff_distiller.structures import random_water_box
+from mlff_distiller.structures import ASPIRIN_SMILES, random_water_box
 
 HERE = Path(__file__).resolve().parent
-ASPIRIN = "CC(=O)OC1=CC=CC=C1C(=O)O"
 MOLECULE_ELEMENTS = ["H", "C", "O"]
 
 
 def aspirin() -> Atoms:
-    mol = embed_conformers(ASPIRIN, 1, seed=0)
+    mol = embed_conformers(ASPIRIN_SMILES, 1, seed=0)
     return conformer_to_atoms(mol, mol.GetConformer().GetId())
 
 

@@ -26,6 +26,7 @@ import ase.io
 from mlff_distiller.distill.label import label_structures
 from mlff_distiller.distill.sampling import sample_molecule, sample_water_boxes
 from mlff_distiller.distill.teacher import make_teacher
+from mlff_distiller.structures import ASPIRIN_SMILES
 
 TEACHER = "gfn2-xtb"
 SEED = 0
@@ -33,7 +34,7 @@ SEED = 0
 # Small drug-like molecules and common drug fragments; F, S and Cl appear in a few of them so
 # that the model knows these elements too.
 TRAINING_MOLECULES = {
-    "aspirin": "CC(=O)OC1=CC=CC=C1C(=O)O",
+    "aspirin": ASPIRIN_SMILES,
     "paracetamol": "CC(=O)NC1=CC=C(O)C=C1",
     "caffeine": "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
     "ibuprofen": "CC(C)CC1=CC=C(C=C1)C(C)C(=O)O",

@@ -1,5 +1,5 @@
 """Structures built from nothing, for training data, benchmarks, tests and ``inputs/``: periodic
-boxes of randomly oriented water molecules."""
+boxes of randomly oriented water molecules, and aspirin, the molecule of the main job."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ase import Atoms, units
 from ase.calculators.tip3p import angleHOH, rOH
 
 WATER_MASS_G_PER_MOL = 18.015
+ASPIRIN_SMILES = "CC(=O)OC1=CC=CC=C1C(=O)O"
 
 
 def water_box_length(n_molecules: int, density_g_cm3: float) -> float:
