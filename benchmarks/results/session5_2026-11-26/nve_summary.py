@@ -1,5 +1,7 @@
-"""Energy conservation of the 192-water NVE runs of session 5 (v2 and v1 on an H100, float64 export,
-plugin, compiled): drift fitted per window, and the plot nve_drift.png.
+"""Energy conservation of the 192-water NVE runs of session 5 (v2 and v1 on an H100, float64 export
+unless named, plugin, compiled): drift fitted per window, and the plot nve_drift.png. The branches of
+call C start from the state of the first run at 75 ps and are drawn from its energy there; call F's
+runs start anew from the input (1 ps NVT first) and are drawn from their own start.
 
     python benchmarks/results/session5_2026-11-26/nve_summary.py
 """
@@ -18,6 +20,8 @@ RUNS = {  # label: energy files in time order (one trajectory, continued from re
     "v2, 0.5 fs (calls B and C)": ["water192_nve_gpu/energy.txt", "water192_nve_gpu_callC/energy_main.txt"],
     "v2, 0.25 fs from 75 ps": ["water192_nve_gpu_callC/energy_v2_quarter_fs.txt"],
     "v1, 0.5 fs from 75 ps": ["water192_nve_gpu_callC/energy_v1_half_fs.txt"],
+    "v1, 0.5 fs (call F)": ["water192_nve_gpu_callF/energy_v1_float64.txt"],
+    "v1, 0.5 fs, float32 (call F)": ["water192_nve_gpu_callF/energy_v1_float32.txt"],
 }
 
 
@@ -30,23 +34,37 @@ def load(files):
     return table[:, 1], table[:, 4] / ATOMS
 
 
+def linear_drift(time, energy):
+    """Slope of a straight-line fit (eV/atom/ps) and the standard deviation around it (eV/atom)."""
+    fit = np.polyfit(time, energy, 1)
+    return fit[0], np.std(energy - np.polyval(fit, time))
+
+
 def main():
     fig, ax = plt.subplots(figsize=(7, 4))
-    reference = None  # the first run's start: the branches start from its state at 75 ps
+    first = None  # (time, energy) of the first run; call C's branches start from its state at 75 ps
     for label, files in RUNS.items():
         time, energy = load(files)
         window = (time >= 75.0) & (time <= 95.0)
-        slope = np.polyfit(time[window], energy[window], 1)[0]
-        whole = np.polyfit(time, energy, 1)[0]
+        if not window.any():  # a run of its own: its first 20 ps of NVE
+            window = time <= time[0] + 20.0
+        slope, fluctuation = linear_drift(time[window], energy[window])
         print(
-            f"{label:28s} {time[0]:6.1f}-{time[-1]:6.1f} ps: drift {1e6 * whole:+7.1f} ueV/atom/ps over the run, "
-            f"{1e6 * slope:+7.1f} in 75-95 ps; E(end) - E(start) {1e3 * (energy[-1] - energy[0]):+.2f} meV/atom"
+            f"{label:30s} {time[0]:6.1f}-{time[-1]:6.1f} ps: drift {1e6 * linear_drift(time, energy)[0]:+7.2f} "
+            f"ueV/atom/ps over the run; in {time[window][0]:.0f}-{time[window][-1]:.0f} ps {1e6 * slope:+7.2f} "
+            f"ueV/atom/ps, fluctuation {1e6 * fluctuation:.0f} ueV/atom; "
+            f"E(end) - E(start) {1e3 * (energy[-1] - energy[0]):+.3f} meV/atom"
         )
-        reference = energy[0] if reference is None else reference
-        ax.plot(time, 1e3 * (energy - reference), lw=1, label=label)
+        # each curve from its own start; a branch drawn from where the first run was when it branched
+        start = 0.0
+        if first is None:
+            first = time, energy - energy[0]
+        elif time[0] > first[0][0]:
+            start = np.interp(time[0], *first)
+        ax.plot(time, 1e3 * (energy - energy[0] + start), lw=1, label=label)
     ax.set_xlabel("time (ps)")
-    ax.set_ylabel("E_total - E_total(1 ps) (meV/atom)")
-    ax.set_title("192 waters, NVE through mliap/halo on an H100 (float64)")
+    ax.set_ylabel("E_total - E_total(start) (meV/atom)")
+    ax.set_title("192 waters, NVE through mliap/halo on an H100")
     ax.legend()
     fig.tight_layout()
     fig.savefig(HERE / "nve_drift.png", dpi=100)
