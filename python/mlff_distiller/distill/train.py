@@ -49,7 +49,7 @@ from .dataset import (
     read_structures,
     split_structures,
 )
-from .metrics import collect_predictions, error_metrics, predict
+from .metrics import collect_predictions, energy_errors, force_errors, predict
 
 CHECKPOINT_FORMAT = "mlff-distiller-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: with the data fingerprints
@@ -305,26 +305,16 @@ def validation_metrics(model: PaiNN, dataset: GraphDataset, config: TrainConfig)
     predicted on the model's device (once per epoch: reading the results there is no per-step wait)."""
     model.eval()
     p = collect_predictions(model, dataset, batch_size=max(config.batch_size, 32))
-    energy_mse = float(np.mean(((p.energy - p.energy_ref) / p.n_atoms) ** 2))
-    force_mse = float(np.mean((p.forces - p.forces_ref) ** 2))
-    metrics = error_metrics(p)
-    return {
-        "loss": config.energy_weight * energy_mse + config.force_weight * force_mse,
-        **{
-            k: metrics[k]
-            for k in (
-                "energy_mae_meV_per_atom",
-                "energy_rmse_meV_per_atom",
-                "force_mae_meV_per_A",
-                "force_rmse_meV_per_A",
-            )
-        },
-    }
+    metrics = {**energy_errors(p.energy, p.energy_ref, p.n_atoms), **force_errors(p.forces, p.forces_ref)}
+    del metrics["force_max_error_meV_per_A"]
+    # the loss's mean squared errors are the squared RMSEs (eV^2 per atom^2, (eV/A)^2)
+    loss = (
+        config.energy_weight * (metrics["energy_rmse_meV_per_atom"] / 1e3) ** 2
+        + config.force_weight * (metrics["force_rmse_meV_per_A"] / 1e3) ** 2
+    )
+    return {"loss": loss, **metrics}
 
 
-# ----------------------------------------------------------------------------------------------
-# Schedules and checkpoints
-# ----------------------------------------------------------------------------------------------
 def make_scheduler(optimizer, config: TrainConfig, batches_per_epoch: int):
     """Cosine: per-step linear warm-up then cosine decay to min_learning_rate at the last epoch.
 
@@ -680,16 +670,16 @@ def train_from_file(
     torch_device(config.device)  # this and the checkpoint's use: refused before the slow set-up
     check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)
     structures = read_structures(data)
-    start = load_model(initial_model) if initial_model else None
+    dtype = DTYPES[config.dtype]
+    start = load_model(initial_model, dtype) if initial_model else None
     model_config = start.config if start else model_config or PaiNNConfig(elements=[])
     if not model_config.elements:
         model_config.elements = elements_in(structures)
     validation, training = split_structures(structures, [validation_fraction], config.seed, group_key)
-    dtype = DTYPES[config.dtype]
     log(f"{len(training)} training and {len(validation)} validation structures; building neighbour lists")
     train_set = GraphDataset(training, model_config.elements, model_config.cutoff, dtype)
     validation_set = GraphDataset(validation, model_config.elements, model_config.cutoff, dtype)
-    model = start.to(dtype) if start else build_model(model_config, training, config.seed, dtype)
+    model = start or build_model(model_config, training, config.seed, dtype)
     state = train(model, train_set, validation_set, config, checkpoint, resume, progress, log)
     save_model(model, output, training_metadata(data, len(training), len(validation), config, state))
     log(f"model written to {output}")
