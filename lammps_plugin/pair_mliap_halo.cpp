@@ -17,6 +17,7 @@
 #include <Python.h>    // must come first
 
 #include "halo_protocol.h"
+#include "model_settings.h"
 #include "pair_mliap_halo.h"
 
 #include "atom.h"
@@ -27,7 +28,6 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
-#include "update.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -283,27 +283,8 @@ void PairMLIAPHalo::coeff(int narg, char **arg)
 
 void PairMLIAPHalo::init_style()
 {
-  if (force->newton_pair == 0)
-    error->all(FLERR,
-               "Pair style mliap/halo requires newton pair on (add `newton on` to the input)");
   if (!py_model) error->all(FLERR, "Pair style mliap/halo: no model loaded");
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(
-        FLERR,
-        "Pair style mliap/halo: the model works in `units metal` (eV, A, ps) but this input uses "
-        "`units {}`; forces would be silently wrong: use `units metal`",
-        update->unit_style);
-  // with bonds, special factors other than 1 drop bonded pairs from the neighbour list
-  bool all_one = true;
-  for (int k = 1; k <= 3; k++)
-    all_one = all_one && force->special_lj[k] == 1.0 && force->special_coul[k] == 1.0;
-  if (atom->molecular != Atom::ATOMIC && !all_one)
-    error->all(
-        FLERR,
-        "Pair style mliap/halo: with bonds in the data and special_bonds factors other than 1, "
-        "LAMMPS "
-        "removes bonded pairs from the neighbour list and the model would see broken molecules "
-        "(silently wrong forces): add `special_bonds lj/coul 1.0 1.0 1.0` before the run");
+  MLFFSettings::check_model_settings(lmp, "mliap/halo");
   // a plain full list of the local atoms: no ghost neighbour lists, ghost features come by exchange
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }

@@ -18,6 +18,7 @@ from .halo import Halo
 METHODS = ("analytic", "autograd")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}  # the precisions a model runs in, by name
 COMPILED_CPU_CHUNK_BYTES = 1 << 30  # one [E, 3F] temporary of the compiled CPU path, at most
+EXPORTED_MAX_EDGES = (1 << 31) - 1  # the one chunk of an ahead-of-time package (lammps/aoti.py), at most
 
 
 @dataclass
@@ -180,7 +181,11 @@ class PaiNN(nn.Module):
         only add kernel launches, so one chunk holds the whole system unless a temporary would
         exceed 1/64 of the card's memory (a dozen of them live at once in the backward). Compiled
         on the CPU, the fused loops keep their own data in cache, and chunks would only unroll into
-        the compiled graph and fix its edge count: one chunk up to ``COMPILED_CPU_CHUNK_BYTES``."""
+        the compiled graph and fix its edge count: one chunk up to ``COMPILED_CPU_CHUNK_BYTES``.
+        Exported ahead of time, one chunk of any size (``EXPORTED_MAX_EDGES``), since the package
+        must serve every system its caller gives it."""
+        if torch.compiler.is_exporting():
+            return EXPORTED_MAX_EDGES
         bytes_per_edge = 3 * self.config.n_features * self.embedding.weight.element_size()
         if device.type == "cuda":
             budget = torch.cuda.get_device_properties(device).total_memory // 64

@@ -1,0 +1,31 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   mlff-distiller LAMMPS plugin: the contract between pair style mliap/aoti
+   and the packages that python/mlff_distiller/lammps/aoti.py compiles.
+
+   Python defines the same contract (AOTI_FORMAT, AOTI_VERSION,
+   PACKAGE_INPUTS, PACKAGE_OUTPUTS there) and writes it into each package's
+   metadata; the pair style compares that with the constants below and refuses
+   a package that differs, naming the command that writes a matching one.
+------------------------------------------------------------------------- */
+
+#ifndef LMP_MLFF_AOTI_PROTOCOL_H
+#define LMP_MLFF_AOTI_PROTOCOL_H
+
+namespace LAMMPS_NS {
+namespace MLFFAoti {
+
+  constexpr const char *FORMAT = "mlff-distiller-aoti";
+  constexpr const char *FORMAT_VERSION = "1";
+
+  // the package's call: inputs and outputs in order (metadata keys "inputs", "outputs")
+  constexpr const char *INPUTS = "x,species,pair_i,pair_j,ghosts,owners,nlocal";
+  constexpr const char *OUTPUTS = "forces,eatoms,energy,virial,vatom";
+  enum Output { FORCES = 0, EATOMS = 1, ENERGY = 2, VIRIAL = 3, VATOM = 4, NOUTPUTS = 5 };
+
+  constexpr const char *EXPORT_COMMAND =
+      "mlff-distiller export MODEL -o FILE.mliap --format aoti --device cpu|cuda";
+
+}    // namespace MLFFAoti
+}    // namespace LAMMPS_NS
+
+#endif

@@ -1,0 +1,177 @@
+"""The LAMMPS force step compiled ahead of time: the package behind `pair_style mliap/aoti`.
+
+``ForceStep`` is everything one MD step asks of the model, from LAMMPS's arrays to what LAMMPS
+adds: pair vectors from positions, the cutoff mask, the student's energies and dE/dr_ij, per-atom
+forces (f_i += fij, f_j -= fij), per-atom energies, the energy and the virial (global and per
+atom). ``compile_package`` exports it with ``torch.export`` (sizes dynamic) and compiles it with
+AOTInductor into one ``.pt2`` file, which the plugin (``lammps_plugin/pair_mliap_aoti.cpp``) loads
+with libtorch and calls from C++: no Python interpreter on the step path.
+
+The inputs and outputs, in order, are the contract with the C++ side (``PACKAGE_INPUTS``,
+``PACKAGE_OUTPUTS``; ``aoti_protocol.h`` there). The C++ side appends one padding atom to every
+call, so that no size is ever 0 (export specialises sizes 0 and 1): the padding atom is of element
+0, sits at its own position, is its own ghost and owner, and its pairs join it to itself, which the
+mask drops (i == j). Pairs beyond the cutoff, pairs with a NULL-type end and such padding pairs are
+moved ``PADDING_DISTANCE`` cutoffs apart, where the model's filters and their derivatives are
+exactly 0: they add exactly nothing (``tests/model/test_replay.py`` checks that for the buckets of
+``replay.py``, ``tests/lammps/test_aoti.py`` for this step).
+
+Ghost atoms: on one MPI rank each ghost is a periodic image of a local atom, and the package's
+halo is a gather from the owners (``GatherHalo``) inside the compiled code. Several ranks need
+LAMMPS's communication between layers, which the plugin's `mliap/halo` style does (the same model,
+exported as ``.mliap``); `mliap/aoti` refuses more than one rank and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from ..model.halo import GatherHalo
+from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
+from ..model.replay import PADDING_DISTANCE
+
+AOTI_FORMAT = "mlff-distiller-aoti"
+AOTI_VERSION = 1
+PACKAGE_SUFFIX = ".pt2"
+# The package's call, in order: the contract with lammps_plugin/aoti_protocol.h (tests check both)
+PACKAGE_INPUTS = ("x", "species", "pair_i", "pair_j", "ghosts", "owners", "nlocal")
+PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
+# LAMMPS's virial order (xx, yy, zz, xy, xz, yz): the components of r (x) fij that it sums
+VIRIAL_ROWS = (0, 1, 2, 0, 0, 1)
+VIRIAL_COLUMNS = (0, 1, 2, 1, 2, 2)
+
+
+class ForceStep(nn.Module):
+    """One LAMMPS force call of a student model, shapes dynamic (T atoms, P pairs, G ghosts).
+
+    forward(x [T,3] float64, species [T] int64 (-1: NULL type), pair_i [P] int64, pair_j [P]
+    int64 (i receives from j; j may be a ghost), ghosts [G] int64, owners [G] int64 (the local
+    atom each ghost copies), nlocal [1] int64)
+      -> forces [T,3], eatoms [T] (0 beyond the local atoms and for NULL types), energy [],
+         virial [6], vatom [T,6], all float64.
+    The model runs in its own dtype; pair vectors are taken in float64 and sums are made in float64.
+    """
+
+    def __init__(self, model: PaiNN, method: str = "analytic"):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+        self.model, self.method = model, method
+        self.register_buffer("far", torch.tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0], dtype=torch.float64))
+        self.register_buffer("virial_rows", torch.tensor(VIRIAL_ROWS))
+        self.register_buffer("virial_columns", torch.tensor(VIRIAL_COLUMNS))
+
+    def forward(self, x: Tensor, species: Tensor, pair_i: Tensor, pair_j: Tensor, ghosts, owners, nlocal):
+        dtype = self.model.embedding.weight.dtype
+        known = species >= 0
+        r_ij = self.pair_vectors(x, known, pair_i, pair_j)
+        weights = (torch.arange(x.shape[0], device=x.device) < nlocal) & known
+        energies, grad = self.model.energies_and_weighted_edge_gradients(
+            species.clamp(min=0), pair_i, pair_j, r_ij.to(dtype), weights.to(dtype), self.method, GatherHalo(ghosts, owners)
+        )
+        fij = grad.to(torch.float64)
+        eatoms = energies.to(torch.float64) * weights
+        forces = torch.zeros_like(x).index_add(0, pair_i, fij).index_add(0, pair_j, -fij)
+        v = -0.5 * r_ij.index_select(1, self.virial_rows) * fij.index_select(1, self.virial_columns)  # [P,6], half each
+        vatom = x.new_zeros(x.shape[0], 6).index_add(0, pair_i, v).index_add(0, pair_j, v)
+        return forces, eatoms, eatoms.sum(), 2.0 * v.sum(0), vatom
+
+    def pair_vectors(self, x: Tensor, known: Tensor, pair_i: Tensor, pair_j: Tensor) -> Tensor:
+        """r_ij = x_j - x_i [P,3] for the pairs the model sees, ``far`` for the others (beyond the
+        cutoff, a NULL-type end, padding), whose fij then come out exactly 0."""
+        r_ij = x.index_select(0, pair_j) - x.index_select(0, pair_i)
+        inside = (
+            ((r_ij * r_ij).sum(1) < self.model.cutoff**2)
+            & known.index_select(0, pair_i)
+            & known.index_select(0, pair_j)
+            & (pair_i != pair_j)
+        )
+        return torch.where(inside[:, None], r_ij, self.far)
+
+
+def example_inputs(model: PaiNN, device: str) -> tuple[Tensor, ...]:
+    """A small call to trace with: 6 local atoms (one of a NULL type) and 4 ghosts, every pair
+    among them, plus the padding atom that the C++ side adds."""
+    generator = torch.Generator().manual_seed(0)
+    n_local, n_ghost = 6, 4
+    n = n_local + n_ghost + 1
+    x = torch.rand(n, 3, generator=generator, dtype=torch.float64) * 3.0
+    species = torch.randint(0, len(model.elements), (n,), generator=generator)
+    species[n_local - 1] = -1
+    species[n_local : n - 1] = species[:n_ghost]
+    local = torch.arange(n_local)
+    pair_i = local.repeat_interleave(n - 2)
+    pair_j = torch.cat([torch.cat((torch.arange(i), torch.arange(i + 1, n - 1))) for i in range(n_local)])
+    pad = torch.tensor([n - 1])
+    ghosts = torch.cat((torch.arange(n_local, n - 1), pad))
+    owners = torch.cat((torch.arange(n_ghost), pad))
+    tensors = (x, species, torch.cat((pair_i, pad)), torch.cat((pair_j, pad)), ghosts, owners, torch.tensor([n_local]))
+    return tuple(t.to(device) for t in tensors)
+
+
+def dynamic_shapes() -> dict:
+    """Atoms, pairs and ghosts vary from call to call; pairs up to the one chunk of an exported
+    model (``PaiNN.edge_chunk``)."""
+    atoms = torch.export.Dim("atoms", min=2)
+    pairs = torch.export.Dim("pairs", min=2, max=EXPORTED_MAX_EDGES)
+    ghosts = torch.export.Dim("ghosts", min=2)
+    return {
+        "x": {0: atoms},
+        "species": {0: atoms},
+        "pair_i": {0: pairs},
+        "pair_j": {0: pairs},
+        "ghosts": {0: ghosts},
+        "owners": {0: ghosts},
+        "nlocal": None,
+    }
+
+
+def package_metadata(model: PaiNN, method: str, model_bytes: bytes) -> dict[str, str]:
+    """What the plugin checks before it runs a package (all strings: AOTInductor's metadata)."""
+    return {
+        "mlff_format": AOTI_FORMAT,
+        "mlff_format_version": str(AOTI_VERSION),
+        "mlff_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "elements": " ".join(model.elements),
+        "cutoff": repr(float(model.cutoff)),
+        "dtype": str(model.embedding.weight.dtype).removeprefix("torch."),
+        "method": method,
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "inputs": ",".join(PACKAGE_INPUTS),
+        "outputs": ",".join(PACKAGE_OUTPUTS),
+    }
+
+
+def compile_package(model_bytes: bytes, output: str | Path, method: str, dtype: str, device: str) -> Path:
+    """Export and compile the force step of a model file's bytes into ``output`` (a .pt2 file),
+    written atomically. Minutes on a CPU: inductor compiles C++ (or Triton kernels on a GPU)."""
+    from ..model.io import load_model
+
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of {tuple(DTYPES)}")
+    output = Path(output)
+    if output.suffix != PACKAGE_SUFFIX:
+        raise ValueError(f"{output}: an AOTInductor package must be named *{PACKAGE_SUFFIX}")
+    model = load_model(io.BytesIO(model_bytes), DTYPES[dtype]).to(device)
+    step = ForceStep(model, method).eval()
+    with torch.no_grad():
+        program = torch.export.export(step, example_inputs(model, device), dynamic_shapes=dynamic_shapes())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch:
+        temporary = Path(scratch) / output.name
+        torch._inductor.aoti_compile_and_package(
+            program,
+            package_path=str(temporary),
+            inductor_configs={"aot_inductor.metadata": package_metadata(model, method, model_bytes)},
+        )
+        temporary.replace(output)
+    return output
+
