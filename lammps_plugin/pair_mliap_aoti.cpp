@@ -184,10 +184,13 @@ void PairMLIAPAoti::load_package()
                "machine with `{}`", package_file, package->device.str(),
                utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
   }
+  auto &meta = package->metadata;
+  const std::string where = package->device.is_cpu()
+      ? fmt::format("cpu ({} thread(s), fixed at export)", meta["cpu_threads"])
+      : package->device.str();
   if (comm->me == 0)
     utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", package_file,
-                   package->metadata["method"], package->metadata["dtype"],
-                   package->metadata["elements"], cutoff, package->device.str());
+                   meta["method"], meta["dtype"], meta["elements"], cutoff, where);
 }
 
 /* ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..model.halo import GatherHalo
+from ..model.io import load_model
 from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
 from ..model.replay import PADDING_DISTANCE
 
@@ -133,7 +135,7 @@ def dynamic_shapes() -> dict:
     }
 
 
-def package_metadata(model: PaiNN, method: str, model_bytes: bytes) -> dict[str, str]:
+def package_metadata(model: PaiNN, method: str, model_bytes: bytes, threads: int) -> dict[str, str]:
     """What the plugin checks before it runs a package (all strings: AOTInductor's metadata)."""
     return {
         "mlff_format": AOTI_FORMAT,
@@ -144,33 +146,49 @@ def package_metadata(model: PaiNN, method: str, model_bytes: bytes) -> dict[str,
         "cutoff": repr(float(model.cutoff)),
         "dtype": str(model.embedding.weight.dtype).removeprefix("torch."),
         "method": method,
+        "cpu_threads": str(threads),
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "inputs": ",".join(PACKAGE_INPUTS),
         "outputs": ",".join(PACKAGE_OUTPUTS),
     }
 
 
-def compile_package(model_bytes: bytes, output: str | Path, method: str, dtype: str, device: str) -> Path:
+def compile_package(
+    model_bytes: bytes, output: str | Path, method: str, dtype: str, device: str, threads: int = 1
+) -> Path:
     """Export and compile the force step of a model file's bytes into ``output`` (a .pt2 file),
-    written atomically. Minutes on a CPU: inductor compiles C++ (or Triton kernels on a GPU)."""
-    from ..model.io import load_model
+    written atomically: half a minute or more (inductor writes and compiles C++ for a CPU, Triton
+    kernels for a GPU).
 
+    threads: the CPU threads the compiled C++ runs on, fixed in the package. With one, sums over
+    edges are plain additions; with more, every one is an atomic add, which made aspirin's step
+    4.4x slower on one core (3.5 against 0.8 ms). One is the default: CPU nodes scale by MPI ranks
+    (`mliap/halo`)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {tuple(DTYPES)}")
     output = Path(output)
     if output.suffix != PACKAGE_SUFFIX:
         raise ValueError(f"{output}: an AOTInductor package must be named *{PACKAGE_SUFFIX}")
+    if threads < 1:
+        raise ValueError(f"threads={threads}: a package runs on one CPU thread or more")
     model = load_model(io.BytesIO(model_bytes), DTYPES[dtype]).to(device)
     step = ForceStep(model, method).eval()
-    with torch.no_grad():
-        program = torch.export.export(step, example_inputs(model, device), dynamic_shapes=dynamic_shapes())
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch:
+    with (
+        torch.no_grad(),
+        warnings.catch_warnings(),
+        tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch,
+    ):
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations, not ours
+        program = torch.export.export(step, example_inputs(model, device), dynamic_shapes=dynamic_shapes())
         temporary = Path(scratch) / output.name
         torch._inductor.aoti_compile_and_package(
             program,
             package_path=str(temporary),
-            inductor_configs={"aot_inductor.metadata": package_metadata(model, method, model_bytes)},
+            inductor_configs={
+                "aot_inductor.metadata": package_metadata(model, method, model_bytes, threads),
+                "cpp.threads": threads,
+            },
         )
         temporary.replace(output)
     return output

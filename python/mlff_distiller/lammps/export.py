@@ -1,5 +1,6 @@
-"""`mlff-distiller export` (model file -> file for `pair_style mliap unified` and `mliap/halo`) and
-`mlff-distiller lammps-input` (the input lines that go with it)."""
+"""`mlff-distiller export` (model file -> file for `pair_style mliap unified` and `mliap/halo`, and
+with ``--format aoti`` the compiled force step for `mliap/aoti` beside it) and
+`mlff-distiller lammps-input` (the input lines that go with them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..model.painn import DTYPES, METHODS
 from .unified import StudentUnified
 
 EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
+FORMATS = ("mliap", "aoti")  # aoti: the .mliap and, beside it, the compiled force step (.pt2)
 
 
 def build_unified(
@@ -25,10 +27,35 @@ def build_unified(
 
 
 def export(
-    model: str | Path, output: str | Path, method: str = "analytic", dtype: str = "float64", device: str = "cpu"
+    model: str | Path,
+    output: str | Path,
+    method: str = "analytic",
+    dtype: str = "float64",
+    device: str = "cpu",
+    format: str = "mliap",
+    threads: int = 1,
 ) -> Path:
-    """Write a model file or shipped model as a file for LAMMPS (see ``write_export``)."""
-    return write_export(build_unified(model, method, dtype, device), output)
+    """Write a model file or shipped model as a file for LAMMPS (see ``write_export``); with
+    ``format="aoti"`` also its force step compiled for ``device`` beside it (``package_path``),
+    on a CPU for ``threads`` threads (``aoti.compile_package``)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}: use one of {FORMATS}")
+    unified = build_unified(model, method, dtype, device)
+    output = write_export(unified, output)
+    if format == "aoti":
+        from .aoti import compile_package  # torch.export and inductor: only imported when asked for
+
+        package = package_path(output)
+        print(f"compiling the force step for {unified.device} into {package} (a minute or more)", flush=True)
+        compile_package(unified.model_file_bytes, package, method, dtype, unified.device, threads)
+    return output
+
+
+def package_path(export_path: str | Path) -> Path:
+    """Where ``export(format="aoti")`` puts the compiled force step of an export: beside it, .pt2."""
+    from .aoti import PACKAGE_SUFFIX
+
+    return Path(export_path).with_suffix(PACKAGE_SUFFIX)
 
 
 def write_export(unified: StudentUnified, output: str | Path) -> Path:
@@ -93,6 +120,16 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     if unknown:
         raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {model.elements}")
     coeff = f"pair_coeff * * {' '.join(elements)}"
+    package = package_path(path)
+    compiled = (
+        [
+            f"# (0) FASTEST on one MPI rank: the compiled force step {package.name}, run from C++ by the plugin",
+            plugin_lines(str(package), elements, style="mliap/aoti"),
+            "",
+        ]
+        if package.is_file()
+        else []
+    )
     return "\n".join(
         [
             f"# {path}: {model.config.n_layers} layers, cutoff {model.cutoff:g} A, elements {' '.join(model.elements)}, "
@@ -102,7 +139,10 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
             "# with bonds in the data (atom_style bond, molecular, full): keep bonded pairs in the neighbour list",
             SPECIAL_BONDS_FIX,
             "",
-            "# (a) RECOMMENDED, any box and any number of MPI ranks: the mlff-distiller plugin, halo exchange",
+        ]
+        + compiled
+        + [
+            "# (a) any box and any number of MPI ranks: the mlff-distiller plugin, halo exchange",
             "#     per layer (exact on any number of ranks, memory linear in the number of atoms)",
             plugin_lines(str(path), elements),
             "",
@@ -117,7 +157,10 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
 def run(args) -> int:
     """The module's two commands: `export` and `lammps-input`."""
     if args.command == "export":
-        print(export(args.model, args.output, args.method, args.dtype, args.device))
+        output = export(args.model, args.output, args.method, args.dtype, args.device, args.format, args.threads)
+        print(output)
+        if args.format == "aoti":
+            print(package_path(output))
     else:
         print(input_lines(args.file, args.elements))
     return 0
@@ -130,6 +173,18 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=METHODS, default="analytic")
     p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="mliap",
+        help="aoti: also compile the force step for `pair_style mliap/aoti` into FILE.pt2 (one rank, no Python per step)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="with --format aoti on a CPU: threads of the compiled step (1: plain sums, the fastest per core)",
+    )
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("lammps-input", help="print the LAMMPS input lines for an exported file")

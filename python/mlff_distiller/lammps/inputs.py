@@ -14,7 +14,9 @@ def plugin_path() -> Path:
     return Path(sys.prefix) / "lib" / "lammps-plugins" / "mlffplugin.so"
 
 
-def plugin_lines(model_file: str, elements: list[str] | None = None) -> str:
-    """The lines that run an exported model through the plugin pair style `mliap/halo`."""
+def plugin_lines(model_file: str, elements: list[str] | None = None, style: str = "mliap/halo") -> str:
+    """The lines that run a model through a plugin pair style: `mliap/halo` for an export (.mliap),
+    `mliap/aoti` for a compiled force step (.pt2)."""
     coeff = " ".join(elements) if elements else "<element of each atom type>"
-    return f"plugin load {plugin_path()}\npair_style mliap/halo {model_file}\npair_coeff * * {coeff}"
+    return f"plugin load {plugin_path()}\npair_style {style} {model_file}\npair_coeff * * {coeff}"
+
