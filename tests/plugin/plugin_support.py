@@ -16,7 +16,7 @@ from ase.build import molecule
 
 from mlff_distiller.structures import random_water_box
 from mlff_distiller.lammps.export import export
-from mlff_distiller.lammps.inputs import plugin_path
+from mlff_distiller.lammps.inputs import plugin_lines, plugin_path
 from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_atoms, strain_derivative
 from mlff_distiller.model.io import load_model, save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
@@ -54,8 +54,10 @@ def make_export(
     name=None,
     device="cpu",
     repulsion=False,
+    format="mliap",
 ):
-    """A random-weight PaiNN exported for LAMMPS: (file for pair_style, the model in float64)."""
+    """A random-weight PaiNN exported for LAMMPS: (file for pair_style, the model in float64).
+    format="aoti" also compiles its force step beside the file (``export.package_path``)."""
     name = name or f"model{n_layers}_{n_features}_{dtype}_{method}_{device}" + ("_zbl" if repulsion else "")
     torch.manual_seed(seed)
     model = PaiNN(
@@ -67,7 +69,9 @@ def make_export(
         model.readout.shift.uniform_(-1, 1)
     save_model(model, tmp_path / f"{name}.pt")
     return (
-        export(tmp_path / f"{name}.pt", tmp_path / f"{name}.mliap", dtype=dtype, method=method, device=device),
+        export(
+            tmp_path / f"{name}.pt", tmp_path / f"{name}.mliap", dtype=dtype, method=method, device=device, format=format
+        ),
         load_model(tmp_path / f"{name}.pt"),
     )
 
@@ -147,8 +151,8 @@ print "vol $(vol:%.17g)" append values.txt
 """
 
 
-def pair_lines(model_file, elements) -> str:
-    return f"plugin load {PLUGIN}\npair_style mliap/halo {model_file}\npair_coeff * * {' '.join(elements)}"
+def pair_lines(model_file, elements, style="mliap/halo") -> str:
+    return plugin_lines(str(model_file), list(elements), style)
 
 
 def lammps_input(

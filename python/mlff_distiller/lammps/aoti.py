@@ -171,6 +171,13 @@ def compile_package(
         raise ValueError(f"{output}: an AOTInductor package must be named *{PACKAGE_SUFFIX}")
     if threads < 1:
         raise ValueError(f"threads={threads}: a package runs on one CPU thread or more")
+    if method != "analytic":
+        # torch.export stops on torch.autograd.grad inside the step ("a fake tensor in the exported
+        # program constant's list", torch 2.13)
+        raise ValueError(
+            f"the compiled force step is analytic only (torch cannot export method {method!r} ahead of time): "
+            "use --method analytic, or run the autograd reference through the .mliap export"
+        )
     model = load_model(io.BytesIO(model_bytes), DTYPES[dtype]).to(device)
     step = ForceStep(model, method).eval()
     output.parent.mkdir(parents=True, exist_ok=True)

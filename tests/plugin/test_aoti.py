@@ -1,0 +1,218 @@
+"""The plugin pair style `mliap/aoti` (lammps_plugin/pair_mliap_aoti.cpp) in real LAMMPS: the
+force step compiled ahead of time (lammps/aoti.py) and run from C++ gives the Python model's
+energies, forces, pressure and per-atom virial to round-off, in periodic (orthorhombic and
+triclinic, atoms with several images) and non-periodic boxes, inside the repulsion, with NULL
+types; an MD run with neighbour-list rebuilds follows `mliap/halo`'s; the C++ and Python sides of
+the package contract agree; wrong packages and settings stop LAMMPS with a message."""
+
+import inspect
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlff_distiller.lammps import aoti
+from mlff_distiller.lammps.export import input_lines, package_path
+
+from plugin_support import (
+    ROOT,
+    WATER,
+    lammps_input,
+    make_export,
+    molecule_in_vacuum,
+    ortho_water,
+    pair_lines,
+    reference,
+    relative_errors,
+    run_lammps,
+    run_single_point,
+    triclinic_water,
+)
+
+pytestmark = [pytest.mark.lammps, pytest.mark.slow]
+
+REL = 1e-9  # float64: round-off
+ELEMENTS = ["H", "C", "N", "O"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A 3-layer model with the repulsion: its export and float64 compiled step (export, model)."""
+    model_file, model = make_export(
+        tmp_path_factory.mktemp("aoti"), 3, elements=ELEMENTS, repulsion=True, format="aoti"
+    )
+    return model_file, model
+
+
+def aoti_lines(model_file, elements=WATER) -> str:
+    return pair_lines(package_path(model_file), elements, style="mliap/aoti")
+
+
+def compressed_water():
+    atoms = triclinic_water()
+    atoms.set_cell(atoms.cell * 0.8, scale_atoms=True)  # O-H bonds inside the repulsion
+    return atoms
+
+
+SYSTEMS = {
+    # name: (atoms, elements, boundary)
+    "orthorhombic": (ortho_water, WATER, "p p p"),
+    "triclinic_many_images": (triclinic_water, WATER, "p p p"),
+    "molecule": (molecule_in_vacuum, ELEMENTS, "f f f"),
+    "compressed_repulsion": (compressed_water, WATER, "p p p"),
+}
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_compiled_step_matches_python_model(tmp_path, compiled, system):
+    make_atoms, elements, boundary = SYSTEMS[system]
+    model_file, model = compiled
+    atoms = make_atoms()
+    result = run_single_point(tmp_path, atoms, lammps_input(aoti_lines(model_file, elements), boundary), 1, elements)
+    assert "mliap/aoti:" in result["output"] and "on cpu" in result["output"]
+    errors = relative_errors(result, reference(model, atoms))
+    assert max(errors.values()) < REL, errors
+
+
+def test_null_type_under_pair_hybrid(tmp_path, compiled):
+    """Atoms of a type mapped to NULL take no part: no force, no energy, and the others as
+    without them."""
+    model_file, model = compiled
+    argon = ortho_water()
+    argon.set_chemical_symbols(["Ar" if k % 7 == 3 else s for k, s in enumerate(argon.get_chemical_symbols())])
+    keep = np.array([s != "Ar" for s in argon.get_chemical_symbols()])
+    pair = (
+        f"{aoti_lines(model_file).splitlines()[0]}\n"
+        f"pair_style hybrid/overlay mliap/aoti {package_path(model_file)} zero 4.0\n"
+        "pair_coeff * * mliap/aoti H O NULL\npair_coeff * * zero"
+    )
+    result = run_single_point(tmp_path, argon, lammps_input(pair), 1, elements=["H", "O", "Ar"])
+    assert np.abs(result["forces"][~keep]).max() == 0 and np.abs(result["pe_atom"][~keep]).max() == 0
+    for key in ("pe_atom", "forces", "stress_atom"):
+        result[key] = result[key][keep]
+    errors = relative_errors(result, reference(model, argon[keep]))
+    assert max(errors.values()) < REL, errors
+
+
+def test_md_with_neighbour_rebuilds_follows_the_python_step(tmp_path, compiled):
+    """300 steps of NVE with a thin skin, the list rebuilt whenever an atom moved: the compiled
+    step and `mliap/halo` (the Python model, uncompiled) give the same trajectory."""
+    model_file, _ = compiled
+    md = """
+velocity all create 300 4928459 mom yes rot yes dist gaussian
+timestep 0.0005
+neigh_modify every 1 delay 0 check yes
+fix nve all nve
+thermo 50
+thermo_style custom step pe ke etotal
+thermo_modify format float %.15g
+"""
+    runs = {}
+    for style, lines in (("aoti", aoti_lines(model_file)), ("halo", pair_lines(model_file, WATER))):
+        atoms = triclinic_water()
+        runs[style] = run_single_point(
+            tmp_path / style, atoms, lammps_input(lines, extra=md, run="run 300", skin=0.1), 1
+        )
+        log = (tmp_path / style / "log.lammps").read_text()
+        builds = int(re.search(r"Neighbor list builds = (\d+)", log).group(1))
+        assert builds >= 5, (style, builds)
+    assert np.abs(runs["aoti"]["positions"] - runs["halo"]["positions"]).max() < 1e-8
+    assert abs(runs["aoti"]["energy"] - runs["halo"]["energy"]) < 1e-9 * abs(runs["halo"]["energy"])
+
+
+def test_float32_step(tmp_path):
+    """A float32 model: pair vectors from float64 positions, sums in float64, the model's own
+    round-off only."""
+    model_file, model = make_export(tmp_path, 2, dtype="float32", format="aoti")
+    atoms = triclinic_water()
+    result = run_single_point(tmp_path / "run", atoms, lammps_input(aoti_lines(model_file)), 1)
+    errors = relative_errors(result, reference(model, atoms))
+    assert max(errors.values()) < 2e-4, errors
+
+
+def test_printed_input_lines_run(tmp_path, compiled):
+    """Block (0) of `mlff-distiller lammps-input` runs as printed when the .pt2 is there."""
+    model_file, model = compiled
+    block = input_lines(model_file, WATER).split("# (0)")[1].split("# (a)")[0]
+    lines = "\n".join(line for line in block.splitlines()[1:] if line and not line.startswith("#"))
+    assert "pair_style mliap/aoti" in lines
+    atoms = ortho_water()
+    result = run_single_point(tmp_path, atoms, lammps_input(lines))
+    assert abs(result["energy"] - reference(model, atoms)["energy"]) < REL * abs(result["energy"])
+
+
+def protocol_header() -> str:
+    return (ROOT / "lammps_plugin" / "aoti_protocol.h").read_text()
+
+
+def header_string(name: str) -> str:
+    return re.search(rf'{name} = "([^"]*)"', protocol_header()).group(1)
+
+
+def test_both_sides_state_the_same_package_contract():
+    assert header_string("FORMAT") == aoti.AOTI_FORMAT
+    assert header_string("FORMAT_VERSION") == str(aoti.AOTI_VERSION)
+    assert header_string("INPUTS") == ",".join(aoti.PACKAGE_INPUTS)
+    assert header_string("OUTPUTS") == ",".join(aoti.PACKAGE_OUTPUTS)
+    enum = re.search(r"enum Output \{([^}]*)\}", protocol_header()).group(1)
+    names = [item.split("=")[0].strip().lower() for item in enum.split(",")][: len(aoti.PACKAGE_OUTPUTS)]
+    assert names == list(aoti.PACKAGE_OUTPUTS)
+    assert list(inspect.signature(aoti.ForceStep.forward).parameters)[1:] == list(aoti.PACKAGE_INPUTS)
+
+
+def with_metadata(package: Path, output: Path, **changes) -> Path:
+    """A copy of a package whose metadata (the JSON files the loader reads) has ``changes``."""
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(output, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith("_metadata.json"):
+                data = json.dumps({**json.loads(data), **changes}).encode()
+            target.writestr(item, data)
+    return output
+
+
+@pytest.mark.parametrize("problem", ["ranks", "mliap_file", "missing", "torch_version", "format", "element", "units"])
+def test_errors_stop_lammps_with_a_message(tmp_path, compiled, problem):
+    model_file, _ = compiled
+    package, nprocs = package_path(model_file), 1
+    lines = aoti_lines(model_file)
+    if problem == "ranks":
+        nprocs, expect = 2, "runs on one MPI rank"
+    elif problem == "mliap_file":
+        lines = pair_lines(model_file, WATER, style="mliap/aoti")
+        expect = "is not an AOTInductor package"
+    elif problem == "missing":
+        lines = pair_lines(tmp_path / "nothing.pt2", WATER, style="mliap/aoti")
+        expect = "cannot read"
+    elif problem == "torch_version":
+        other = with_metadata(package, tmp_path / "other.pt2", torch_version="1.0.0")
+        lines, expect = pair_lines(other, WATER, style="mliap/aoti"), "was compiled by torch 1.0.0 but this plugin runs"
+    elif problem == "format":
+        other = with_metadata(package, tmp_path / "other.pt2", mlff_format_version="0")
+        lines, expect = pair_lines(other, WATER, style="mliap/aoti"), "re-export it with"
+    elif problem == "element":
+        lines, expect = aoti_lines(model_file, ["H", "Si"]), "element Si (atom type 2) is not one of the elements"
+    else:
+        expect = "use `units metal`"
+    work = tmp_path / "err"
+    work.mkdir()
+    ortho_water().write(work / "structure.data", format="lammps-data", specorder=WATER, masses=True)
+    script = lammps_input(lines, units="real" if problem == "units" else "metal")
+    proc = run_lammps(script, work, nprocs=nprocs, check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "ERROR" in output
+    assert expect in output, output[-3000:]
+
+
+def test_export_refuses_what_it_cannot_compile(tmp_path):
+    model_bytes = b""  # each is refused before the model is read
+    with pytest.raises(ValueError, match="analytic only"):
+        aoti.compile_package(model_bytes, tmp_path / "m.pt2", "autograd", "float64", "cpu")
+    with pytest.raises(ValueError, match=r"must be named \*\.pt2"):
+        aoti.compile_package(model_bytes, tmp_path / "m.so", "analytic", "float64", "cpu")
+    with pytest.raises(ValueError, match="one CPU thread or more"):
+        aoti.compile_package(model_bytes, tmp_path / "m.pt2", "analytic", "float64", "cpu", threads=0)
+    assert not list(tmp_path.glob("*.pt2"))
