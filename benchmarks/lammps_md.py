@@ -3,7 +3,9 @@
 Cases: aspirin and the 16-aspirin batch through stock `pair_style mliap unified` (1 rank), periodic
 water through the plugin `mliap/halo`; each with the analytic and autograd exports in float32 and
 float64, on the GPU (when torch sees one) and on one CPU core of the same host
-(OMP_NUM_THREADS=1). Every case is one LAMMPS run: a warm-up `run` (compilation, graph capture,
+(OMP_NUM_THREADS=1). With the coupling `aoti` (default: both) every system also runs the analytic
+force step compiled ahead of time through the plugin's `mliap/aoti` (C++, no Python per step); its
+compile time is recorded as compile_s. Every case is one LAMMPS run: a warm-up `run` (compilation, graph capture,
 first neighbour lists) whose time is recorded apart, then the timed `run`.
 
 Writes one JSON record per case (system, atoms, pair_style, device, gpus, ranks, dtype, method,
@@ -87,20 +89,27 @@ def run_case(
     args,
     core: int | None = None,
 ) -> dict:
-    from mlff_distiller.lammps.export import export
+    from mlff_distiller.lammps.export import export, package_path
     from mlff_distiller.lammps.inputs import plugin_lines
 
     name = f"{system}_{pair_style.replace(' ', '_').replace('/', '_')}_{device}_{dtype}_{method}"
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     model = export(
-        args.model, folder / "model.mliap", method=method, dtype=dtype, device="cuda" if device == "gpu" else "cpu"
+        args.model,
+        folder / "model.mliap",
+        method=method,
+        dtype=dtype,
+        device="cuda" if device == "gpu" else "cpu",
+        format="aoti" if pair_style == "mliap/aoti" else "mliap",
     )
-    pair = (
-        plugin_lines(str(model), elements.split())
-        if pair_style == "mliap/halo"
-        else f"pair_style mliap unified {model} 0\npair_coeff * * {elements}"
-    )
+    compile_s = time.perf_counter() - start
+    pair = {
+        "mliap/halo": plugin_lines(str(model), elements.split()),
+        "mliap/aoti": plugin_lines(str(package_path(model)), elements.split(), style="mliap/aoti"),
+        "mliap unified": f"pair_style mliap unified {model} 0\npair_coeff * * {elements}",
+    }[pair_style]
     (folder / "in.bench").write_text(lammps_script(str(data), pair, warmup, steps, boundary))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if device == "cpu":
@@ -110,7 +119,7 @@ def run_case(
     record = {
         "system": system,
         "pair_style": pair_style,
-        "compiled": compile_requested(),
+        "compiled": compile_requested() or pair_style == "mliap/aoti",
         "device": gpu_name() if device == "gpu" else cpu_name(),
         "gpus": 1 if device == "gpu" else 0,
         "ranks": 1,
@@ -121,6 +130,8 @@ def run_case(
         "host": platform.node(),
         "lammps": str(args.lmp),
     }
+    if pair_style == "mliap/aoti":
+        record["compile_s"] = compile_s
     cmd = [str(args.lmp), "-in", "in.bench", "-nocite", "-log", "log.lammps"]
     if device == "cpu" and core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core)] + cmd
@@ -183,8 +194,10 @@ def plot(records: list[dict], path: Path) -> None:
     series = {}
     for r in records:
         if "ms_per_step" in r:
-            key = f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}" + (
-                "" if r.get("compiled", True) else " uncompiled"
+            key = (
+                f"{'GPU' if r['gpus'] else 'CPU core'} {r['dtype']} {r['method']}"
+                + (" C++ (mliap/aoti)" if r["pair_style"] == "mliap/aoti" else "")
+                + ("" if r.get("compiled", True) else " uncompiled")
             )
             series.setdefault(key, []).append((r["atoms"], r["ms_per_step"]))
     for key, points in sorted(series.items()):
@@ -212,6 +225,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--methods", nargs="+", default=["analytic", "autograd"])
     parser.add_argument("--systems", nargs="+", help="subset of aspirin batch16 water_1k water_8k")
+    parser.add_argument(
+        "--couplings",
+        nargs="+",
+        choices=["python", "aoti"],
+        default=["python", "aoti"],
+        help="python: the model in LAMMPS's embedded Python; aoti: the compiled step of mliap/aoti (analytic)",
+    )
     parser.add_argument("--largest", action="store_true", help="also find the largest float32 water box on the GPU")
     parser.add_argument(
         "--largest-from",
@@ -246,7 +266,11 @@ def main(argv=None) -> int:
             warmup, steps = steps_for(atoms_hint, device)
             for dtype in args.dtypes:
                 for method in args.methods:
-                    cases.append((system, data, boundary, elements, pair_style, device, dtype, method, steps, warmup))
+                    for coupling in args.couplings:
+                        if coupling == "aoti" and method != "analytic":  # the compiled step is analytic only
+                            continue
+                        style = "mliap/aoti" if coupling == "aoti" else pair_style
+                        cases.append((system, data, boundary, elements, style, device, dtype, method, steps, warmup))
     records = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
 
     def keep(record: dict) -> None:  # written after every case: a run cut short keeps what it measured

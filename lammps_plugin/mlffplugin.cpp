@@ -37,7 +37,8 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   (*register_plugin)(&plugin, lmp);
 
   plugin.name = "mliap/aoti";
-  plugin.info = "student force step compiled ahead of time (AOTInductor), run from C++ (mlff-distiller)";
+  plugin.info =
+      "student force step compiled ahead of time (AOTInductor), run from C++ (mlff-distiller)";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &mliap_aoti_creator;
   (*register_plugin)(&plugin, lmp);
 }

@@ -56,9 +56,7 @@ struct PairMLIAPAoti::Package {
   bool pairs_every_step() const { return device.is_cpu(); }
 
   at::Tensor on_device(std::vector<int64_t> &values) const
-  {
-    return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong).to(device);
-  }
+  { return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong).to(device); }
 };
 
 /* ---------------------------------------------------------------------- */
@@ -124,8 +122,8 @@ void PairMLIAPAoti::read_package_metadata()
                MLFFAoti::EXPORT_COMMAND);
   auto &meta = package->metadata;
   try {
-    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(package_file,
-                                                                               "model");
+    meta =
+        torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(package_file, "model");
   } catch (const std::exception &e) {
     error->all(FLERR,
                "Pair style mliap/aoti: {} is not an AOTInductor package ({}): write one with `{}`",
@@ -136,10 +134,11 @@ void PairMLIAPAoti::read_package_metadata()
     return found == meta.end() ? std::string("(none)") : found->second;
   };
   if (value("mlff_format") != MLFFAoti::FORMAT)
-    error->all(FLERR,
-               "Pair style mliap/aoti: {} is an AOTInductor package but not one of mlff-distiller's "
-               "force steps: write one with `{}`",
-               package_file, MLFFAoti::EXPORT_COMMAND);
+    error->all(
+        FLERR,
+        "Pair style mliap/aoti: {} is an AOTInductor package but not one of mlff-distiller's "
+        "force steps: write one with `{}`",
+        package_file, MLFFAoti::EXPORT_COMMAND);
   if (value("mlff_format_version") != MLFFAoti::FORMAT_VERSION ||
       value("inputs") != MLFFAoti::INPUTS || value("outputs") != MLFFAoti::OUTPUTS)
     error->all(FLERR,
@@ -161,15 +160,18 @@ void PairMLIAPAoti::read_package_metadata()
                "(torch {}): export it for this machine with `{}` and --device cpu",
                package_file, MLFF_TORCH_VERSION, MLFFAoti::EXPORT_COMMAND);
   if (device != "cuda" && device != "cpu")
-    error->all(FLERR, "Pair style mliap/aoti: {} was compiled for device '{}'; this plugin runs "
-               "cpu and cuda packages: re-export it with `{}`", package_file, device,
-               MLFFAoti::EXPORT_COMMAND);
+    error->all(FLERR,
+               "Pair style mliap/aoti: {} was compiled for device '{}'; this plugin runs "
+               "cpu and cuda packages: re-export it with `{}`",
+               package_file, device, MLFFAoti::EXPORT_COMMAND);
   package->device = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   elements = utils::split_words(value("elements"));
   cutoff = utils::numeric(FLERR, value("cutoff"), false, lmp);
   if (elements.empty() || cutoff <= 0.0)
-    error->all(FLERR, "Pair style mliap/aoti: {} names no elements or no positive cutoff: "
-               "re-export it with `{}`", package_file, MLFFAoti::EXPORT_COMMAND);
+    error->all(FLERR,
+               "Pair style mliap/aoti: {} names no elements or no positive cutoff: "
+               "re-export it with `{}`",
+               package_file, MLFFAoti::EXPORT_COMMAND);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -180,9 +182,11 @@ void PairMLIAPAoti::load_package()
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
         package_file, "model", false, 1, package->device.is_cuda() ? 0 : -1);
   } catch (const std::exception &e) {
-    error->all(FLERR, "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
-               "machine with `{}`", package_file, package->device.str(),
-               utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
+    error->all(FLERR,
+               "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
+               "machine with `{}`",
+               package_file, package->device.str(), utils::split_lines(e.what())[0],
+               MLFFAoti::EXPORT_COMMAND);
   }
   auto &meta = package->metadata;
   const std::string where = package->device.is_cpu()
@@ -304,8 +308,8 @@ void PairMLIAPAoti::collect_neighbours()
   owners.clear();
   for (int i = nlocal; i < ntotal; i++) {
     if (owner_index[i] < 0)
-      error->one(FLERR, "Pair style mliap/aoti: ghost atom {} (ID {}) has no local owner",
-                 i, atom->tag[i]);
+      error->one(FLERR, "Pair style mliap/aoti: ghost atom {} (ID {}) has no local owner", i,
+                 atom->tag[i]);
     ghosts.push_back(i);
     owners.push_back((int64_t) owner_index[i]);
   }
@@ -385,7 +389,8 @@ void PairMLIAPAoti::add_outputs()
     total += std::fabs(fp[k]);
   }
   if (!std::isfinite(total))
-    error->one(FLERR, "Pair style mliap/aoti: the model gave non-finite forces: atoms overlap or "
+    error->one(FLERR,
+               "Pair style mliap/aoti: the model gave non-finite forces: atoms overlap or "
                "left the range the model was trained on (check the structure and the timestep)");
 
   if (eflag_global) eng_vdwl += out[MLFFAoti::ENERGY].item<double>();
@@ -408,8 +413,7 @@ void PairMLIAPAoti::add_outputs()
 
 /* ---------------------------------------------------------------------- */
 
-int PairMLIAPAoti::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
-                                     int * /*pbc*/)
+int PairMLIAPAoti::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
   for (int k = 0; k < n; k++) buf[k] = owner_index[list[k]];
   return n;

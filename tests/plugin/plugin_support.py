@@ -70,7 +70,12 @@ def make_export(
     save_model(model, tmp_path / f"{name}.pt")
     return (
         export(
-            tmp_path / f"{name}.pt", tmp_path / f"{name}.mliap", dtype=dtype, method=method, device=device, format=format
+            tmp_path / f"{name}.pt",
+            tmp_path / f"{name}.mliap",
+            dtype=dtype,
+            method=method,
+            device=device,
+            format=format,
         ),
         load_model(tmp_path / f"{name}.pt"),
     )

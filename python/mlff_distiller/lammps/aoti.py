@@ -76,7 +76,13 @@ class ForceStep(nn.Module):
         r_ij = self.pair_vectors(x, known, pair_i, pair_j)
         weights = (torch.arange(x.shape[0], device=x.device) < nlocal) & known
         energies, grad = self.model.energies_and_weighted_edge_gradients(
-            species.clamp(min=0), pair_i, pair_j, r_ij.to(dtype), weights.to(dtype), self.method, GatherHalo(ghosts, owners)
+            species.clamp(min=0),
+            pair_i,
+            pair_j,
+            r_ij.to(dtype),
+            weights.to(dtype),
+            self.method,
+            GatherHalo(ghosts, owners),
         )
         fij = grad.to(torch.float64)
         eatoms = energies.to(torch.float64) * weights
@@ -199,4 +205,3 @@ def compile_package(
         )
         temporary.replace(output)
     return output
-

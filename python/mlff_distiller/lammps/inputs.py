@@ -19,4 +19,3 @@ def plugin_lines(model_file: str, elements: list[str] | None = None, style: str 
     `mliap/aoti` for a compiled force step (.pt2)."""
     coeff = " ".join(elements) if elements else "<element of each atom type>"
     return f"plugin load {plugin_path()}\npair_style {style} {model_file}\npair_coeff * * {coeff}"
-

@@ -1,0 +1,63 @@
+"""The force step behind `pair_style mliap/aoti` (lammps/aoti.py) without LAMMPS: pairs it must
+drop (beyond the cutoff, a NULL-type end, the padding atom's) add exactly nothing; the compiled
+package equals the eager step at every size, the smallest (no real ghost, one real pair) included."""
+
+import pytest
+import torch
+
+from mlff_distiller.lammps.aoti import ForceStep, compile_package, example_inputs
+from mlff_distiller.model.io import save_model
+from mlff_distiller.model.painn import PaiNN, PaiNNConfig
+
+
+def small_model() -> PaiNN:
+    torch.manual_seed(0)
+    model = PaiNN(PaiNNConfig(elements=["H", "O"], n_features=16, n_layers=3, cutoff=4.0, repulsion=True))
+    with torch.no_grad():
+        model.readout.shift.uniform_(-1, 1)
+    return model.double().eval().requires_grad_(False)
+
+
+def test_dropped_pairs_add_exactly_nothing():
+    step = ForceStep(small_model())
+    x, species, pair_i, pair_j, ghosts, owners, nlocal = example_inputs(step.model, "cpu")
+    base = step(x, species, pair_i, pair_j, ghosts, owners, nlocal)
+    # a far atom (beyond the cutoff of every other) joined to every local atom, both ways
+    x2 = torch.cat((x[:-1], torch.tensor([[40.0, 0.0, 0.0]], dtype=x.dtype), x[-1:]))
+    pad = x2.shape[0] - 1
+    species2 = torch.cat((species[:-1], torch.tensor([1, 0])))
+    local = torch.arange(int(nlocal))
+    far = torch.full_like(local, pad - 1)
+    remap = lambda index: torch.where(index == pad - 1, pad, index)  # noqa: E731 (the old padding atom moved)
+    pair_i2 = torch.cat((remap(pair_i), local, far))
+    pair_j2 = torch.cat((remap(pair_j), far, local))
+    extended = step(x2, species2, pair_i2, pair_j2, remap(ghosts), remap(owners), nlocal)
+    keep = torch.cat((torch.arange(pad - 1), torch.tensor([pad])))
+    for a, b in zip(base, extended):
+        b = b[keep] if b.dim() and b.shape[0] == x2.shape[0] else b
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_compiled_package_equals_the_eager_step(tmp_path):
+    model = small_model()
+    save_model(model, tmp_path / "m.pt")
+    package = compile_package((tmp_path / "m.pt").read_bytes(), tmp_path / "m.pt2", "analytic", "float64", "cpu")
+    compiled = torch._inductor.aoti_load_package(str(package))
+    step = ForceStep(model)
+    x, species, pair_i, pair_j, ghosts, owners, nlocal = example_inputs(model, "cpu")
+    calls = {
+        "traced sizes": (x, species, pair_i, pair_j, ghosts, owners, nlocal),
+        "no ghost, one pair": (
+            x[[0, 1, -1]],
+            species[[0, 1, -1]],
+            torch.tensor([0, 2]),
+            torch.tensor([1, 2]),
+            torch.tensor([2]),
+            torch.tensor([2]),
+            torch.tensor([2]),
+        ),
+    }
+    for name, args in calls.items():
+        for a, b in zip(step(*args), compiled(*args)):
+            assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(a.abs().max()))), name
