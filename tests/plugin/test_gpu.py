@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from mlff_distiller.lammps.export import package_path
+
 from plugin_support import (
     WATER,
     lammps_input,
@@ -47,6 +49,27 @@ def test_cuda_export_through_the_plugin_matches_python(tmp_path, dtype, method):
         result = run_single_point(tmp_path / f"gpu{nprocs}", atoms, lammps_input(pair_lines(model_file, WATER)), nprocs)
         errors = relative_errors(result, ref)
         assert max(errors.values()) < TOLERANCE[dtype], (nprocs, errors)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype):
+    """The force step compiled for the GPU and run from C++ (`mliap/aoti`): periodic water and a
+    molecule in vacuum against the Python model on the CPU."""
+    model_file, model = make_export(
+        tmp_path, 3, elements=["H", "C", "N", "O"], dtype=dtype, device="cuda", format="aoti"
+    )
+    lines = {
+        elements: pair_lines(package_path(model_file), elements, style="mliap/aoti")
+        for elements in (tuple(WATER), ("H", "C", "N", "O"))
+    }
+    for name, atoms, elements, boundary in (
+        ("water", triclinic_water(), tuple(WATER), "p p p"),
+        ("molecule", molecule_in_vacuum(), ("H", "C", "N", "O"), "f f f"),
+    ):
+        result = run_single_point(tmp_path / name, atoms, lammps_input(lines[elements], boundary), 1, list(elements))
+        assert "on cuda" in result["output"]
+        errors = relative_errors(result, reference(model, atoms))
+        assert max(errors.values()) < TOLERANCE[dtype], (name, errors)
 
 
 def test_cuda_export_through_stock_mliap_matches_python(tmp_path):

@@ -185,7 +185,7 @@ def compile_package(
             "use --method analytic, or run the autograd reference through the .mliap export"
         )
     model = load_model(io.BytesIO(model_bytes), DTYPES[dtype]).to(device)
-    step = ForceStep(model, method).eval()
+    step = ForceStep(model, method).to(device).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     with (
         torch.no_grad(),
