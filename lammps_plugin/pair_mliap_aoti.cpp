@@ -9,12 +9,15 @@
       collected every step instead: see Package::pairs_every_step);
    3. the package (python/mlff_distiller/lammps/aoti.py, ForceStep) returns
       forces, per-atom energies, energy, virial and per-atom virial; forces
-      are added to LAMMPS's, the rest when LAMMPS asks for it.
+      are added to LAMMPS's, the rest when LAMMPS asks for it. Between layers
+      it calls the operator mlff_plugin::halo_exchange, registered below and
+      served by exchange_rows() of the pair style whose step is running.
 ------------------------------------------------------------------------- */
 
 #include "pair_mliap_aoti.h"
 
 #include "aoti_protocol.h"
+#include "halo_protocol.h"
 #include "model_settings.h"
 
 #include "atom.h"
@@ -28,6 +31,7 @@
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/cuda.h>
+#include <torch/library.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -59,9 +63,62 @@ struct PairMLIAPAoti::Package {
   { return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong).to(device); }
 };
 
+/* ----------------------------------------------------------------------
+   the operator the packages call between layers (its Python twin, for export
+   and tests: plugin_halo_exchange in aoti.py). Registered when the first
+   package loads; the schema only where nothing (a Python session that
+   exported a package in this process) defined it already.
+------------------------------------------------------------------------- */
+
+namespace {
+
+// this rank's index among the ranks of its node: which of the node's GPUs it takes
+int node_local_rank(MPI_Comm world)
+{
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
+}
+
+PairMLIAPAoti *stepping = nullptr;    // the pair style whose package is running
+
+at::Tensor halo_exchange_operator(const at::Tensor &rows, const at::Tensor &ghosts,
+                                  const at::Tensor &owners, bool reverse)
+{
+  if (!stepping)
+    throw std::runtime_error("mlff_plugin::halo_exchange was called outside a mliap/aoti step");
+  return stepping->exchange_rows(rows, ghosts, owners, reverse);
+}
+
+void register_halo_exchange_operator()
+{
+  static std::unique_ptr<torch::Library> schema, kernel;
+  if (kernel) return;
+  if (!c10::Dispatcher::singleton().findSchema({"mlff_plugin::halo_exchange", ""})) {
+    schema = std::make_unique<torch::Library>(torch::Library::DEF, "mlff_plugin", std::nullopt,
+                                              __FILE__, __LINE__);
+    schema->def("halo_exchange(Tensor rows, Tensor ghosts, Tensor owners, bool reverse) -> Tensor");
+  }
+  kernel = std::make_unique<torch::Library>(torch::Library::IMPL, "mlff_plugin",
+                                            c10::DispatchKey::CompositeExplicitAutograd, __FILE__,
+                                            __LINE__);
+  kernel->impl("halo_exchange", TORCH_FN(halo_exchange_operator));
+}
+
+// the running pair style for the operator, for the duration of one package call
+struct Stepping {
+  explicit Stepping(PairMLIAPAoti *pair) { stepping = pair; }
+  ~Stepping() { stepping = nullptr; }
+};
+
+}    // namespace
+
 /* ---------------------------------------------------------------------- */
 
-PairMLIAPAoti::PairMLIAPAoti(LAMMPS *lmp) : Pair(lmp), cutoff(0.0), map(nullptr)
+PairMLIAPAoti::PairMLIAPAoti(LAMMPS *lmp) : HaloExchangePair(lmp), cutoff(0.0), map(nullptr)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -69,7 +126,6 @@ PairMLIAPAoti::PairMLIAPAoti(LAMMPS *lmp) : Pair(lmp), cutoff(0.0), map(nullptr)
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
   no_virial_fdotr_compute = 1;    // the package returns the virial
-  comm_forward = 1;               // owner_index
 }
 
 /* ---------------------------------------------------------------------- */
@@ -164,7 +220,9 @@ void PairMLIAPAoti::read_package_metadata()
                "Pair style mliap/aoti: {} was compiled for device '{}'; this plugin runs "
                "cpu and cuda packages: re-export it with `{}`",
                package_file, device, MLFFAoti::EXPORT_COMMAND);
-  package->device = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  package->device = device == "cuda"
+      ? torch::Device(torch::kCUDA, node_local_rank(world) % torch::cuda::device_count())
+      : torch::Device(torch::kCPU);
   elements = utils::split_words(value("elements"));
   cutoff = utils::numeric(FLERR, value("cutoff"), false, lmp);
   if (elements.empty() || cutoff <= 0.0)
@@ -178,9 +236,10 @@ void PairMLIAPAoti::read_package_metadata()
 
 void PairMLIAPAoti::load_package()
 {
+  register_halo_exchange_operator();
   try {
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        package_file, "model", false, 1, package->device.is_cuda() ? 0 : -1);
+        package_file, "model", false, 1, package->device.is_cuda() ? package->device.index() : -1);
   } catch (const std::exception &e) {
     error->all(FLERR,
                "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
@@ -237,12 +296,6 @@ void PairMLIAPAoti::coeff(int narg, char **arg)
 void PairMLIAPAoti::init_style()
 {
   if (!package) error->all(FLERR, "Pair style mliap/aoti: no package loaded");
-  if (comm->nprocs > 1)
-    error->all(FLERR,
-               "Pair style mliap/aoti runs on one MPI rank (its package gathers ghost features "
-               "from local atoms) but this run has {}: run the same model on several ranks with "
-               "`pair_style mliap/halo FILE.mliap` (the export beside the .pt2)",
-               comm->nprocs);
   MLFFSettings::check_model_settings(lmp, "mliap/aoti");
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
@@ -262,8 +315,7 @@ void PairMLIAPAoti::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
-  if (nlocal == 0) return;
-  Package &p = *package;
+  Package &p = *package;    // a rank without atoms runs it too: the exchanges are collective
 
   const bool rebuilt = neighbor->ago == 0 || (int64_t) species.size() != ntotal + 1;
   if (rebuilt) collect_neighbours();
@@ -287,8 +339,8 @@ void PairMLIAPAoti::compute(int eflag, int vflag)
 }
 
 /* ----------------------------------------------------------------------
-   what changes only when LAMMPS reneighbours: element of every atom, each
-   ghost's local owner (one forward exchange of the local indices: on one rank
+   what changes only when LAMMPS reneighbours: element of every atom, on one
+   rank each ghost's local owner (one forward exchange of the local indices:
    every ghost is an image of a local atom), the padding atom
 ------------------------------------------------------------------------- */
 
@@ -301,17 +353,17 @@ void PairMLIAPAoti::collect_neighbours()
   for (int i = 0; i < ntotal; i++) species[i] = map[atom->type[i]];
   species[pad] = 0;
 
-  owner_index.assign(ntotal, -1.0);
-  for (int i = 0; i < nlocal; i++) owner_index[i] = i;
-  comm->forward_comm(this);
   ghosts.clear();
   owners.clear();
-  for (int i = nlocal; i < ntotal; i++) {
-    if (owner_index[i] < 0)
-      error->one(FLERR, "Pair style mliap/aoti: ghost atom {} (ID {}) has no local owner", i,
-                 atom->tag[i]);
-    ghosts.push_back(i);
-    owners.push_back((int64_t) owner_index[i]);
+  if (comm->nprocs == 1) {    // on several ranks the exchange goes through LAMMPS: no owners
+    const std::vector<int> owner = local_owners();
+    for (int i = nlocal; i < ntotal; i++) {
+      if (owner[i] < 0)
+        error->one(FLERR, "Pair style mliap/aoti: ghost atom {} (ID {}) has no local owner", i,
+                   atom->tag[i]);
+      ghosts.push_back(i);
+      owners.push_back(owner[i]);
+    }
   }
   ghosts.push_back(pad);
   owners.push_back(pad);
@@ -371,8 +423,11 @@ void PairMLIAPAoti::add_outputs()
   Package &p = *package;
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
-  std::vector<at::Tensor> out =
-      p.loader->run({p.x, p.species, p.pair_i, p.pair_j, p.ghosts, p.owners, p.nlocal});
+  std::vector<at::Tensor> out;
+  {
+    Stepping running(this);
+    out = p.loader->run({p.x, p.species, p.pair_i, p.pair_j, p.ghosts, p.owners, p.nlocal});
+  }
   if (out.size() != MLFFAoti::NOUTPUTS)
     error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})",
                package_file, out.size(), (int) MLFFAoti::NOUTPUTS, MLFFAoti::OUTPUTS);
@@ -413,15 +468,28 @@ void PairMLIAPAoti::add_outputs()
 
 /* ---------------------------------------------------------------------- */
 
-int PairMLIAPAoti::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+at::Tensor PairMLIAPAoti::exchange_rows(const at::Tensor &rows, const at::Tensor &ghosts,
+                                        const at::Tensor &owners, bool reverse)
 {
-  for (int k = 0; k < n; k++) buf[k] = owner_index[list[k]];
-  return n;
-}
-
-void PairMLIAPAoti::unpack_forward_comm(int n, int first, double *buf)
-{
-  for (int k = 0; k < n; k++) owner_index[first + k] = buf[k];
+  if (comm->nprocs == 1) {    // every ghost is an image of a local atom: device operations
+    if (reverse)
+      return rows.index_add(0, owners, rows.index_select(0, ghosts)).index_fill(0, ghosts, 0);
+    return rows.index_copy(0, ghosts, rows.index_select(0, owners));
+  }
+  // LAMMPS's communication on a host copy of the atoms' rows (the padding row stays as it is)
+  if (rows.dim() != 2 || (rows.scalar_type() != at::kDouble && rows.scalar_type() != at::kFloat))
+    throw std::runtime_error(
+        "mlff_plugin::halo_exchange takes [atoms, width] float64 or float32 rows");
+  const int ntotal = atom->nlocal + atom->nghost;
+  at::Tensor out = rows.contiguous().clone();
+  at::Tensor host = out.is_cpu() ? out : out.to(at::kCPU);
+  const int dtype = rows.scalar_type() == at::kDouble ? MLFFHalo::FLOAT64 : MLFFHalo::FLOAT32;
+  const int status = exchange(host.data_ptr(), host.data_ptr(), ntotal, (int) rows.size(1), dtype,
+                              reverse ? 1 : 0);
+  if (status != MLFFHalo::OK)
+    throw std::runtime_error(fmt::format("halo exchange failed with status {}", status));
+  if (!out.is_cpu()) out.copy_(host);
+  return out;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -432,6 +500,5 @@ double PairMLIAPAoti::memory_usage()
   bytes += (double) (species.capacity() + ghosts.capacity() + owners.capacity() +
                      pair_i.capacity() + pair_j.capacity()) *
       sizeof(int64_t);
-  bytes += (double) owner_index.capacity() * sizeof(double);
   return bytes;
 }

@@ -8,8 +8,11 @@
    change; pair vectors, the cutoff, forces, energies and the virial are
    computed there, and forces (energies, virial when asked) come back.
 
-   One MPI rank (ghost atoms are then periodic images of local atoms, gathered
-   on the device); several ranks run the same model through `mliap/halo`.
+   Ghost features after each layer: the package calls the operator
+   mlff_plugin::halo_exchange, implemented here. On one MPI rank every ghost
+   is a periodic image of a local atom and the exchange is a gather on the
+   device; on several ranks it goes through LAMMPS's communication
+   (HaloExchangePair, as mliap/halo), from a host copy of the rows.
 
    Syntax:   pair_style mliap/aoti FILE.pt2
              pair_coeff * * El1 El2 ... (NULL allowed)
@@ -18,16 +21,20 @@
 #ifndef LMP_PAIR_MLIAP_AOTI_H
 #define LMP_PAIR_MLIAP_AOTI_H
 
-#include "pair.h"
+#include "halo_exchange_pair.h"
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+namespace at {
+class Tensor;    // libtorch's, declared only: LAMMPS sources including this need no torch
+}
+
 namespace LAMMPS_NS {
 
-class PairMLIAPAoti : public Pair {
+class PairMLIAPAoti : public HaloExchangePair {
  public:
   PairMLIAPAoti(class LAMMPS *);
   ~PairMLIAPAoti() override;
@@ -39,8 +46,10 @@ class PairMLIAPAoti : public Pair {
   double init_one(int, int) override;
   double memory_usage() override;
 
-  int pack_forward_comm(int, int *, double *, int, int *) override;
-  void unpack_forward_comm(int, int, double *) override;
+  // the operator mlff_plugin::halo_exchange on rows [nlocal + nghost + 1 padding, width]: the
+  // ghost rows from their owners (reverse: owners += ghost rows, ghost rows 0)
+  at::Tensor exchange_rows(const at::Tensor &rows, const at::Tensor &ghosts,
+                           const at::Tensor &owners, bool reverse);
 
  protected:
   struct Package;                      // the loaded package and its device tensors (libtorch)
@@ -52,7 +61,6 @@ class PairMLIAPAoti : public Pair {
 
   // host copies of what the package gets, rebuilt when LAMMPS reneighbours (pairs: see compute)
   std::vector<int64_t> species, ghosts, owners, pair_i, pair_j;
-  std::vector<double> owner_index;    // forward-communicated to find each ghost's local owner
 
   void allocate();
   void read_package_metadata();

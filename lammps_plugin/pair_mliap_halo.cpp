@@ -6,7 +6,8 @@
       (pair_i, pair_j, rij: memory linear in the number of pairs);
    2. a Python HaloData object (mlff_distiller/lammps/halo_data.py) gets numpy
       views of them and is handed to model.compute_forces(data), as ML-IAP does;
-      its forward_exchange/reverse_exchange call back into exchange() below,
+      its forward_exchange/reverse_exchange call back into exchange()
+      (halo_exchange_pair.cpp),
       which moves rows of a [ntotal, width] array through comm->forward_comm /
       comm->reverse_comm of this pair style, in slices of comm_forward values;
    3. fij = dE/dr_ij comes back: f_i += fij, f_j -= fij, virial tallied per pair
@@ -34,11 +35,6 @@
 #include <cstring>
 
 using namespace LAMMPS_NS;
-
-// doubles of LAMMPS's buffer per atom in one communication pass (comm_forward, comm_reverse):
-// rows travel as their own bytes, so a pass carries 128 doubles or 256 floats of a row, and wider
-// rows go in several passes
-static constexpr int EXCHANGE_SLICE = 128;
 
 /* ----------------------------------------------------------------------
    entry point for Python (ctypes): returns 0 on success
@@ -99,8 +95,8 @@ std::string take_python_error(bool print_traceback)
 /* ---------------------------------------------------------------------- */
 
 PairMLIAPHalo::PairMLIAPHalo(LAMMPS *lmp) :
-    Pair(lmp), py_model(nullptr), py_data(nullptr), cutoff(0.0), map(nullptr), xbuf(nullptr),
-    xwidth(0), xoffset(0), xcount(0), xdouble(1), gil_state(0)
+    HaloExchangePair(lmp), py_model(nullptr), py_data(nullptr), cutoff(0.0), map(nullptr),
+    gil_state(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -108,8 +104,6 @@ PairMLIAPHalo::PairMLIAPHalo(LAMMPS *lmp) :
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
   no_virial_fdotr_compute = 1;    // the virial is tallied pair by pair from fij and rij
-  comm_forward = EXCHANGE_SLICE;
-  comm_reverse = EXCHANGE_SLICE;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -420,137 +414,8 @@ const int *PairMLIAPHalo::owners_on_this_rank()
   if (comm->nprocs > 1) return nullptr;
   const int ntotal = atom->nlocal + atom->nghost;
   if (neighbor->ago != 0 && (int) owner.size() == ntotal) return owner.data();
-  std::vector<double> index(ntotal, -1.0);
-  for (int i = 0; i < atom->nlocal; i++) index[i] = i;
-  exchange(index.data(), index.data(), ntotal, 1, MLFFHalo::FLOAT64, 0);
-  owner.assign(index.begin(), index.end());
+  owner = local_owners();
   return owner.data();
-}
-
-/* ----------------------------------------------------------------------
-   halo exchange of a C-contiguous [nrows = nlocal + nghost, width] array of
-   doubles (dtype 0) or floats (dtype 1): dst = src, then
-   forward: every ghost row becomes a copy of its owner's row;
-   reverse: every owner row gets the sum of its ghost rows, ghost rows become 0.
-   Collective: every rank must call it with the same width.
-------------------------------------------------------------------------- */
-
-int PairMLIAPHalo::exchange(void *src, void *dst, long long nrows, int width, int dtype,
-                            int reverse)
-{
-  const int nlocal = atom->nlocal;
-  const long long ntotal = (long long) nlocal + atom->nghost;
-  if (nrows != ntotal) return MLFFHalo::BAD_ROWS;
-  if (width <= 0) return MLFFHalo::BAD_WIDTH;
-  if (dtype != MLFFHalo::FLOAT64 && dtype != MLFFHalo::FLOAT32) return MLFFHalo::BAD_DTYPE;
-  const size_t elsize = dtype == MLFFHalo::FLOAT64 ? sizeof(double) : sizeof(float);
-  if (ntotal > 0 && (!src || !dst)) return MLFFHalo::NULL_DATA;
-  if (ntotal > 0 && src != dst) memcpy(dst, src, (size_t) ntotal * width * elsize);
-
-  xbuf = dst;
-  xwidth = width;
-  xdouble = dtype == MLFFHalo::FLOAT64;
-  const int slice = EXCHANGE_SLICE * (int) (sizeof(double) / elsize);
-  for (xoffset = 0; xoffset < width; xoffset += slice) {
-    xcount = MIN(slice, width - xoffset);
-    const int doubles_per_atom = (int) ((xcount * elsize + sizeof(double) - 1) / sizeof(double));
-    if (reverse)
-      comm->reverse_comm(this, doubles_per_atom);
-    else
-      comm->forward_comm(this, doubles_per_atom);
-  }
-
-  if (reverse && ntotal > nlocal)
-    memset((char *) dst + (size_t) nlocal * width * elsize, 0,
-           (size_t) (ntotal - nlocal) * width * elsize);
-  xbuf = nullptr;
-  return MLFFHalo::OK;
-}
-
-/* ----------------------------------------------------------------------
-   the four communication callbacks move the same thing, the slice
-   [xoffset, xoffset + xcount) of rows of the exchanged array, between rows and
-   LAMMPS's double buffer: one routine, for either element type, in either
-   direction, with rows named by a list or counted from a first row. Elements
-   travel as their bytes (floats two to a double): exact, and half the traffic
-   of converting floats to doubles. Returns the doubles of the buffer used.
-------------------------------------------------------------------------- */
-
-namespace {
-
-enum class Move { ROWS_TO_BUFFER, BUFFER_TO_ROWS, BUFFER_ADDED_TO_ROWS };
-
-template <typename T, Move move, typename RowOf>
-int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of, double *buf)
-{
-  T *a = static_cast<T *>(array);
-  char *bytes = reinterpret_cast<char *>(buf);
-  const size_t row_bytes = (size_t) count * sizeof(T);
-  for (int k = 0; k < n; k++, bytes += row_bytes) {
-    T *row = a + (size_t) row_of(k) * width + offset;
-    if constexpr (move == Move::ROWS_TO_BUFFER) {
-      memcpy(bytes, row, row_bytes);
-    } else if constexpr (move == Move::BUFFER_TO_ROWS) {
-      memcpy(row, bytes, row_bytes);
-    } else {
-      for (int c = 0; c < count; c++) {
-        T value;
-        memcpy(&value, bytes + c * sizeof(T), sizeof(T));
-        row[c] += value;
-      }
-    }
-  }
-  return (int) (((size_t) n * row_bytes + sizeof(double) - 1) / sizeof(double));
-}
-
-template <Move move, typename RowOf>
-int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n,
-                       RowOf row_of, double *buf)
-{
-  return is_double ? move_rows<double, move>(array, width, offset, count, n, row_of, buf)
-                   : move_rows<float, move>(array, width, offset, count, n, row_of, buf);
-}
-
-}    // namespace
-
-int PairMLIAPHalo::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
-{
-  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
-      [list](int k) {
-        return list[k];
-      },
-      buf);
-}
-
-void PairMLIAPHalo::unpack_forward_comm(int n, int first, double *buf)
-{
-  move_exchange_rows<Move::BUFFER_TO_ROWS>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
-      [first](int k) {
-        return first + k;
-      },
-      buf);
-}
-
-int PairMLIAPHalo::pack_reverse_comm(int n, int first, double *buf)
-{
-  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
-      [first](int k) {
-        return first + k;
-      },
-      buf);
-}
-
-void PairMLIAPHalo::unpack_reverse_comm(int n, int *list, double *buf)
-{
-  move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
-      [list](int k) {
-        return list[k];
-      },
-      buf);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -16,14 +16,14 @@
 #ifndef LMP_PAIR_MLIAP_HALO_H
 #define LMP_PAIR_MLIAP_HALO_H
 
-#include "pair.h"
+#include "halo_exchange_pair.h"
 
 #include <string>
 #include <vector>
 
 namespace LAMMPS_NS {
 
-class PairMLIAPHalo : public Pair {
+class PairMLIAPHalo : public HaloExchangePair {
  public:
   PairMLIAPHalo(class LAMMPS *);
   ~PairMLIAPHalo() override;
@@ -34,14 +34,6 @@ class PairMLIAPHalo : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   double memory_usage() override;
-
-  int pack_forward_comm(int, int *, double *, int, int *) override;
-  void unpack_forward_comm(int, int, double *) override;
-  int pack_reverse_comm(int, int, double *) override;
-  void unpack_reverse_comm(int, int *, double *) override;
-
-  // called from Python (through ctypes) by HaloData.forward_exchange / reverse_exchange
-  int exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse);
 
  protected:
   std::string model_file;
@@ -58,9 +50,6 @@ class PairMLIAPHalo : public Pair {
   std::vector<int> owner;
   std::vector<double> rij, fij, eatoms;
 
-  // the slice of a feature array being exchanged
-  void *xbuf;
-  int xwidth, xoffset, xcount, xdouble;
   int gil_state;    // PyGILState_STATE of the current PyGILState_Ensure
 
   void allocate();

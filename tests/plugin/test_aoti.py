@@ -30,6 +30,7 @@ from plugin_support import (
     run_lammps,
     run_single_point,
     triclinic_water,
+    water_slab,
 )
 
 pytestmark = [pytest.mark.lammps, pytest.mark.slow]
@@ -67,12 +68,26 @@ SYSTEMS = {
 
 
 @pytest.mark.parametrize("system", list(SYSTEMS))
-def test_compiled_step_matches_python_model(tmp_path, compiled, system):
+def test_compiled_step_matches_python_model_on_1_to_4_ranks(tmp_path, compiled, system):
     make_atoms, elements, boundary = SYSTEMS[system]
     model_file, model = compiled
     atoms = make_atoms()
-    result = run_single_point(tmp_path, atoms, lammps_input(aoti_lines(model_file, elements), boundary), 1, elements)
-    assert "mliap/aoti:" in result["output"] and "on cpu" in result["output"]
+    ref = reference(model, atoms)
+    for nprocs in (1, 2, 3, 4):
+        script = lammps_input(aoti_lines(model_file, elements), boundary)
+        result = run_single_point(tmp_path / f"ranks{nprocs}", atoms, script, nprocs, elements)
+        assert "mliap/aoti:" in result["output"] and "on cpu" in result["output"]
+        errors = relative_errors(result, ref)
+        assert max(errors.values()) < REL, (nprocs, errors)
+
+
+def test_a_rank_without_atoms(tmp_path, compiled):
+    """`processors 4 1 1` on a slab: one rank owns no atom and still joins every exchange."""
+    model_file, model = compiled
+    atoms = water_slab()
+    result = run_single_point(tmp_path, atoms, lammps_input(aoti_lines(model_file), processors="processors 4 1 1"), 4)
+    log = (tmp_path / "log.lammps").read_text()
+    assert re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", log), "no empty rank"
     errors = relative_errors(result, reference(model, atoms))
     assert max(errors.values()) < REL, errors
 
@@ -99,7 +114,8 @@ def test_null_type_under_pair_hybrid(tmp_path, compiled):
 
 def test_md_with_neighbour_rebuilds_follows_the_python_step(tmp_path, compiled):
     """300 steps of NVE with a thin skin, the list rebuilt whenever an atom moved: the compiled
-    step and `mliap/halo` (the Python model, uncompiled) give the same trajectory."""
+    step on 1 and 2 ranks and `mliap/halo` (the Python model, uncompiled) give the same
+    trajectory."""
     model_file, _ = compiled
     md = """
 velocity all create 300 4928459 mom yes rot yes dist gaussian
@@ -111,16 +127,21 @@ thermo_style custom step pe ke etotal
 thermo_modify format float %.15g
 """
     runs = {}
-    for style, lines in (("aoti", aoti_lines(model_file)), ("halo", pair_lines(model_file, WATER))):
+    for name, lines, nprocs in (
+        ("aoti", aoti_lines(model_file), 1),
+        ("aoti_2_ranks", aoti_lines(model_file), 2),
+        ("halo", pair_lines(model_file, WATER), 1),
+    ):
         atoms = triclinic_water()
-        runs[style] = run_single_point(
-            tmp_path / style, atoms, lammps_input(lines, extra=md, run="run 300", skin=0.1), 1
+        runs[name] = run_single_point(
+            tmp_path / name, atoms, lammps_input(lines, extra=md, run="run 300", skin=0.1), nprocs
         )
-        log = (tmp_path / style / "log.lammps").read_text()
+        log = (tmp_path / name / "log.lammps").read_text()
         builds = int(re.search(r"Neighbor list builds = (\d+)", log).group(1))
-        assert builds >= 5, (style, builds)
-    assert np.abs(runs["aoti"]["positions"] - runs["halo"]["positions"]).max() < 1e-8
-    assert abs(runs["aoti"]["energy"] - runs["halo"]["energy"]) < 1e-9 * abs(runs["halo"]["energy"])
+        assert builds >= 5, (name, builds)
+    for name in ("aoti", "aoti_2_ranks"):
+        assert np.abs(runs[name]["positions"] - runs["halo"]["positions"]).max() < 1e-8, name
+        assert abs(runs[name]["energy"] - runs["halo"]["energy"]) < 1e-9 * abs(runs["halo"]["energy"]), name
 
 
 def test_float32_step(tmp_path):
@@ -174,14 +195,12 @@ def with_metadata(package: Path, output: Path, **changes) -> Path:
     return output
 
 
-@pytest.mark.parametrize("problem", ["ranks", "mliap_file", "missing", "torch_version", "format", "element", "units"])
+@pytest.mark.parametrize("problem", ["mliap_file", "missing", "torch_version", "format", "element", "units"])
 def test_errors_stop_lammps_with_a_message(tmp_path, compiled, problem):
     model_file, _ = compiled
-    package, nprocs = package_path(model_file), 1
+    package = package_path(model_file)
     lines = aoti_lines(model_file)
-    if problem == "ranks":
-        nprocs, expect = 2, "runs on one MPI rank"
-    elif problem == "mliap_file":
+    if problem == "mliap_file":
         lines = pair_lines(model_file, WATER, style="mliap/aoti")
         expect = "is not an AOTInductor package"
     elif problem == "missing":
@@ -201,7 +220,7 @@ def test_errors_stop_lammps_with_a_message(tmp_path, compiled, problem):
     work.mkdir()
     ortho_water().write(work / "structure.data", format="lammps-data", specorder=WATER, masses=True)
     script = lammps_input(lines, units="real" if problem == "units" else "metal")
-    proc = run_lammps(script, work, nprocs=nprocs, check=False, timeout=120)
+    proc = run_lammps(script, work, nprocs=2, check=False, timeout=120)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ERROR" in output
     assert expect in output, output[-3000:]

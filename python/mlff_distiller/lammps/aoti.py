@@ -16,10 +16,12 @@ moved ``PADDING_DISTANCE`` cutoffs apart, where the model's filters and their de
 exactly 0: they add exactly nothing (``tests/model/test_replay.py`` checks that for the buckets of
 ``replay.py``, ``tests/lammps/test_aoti.py`` for this step).
 
-Ghost atoms: on one MPI rank each ghost is a periodic image of a local atom, and the package's
-halo is a gather from the owners (``GatherHalo``) inside the compiled code. Several ranks need
-LAMMPS's communication between layers, which the plugin's `mliap/halo` style does (the same model,
-exported as ``.mliap``); `mliap/aoti` refuses more than one rank and says so.
+Ghost atoms get their features after each layer through the operator ``mlff_plugin::halo_exchange``
+(``PluginHalo``), which the compiled code calls and the plugin implements in C++: on one MPI rank
+every ghost is a periodic image of a local atom, and the exchange is a gather from ``owners`` on
+the model's device (the same as ``GatherHalo``, which is the Python implementation here, for tests
+and eager runs); on several ranks the plugin moves the rows through LAMMPS's communication instead,
+as `mliap/halo` does, and ``ghosts``/``owners`` hold only the padding atom.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..model.halo import GatherHalo
+from ..model.halo import GatherHalo, Halo
 from ..model.io import load_model
 from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
 from ..model.replay import PADDING_DISTANCE
@@ -48,6 +50,33 @@ PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
 # LAMMPS's virial order (xx, yy, zz, xy, xz, yz): the components of r (x) fij that it sums
 VIRIAL_ROWS = (0, 1, 2, 0, 0, 1)
 VIRIAL_COLUMNS = (0, 1, 2, 1, 2, 2)
+
+
+@torch.library.custom_op("mlff_plugin::halo_exchange", mutates_args=())
+def plugin_halo_exchange(rows: Tensor, ghosts: Tensor, owners: Tensor, reverse: bool) -> Tensor:
+    """rows [T,W] with ghost rows copied from their owners (reverse: owners += ghost rows, ghost
+    rows 0). In Python, the one-rank exchange (``GatherHalo``); the plugin's C++ implementation
+    replaces it inside LAMMPS and also serves several ranks."""
+    out = GatherHalo(ghosts, owners).primitive(rows, reverse)
+    return out.clone() if out is rows else out  # an operator's output must not be its input
+
+
+@plugin_halo_exchange.register_fake
+def _(rows: Tensor, ghosts: Tensor, owners: Tensor, reverse: bool) -> Tensor:
+    return torch.empty_like(rows)
+
+
+class PluginHalo(Halo):
+    """The halo of a package: both primitives are calls of ``mlff_plugin::halo_exchange``."""
+
+    def __init__(self, ghosts: Tensor, owners: Tensor):
+        super().__init__(
+            lambda rows: plugin_halo_exchange(rows, ghosts, owners, False),
+            lambda rows: plugin_halo_exchange(rows, ghosts, owners, True),
+        )
+
+    def exchange(self, rows: Tensor, reverse: bool) -> Tensor:
+        return self.primitive(rows, reverse)  # the analytic backward calls the reverse itself
 
 
 class ForceStep(nn.Module):
@@ -82,7 +111,7 @@ class ForceStep(nn.Module):
             r_ij.to(dtype),
             weights.to(dtype),
             self.method,
-            GatherHalo(ghosts, owners),
+            PluginHalo(ghosts, owners),
         )
         fij = grad.to(torch.float64)
         eatoms = energies.to(torch.float64) * weights

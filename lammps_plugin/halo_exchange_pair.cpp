@@ -1,0 +1,167 @@
+/* ----------------------------------------------------------------------
+   mlff-distiller LAMMPS plugin: the halo exchange shared by its pair styles
+   (see halo_exchange_pair.h)
+------------------------------------------------------------------------- */
+
+#include "halo_exchange_pair.h"
+
+#include "halo_protocol.h"
+
+#include "atom.h"
+#include "comm.h"
+
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+// doubles of LAMMPS's buffer per atom in one communication pass (comm_forward, comm_reverse):
+// rows travel as their own bytes, so a pass carries 128 doubles or 256 floats of a row, and wider
+// rows go in several passes
+static constexpr int EXCHANGE_SLICE = 128;
+
+/* ---------------------------------------------------------------------- */
+
+HaloExchangePair::HaloExchangePair(LAMMPS *lmp) :
+    Pair(lmp), xbuf(nullptr), xwidth(0), xoffset(0), xcount(0), xdouble(1)
+{
+  comm_forward = EXCHANGE_SLICE;
+  comm_reverse = EXCHANGE_SLICE;
+}
+
+/* ----------------------------------------------------------------------
+   halo exchange of a C-contiguous [nrows = nlocal + nghost, width] array of
+   doubles (dtype 0) or floats (dtype 1): dst = src, then
+   forward: every ghost row becomes a copy of its owner's row;
+   reverse: every owner row gets the sum of its ghost rows, ghost rows become 0.
+   Collective: every rank must call it with the same width.
+------------------------------------------------------------------------- */
+
+int HaloExchangePair::exchange(void *src, void *dst, long long nrows, int width, int dtype,
+                               int reverse)
+{
+  const int nlocal = atom->nlocal;
+  const long long ntotal = (long long) nlocal + atom->nghost;
+  if (nrows != ntotal) return MLFFHalo::BAD_ROWS;
+  if (width <= 0) return MLFFHalo::BAD_WIDTH;
+  if (dtype != MLFFHalo::FLOAT64 && dtype != MLFFHalo::FLOAT32) return MLFFHalo::BAD_DTYPE;
+  const size_t elsize = dtype == MLFFHalo::FLOAT64 ? sizeof(double) : sizeof(float);
+  if (ntotal > 0 && (!src || !dst)) return MLFFHalo::NULL_DATA;
+  if (ntotal > 0 && src != dst) memcpy(dst, src, (size_t) ntotal * width * elsize);
+
+  xbuf = dst;
+  xwidth = width;
+  xdouble = dtype == MLFFHalo::FLOAT64;
+  const int slice = EXCHANGE_SLICE * (int) (sizeof(double) / elsize);
+  for (xoffset = 0; xoffset < width; xoffset += slice) {
+    xcount = MIN(slice, width - xoffset);
+    const int doubles_per_atom = (int) ((xcount * elsize + sizeof(double) - 1) / sizeof(double));
+    if (reverse)
+      comm->reverse_comm(this, doubles_per_atom);
+    else
+      comm->forward_comm(this, doubles_per_atom);
+  }
+
+  if (reverse && ntotal > nlocal)
+    memset((char *) dst + (size_t) nlocal * width * elsize, 0,
+           (size_t) (ntotal - nlocal) * width * elsize);
+  xbuf = nullptr;
+  return MLFFHalo::OK;
+}
+
+/* ---------------------------------------------------------------------- */
+
+std::vector<int> HaloExchangePair::local_owners()
+{
+  const int ntotal = atom->nlocal + atom->nghost;
+  std::vector<double> index(ntotal, -1.0);
+  for (int i = 0; i < atom->nlocal; i++) index[i] = i;
+  exchange(index.data(), index.data(), ntotal, 1, MLFFHalo::FLOAT64, 0);
+  return std::vector<int>(index.begin(), index.end());
+}
+
+/* ----------------------------------------------------------------------
+   the four communication callbacks move the same thing, the slice
+   [xoffset, xoffset + xcount) of rows of the exchanged array, between rows and
+   LAMMPS's double buffer: one routine, for either element type, in either
+   direction, with rows named by a list or counted from a first row. Elements
+   travel as their bytes (floats two to a double): exact, and half the traffic
+   of converting floats to doubles. Returns the doubles of the buffer used.
+------------------------------------------------------------------------- */
+
+namespace {
+
+enum class Move { ROWS_TO_BUFFER, BUFFER_TO_ROWS, BUFFER_ADDED_TO_ROWS };
+
+template <typename T, Move move, typename RowOf>
+int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of, double *buf)
+{
+  T *a = static_cast<T *>(array);
+  char *bytes = reinterpret_cast<char *>(buf);
+  const size_t row_bytes = (size_t) count * sizeof(T);
+  for (int k = 0; k < n; k++, bytes += row_bytes) {
+    T *row = a + (size_t) row_of(k) * width + offset;
+    if constexpr (move == Move::ROWS_TO_BUFFER) {
+      memcpy(bytes, row, row_bytes);
+    } else if constexpr (move == Move::BUFFER_TO_ROWS) {
+      memcpy(row, bytes, row_bytes);
+    } else {
+      for (int c = 0; c < count; c++) {
+        T value;
+        memcpy(&value, bytes + c * sizeof(T), sizeof(T));
+        row[c] += value;
+      }
+    }
+  }
+  return (int) (((size_t) n * row_bytes + sizeof(double) - 1) / sizeof(double));
+}
+
+template <Move move, typename RowOf>
+int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n,
+                       RowOf row_of, double *buf)
+{
+  return is_double ? move_rows<double, move>(array, width, offset, count, n, row_of, buf)
+                   : move_rows<float, move>(array, width, offset, count, n, row_of, buf);
+}
+
+}    // namespace
+
+int HaloExchangePair::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
+                                        int * /*pbc*/)
+{
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [list](int k) {
+        return list[k];
+      },
+      buf);
+}
+
+void HaloExchangePair::unpack_forward_comm(int n, int first, double *buf)
+{
+  move_exchange_rows<Move::BUFFER_TO_ROWS>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [first](int k) {
+        return first + k;
+      },
+      buf);
+}
+
+int HaloExchangePair::pack_reverse_comm(int n, int first, double *buf)
+{
+  return move_exchange_rows<Move::ROWS_TO_BUFFER>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [first](int k) {
+        return first + k;
+      },
+      buf);
+}
+
+void HaloExchangePair::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(
+      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      [list](int k) {
+        return list[k];
+      },
+      buf);
+}
