@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.model.painn import DTYPES, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
     for record in records:
         print(json.dumps(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(records, indent=1))
+    atomic_write_text(args.out, json.dumps(records, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -39,6 +39,7 @@ import torch._dynamo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 
+from mlff_distiller.files import atomic_write_text  # noqa: E402
 from mlff_distiller.model.graph import graph_from_atoms  # noqa: E402
 from mlff_distiller.model.io import load_model  # noqa: E402
 from mlff_distiller.model.painn import DTYPES, METHODS  # noqa: E402
@@ -342,7 +343,7 @@ def main(argv=None) -> int:
     for name in args.compile:
         if time.perf_counter() < deadline:
             compiled_cases(records, atoms_by_name, device, [name])
-    (args.out / "gpu_model.json").write_text(json.dumps(records.rows, indent=1) + "\n")
+    atomic_write_text(args.out / "gpu_model.json", json.dumps(records.rows, indent=1) + "\n")
     return 0
 
 

@@ -320,7 +320,9 @@ def run_benchmark(
                 )
             report["results"].append({"system": system, "dtype": dtype_name, **results})
     if output:
-        output.write_text(json.dumps(report, indent=1))
+        from mlff_distiller.files import atomic_write_text
+
+        atomic_write_text(output, json.dumps(report, indent=1))
         print(f"wrote {output}")
     return report
 

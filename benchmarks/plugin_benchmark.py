@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from mlff_distiller.structures import random_water_box
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.graph import graph_from_atoms
@@ -332,7 +333,7 @@ def main(argv=None):
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     print("\nsummary")
     for name, row in rows.items():
         key = next((k for k in ("ratio", "speedup") if k in row), None)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from mlff_distiller.structures import random_water_box
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.lammps.export import export
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.io import save_model
@@ -106,7 +107,7 @@ info memory
             f"({(last['peak_rss_mb'] - first['peak_rss_mb']) / (last['atoms'] - first['atoms']) * 1024:.1f} KB per added atom)"
         )
     out = Path(args.out)
-    out.write_text(json.dumps(rows, indent=1))
+    atomic_write_text(out, json.dumps(rows, indent=1))
     print(f"wrote {out}")
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.lammps.inputs import plugin_path
 from mlff_distiller.model.painn import DTYPES
 
@@ -148,7 +149,7 @@ def run(args) -> None:
                 row[f"speedup_{ranks}_vs_1"] = row["plugin_s_per_step_1"] / row[f"plugin_s_per_step_{ranks}"]
         results["boxes"][atoms] = row
         print(atoms, json.dumps(row), flush=True)
-    (directory / "scaling.json").write_text(json.dumps(results, indent=1))
+    atomic_write_text(directory / "scaling.json", json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
 
@@ -226,7 +227,7 @@ def rank_graph(args) -> None:
             flush=True,
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ from mlff_distiller.distill.evaluate import evaluate_file, format_table
 from mlff_distiller.distill.label import label_structures
 from mlff_distiller.distill.sampling import sample_molecule
 from mlff_distiller.distill.train import TrainConfig, train_from_file
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.model.painn import PaiNNConfig
 
 
@@ -65,7 +66,7 @@ def main(argv=None):
 
     metrics = evaluate_file(out / "model.pt", out / "test.extxyz", group_key="molecule", plot=out / "parity.png")
     print(format_table(metrics))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(f"\nmodel file: {(out / 'model.pt').resolve()}")
     print(f"use it in ASE: StudentCalculator({str(out / 'model.pt')!r})")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from mlff_distiller.files import atomic_path
 from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers
 from mlff_distiller.structures import ASPIRIN_SMILES, random_water_box
 
@@ -40,7 +41,8 @@ def sixteen_copies(molecule: Atoms, spacing: float = 15.0, seed: int = 0) -> Ato
 
 
 def write(atoms: Atoms, path: Path, elements) -> None:
-    atoms.write(path, format="lammps-data", specorder=elements, masses=True)
+    with atomic_path(path) as temporary:
+        atoms.write(temporary, format="lammps-data", specorder=elements, masses=True)
     print(f"wrote {path.relative_to(HERE.parent)} ({len(atoms)} atoms)")
 
 

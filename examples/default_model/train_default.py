@@ -29,6 +29,7 @@ from mlff_distiller.distill.dataset import GraphDataset, read_structures, split_
 from mlff_distiller.distill.evaluate import format_table, parity_plot
 from mlff_distiller.distill.metrics import collect_predictions, error_metrics
 from mlff_distiller.distill.train import TrainConfig, build_model, train, training_metadata
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.model.io import SHIPPED_DIR, save_model
 from mlff_distiller.model.painn import PaiNNConfig
 
@@ -119,7 +120,7 @@ def main():
         "targets": targets_met(results),
         **results,
     }
-    (HERE / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(HERE / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print("\ntargets:", json.dumps(summary["targets"], indent=2))
     print(f"wrote {MODEL_FILE}, {HERE / 'metrics.json'}, {HERE / 'parity.png'}")
 

@@ -25,6 +25,7 @@ import ase.io
 import torch
 
 from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers
+from mlff_distiller.files import atomic_path
 from mlff_distiller.model.io import SHIPPED_DIR, load_model
 from train_v2 import CANDIDATE, HERE, ROOT, data_splits, compare_with_v1, save_with_metrics
 
@@ -51,7 +52,8 @@ def write_inputs(folder: Path) -> tuple[list[Path], Path]:
     pool, seeds = folder / "pool.extxyz", folder / "seeds.extxyz"
     if not pool.exists():
         training, validation, _ = data_splits()
-        ase.io.write(pool, training + validation, format="extxyz")
+        with atomic_path(pool) as temporary:
+            ase.io.write(temporary, training + validation, format="extxyz")
     if not seeds.exists():
         check_unseen_stays_unseen()
         molecules = list({**TRAINING_MOLECULES, **NEW_MOLECULES}.items())[::2]
@@ -60,7 +62,8 @@ def write_inputs(folder: Path) -> tuple[list[Path], Path]:
             atoms = conformer_to_atoms(embed_conformers(smiles, 1, SEED), 0)
             atoms.info.update(molecule=name, smiles=smiles)
             structures.append(atoms)
-        ase.io.write(seeds, structures, format="extxyz")
+        with atomic_path(seeds) as temporary:
+            ase.io.write(temporary, structures, format="extxyz")
     return [pool], seeds
 
 

@@ -29,6 +29,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 
 from mlff_distiller.distill.sampling import conformer_to_atoms, embed_conformers, thermalize_momenta
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.model.calculator import StudentCalculator
 from mlff_distiller.model.io import load_model
 
@@ -158,7 +159,7 @@ def main():
                         "closest_nonbonded_over_radii": approach,
                     }
                 )
-    (HERE / args.out).write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(HERE / args.out, json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

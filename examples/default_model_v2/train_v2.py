@@ -31,6 +31,7 @@ from mlff_distiller.distill.dataset import GraphDataset, read_structures, split_
 from mlff_distiller.distill.evaluate import format_table
 from mlff_distiller.distill.metrics import collect_predictions, error_metrics
 from mlff_distiller.distill.train import TrainConfig, build_model, train, training_metadata
+from mlff_distiller.files import atomic_write_text
 from mlff_distiller.model.io import load_model, save_model
 from mlff_distiller.model.painn import PaiNNConfig
 
@@ -112,7 +113,7 @@ def save_with_metrics(model, metadata: dict, results: dict, model_file: Path, me
         "training": metadata["training"],
         **results,
     }
-    metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(metrics_file, json.dumps(summary, indent=2) + "\n")
     print(f"wrote {model_file} and {metrics_file}")
 
 

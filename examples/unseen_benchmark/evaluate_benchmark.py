@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from mlff_distiller.distill.evaluate import evaluate_file, format_table
+from mlff_distiller.files import atomic_path, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "unseen.extxyz"
@@ -51,7 +52,8 @@ def plot_disagreement(rows_path: Path, png: Path, title: str) -> None:
     )
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(png)
+    with atomic_path(png) as temporary:
+        fig.savefig(temporary)
     plt.close(fig)
 
 
@@ -67,8 +69,9 @@ def main():
         by_molecule = evaluate_file(model, DATA, group_key=["molecule", "distortion"])
         text = f"{model} on {DATA.name}\n\n{format_table(by_distortion)}\n\n{format_table(by_molecule)}\n"
         print(text)
-        (out / f"{name}.txt").write_text(text)
-        (out / f"{name}.json").write_text(
+        atomic_write_text(out / f"{name}.txt", text)
+        atomic_write_text(
+            out / f"{name}.json",
             json.dumps(
                 {
                     "model": model,
@@ -78,7 +81,7 @@ def main():
                 },
                 indent=2,
             )
-            + "\n"
+            + "\n",
         )
         c = by_distortion["committee"]
         plot_disagreement(rows, out / f"{name}_disagreement.png", f"{name}: Spearman {c['spearman_max_error']:.2f}")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm import tqdm
 
+from ..files import atomic_path, atomic_write_text
 from ..model.calculator import StudentCalculator
 from ..model.io import load_model
 from ..model.painn import PaiNNConfig
@@ -97,10 +97,9 @@ class LoopSettings:
 # Files
 # ----------------------------------------------------------------------------------------------
 def write_whole(path: Path, structures: Sequence[Atoms]) -> None:
-    """Write an extxyz file under a temporary name, then rename: it exists complete or not at all."""
-    tmp = path.with_name(path.name + ".tmp")
-    ase.io.write(tmp, list(structures), format="extxyz")
-    os.replace(tmp, path)
+    """Write an extxyz file that exists complete or not at all: its existence marks a stage done."""
+    with atomic_path(path) as temporary:
+        ase.io.write(temporary, list(structures), format="extxyz")
 
 
 def check_settings(workdir: Path, settings: LoopSettings) -> None:
@@ -108,8 +107,7 @@ def check_settings(workdir: Path, settings: LoopSettings) -> None:
     path = workdir / SETTINGS_FILE
     now = asdict(settings)
     if not path.exists():
-        workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(now, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(now, indent=2) + "\n")
         return
     # a setting missing from the file did not exist yet when it was written: that run had its default
     then = {**asdict(LoopSettings()), **json.loads(path.read_text())}
@@ -407,8 +405,8 @@ def run_loop(
     bar.close()
     result = workdir / "final" / "member0.pt"
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result, output)
+        with atomic_path(output) as temporary:
+            shutil.copyfile(result, temporary)
         result = Path(output)
     return result
 

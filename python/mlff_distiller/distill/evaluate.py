@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..files import atomic_path, atomic_write_text
 from ..model.calculator import committee_force_spread
 from ..model.io import load_model
 from ..model.painn import DTYPES, PaiNN
@@ -135,7 +136,7 @@ def committee_report(
 
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -156,8 +157,6 @@ def parity_plot(p: Predictions, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     m = error_metrics(p)
     fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=90)
     e_ref = (p.energy_ref - p.reference_energy) / p.n_atoms
@@ -188,9 +187,10 @@ def parity_plot(p: Predictions, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
@@ -250,7 +250,7 @@ def run(args) -> int:
         return 0
     print(format_table(metrics))
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
         print(f"metrics written to {args.json}")
     if args.plot:
         print(f"parity plot written to {args.plot}")

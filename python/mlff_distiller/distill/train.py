@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..files import atomic_path
 from ..model.blocks import EdgeGeometry
 from ..model.graph import graph_from_atoms
 from ..model.io import load_model, save_model
@@ -377,7 +378,7 @@ def on_cpu(value):
 def save_checkpoint(
     path: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, data: dict
 ) -> None:
-    """Write atomically (temporary file, then rename): an interrupted write leaves the old one.
+    """Write whole or not at all (``files.atomic_path``): an interrupted write leaves the old one.
     Every tensor is saved on the CPU, so the file loads on any machine."""
     payload = on_cpu(
         {
@@ -392,10 +393,8 @@ def save_checkpoint(
             "state": asdict(state),
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def restart_fix(path: Path) -> str:

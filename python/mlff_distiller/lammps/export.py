@@ -4,18 +4,16 @@ with ``--format aoti`` the compiled force step for `mliap/aoti` beside it) and
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
+from ..files import atomic_path
 from ..model.io import resolve_model_path
-from .device import DeviceError
+from .device import claim_rank_device
 from .inputs import SPECIAL_BONDS_FIX, UNITS, plugin_lines
 from ..model.painn import DTYPES, METHODS
-from .unified import StudentUnified
+from .unified import StudentUnified, read_export
 
-EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
 FORMATS = ("mliap", "aoti")  # aoti: the .mliap and, beside it, the compiled force step (.pt2)
 
 
@@ -41,13 +39,16 @@ def export(
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}: use one of {FORMATS}")
     unified = build_unified(model, method, dtype, device)
+    # a device this machine cannot use is refused before anything is written (to export for
+    # another machine, set MLFF_DEVICE=cpu: see device.py)
+    run_device = claim_rank_device(device)
     output = write_export(unified, output)
     if format == "aoti":
         from .aoti import compile_package  # torch.export and inductor: only imported when asked for
 
         package = package_path(output)
-        print(f"compiling the force step for {unified.device} into {package} (a minute or more)", flush=True)
-        compile_package(unified.model_file_bytes, package, method, dtype, unified.device, threads)
+        print(f"compiling the force step for {run_device} into {package} (a minute or more)", flush=True)
+        compile_package(unified.model_file_bytes, package, method, dtype, run_device, threads)
     return output
 
 
@@ -68,57 +69,19 @@ def write_export(unified: StudentUnified, output: str | Path) -> Path:
             "refuses this file on torch >= 2.6 (LAMMPS 4 Jul 2026 accepts it); name it with another "
             "suffix, for example .mliap, which every LAMMPS version reads"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(unified, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(output) as temporary, open(temporary, "wb") as fh:
+        pickle.dump(unified, fh, protocol=pickle.HIGHEST_PROTOCOL)
     return output
-
-
-def read_export(path: str | Path) -> StudentUnified:
-    """An exported file, or a one-line ValueError that says what the file is and what to run."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-            fh.seek(0)
-            if head.startswith(b"PK"):  # torch.save writes zip archives
-                raise ValueError(
-                    f"{path} is a model file (torch), not a LAMMPS export: run "
-                    f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`"
-                )
-            unified = pickle.load(fh)
-    except (ValueError, DeviceError):  # already say what is wrong
-        raise
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except Exception as exc:  # unpickling a damaged or foreign file raises many kinds
-        raise ValueError(
-            f"{path} is not a readable mlff-distiller LAMMPS export (damaged or another format: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); write one with "
-            f"`{EXPORT_COMMAND}`"
-        ) from exc
-    if not isinstance(unified, StudentUnified):
-        raise ValueError(
-            f"{path} holds a {type(unified).__name__}, not an mlff-distiller LAMMPS export; write one "
-            f"with `{EXPORT_COMMAND}`"
-        )
-    return unified
 
 
 def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     """The LAMMPS input lines for an exported file, one block per way of running it."""
     unified = read_export(path)
-    model = unified.model
-    elements = elements or model.elements
-    unknown = sorted(set(elements) - set(model.elements) - {"NULL"})
+    config = unified.config  # plain data: no device needed, a CUDA export reads anywhere
+    elements = elements or config.elements
+    unknown = sorted(set(elements) - set(config.elements) - {"NULL"})
     if unknown:
-        raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {model.elements}")
+        raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {config.elements}")
     coeff = f"pair_coeff * * {' '.join(elements)}"
     package = package_path(path)
     compiled = (
@@ -132,7 +95,7 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     )
     return "\n".join(
         [
-            f"# {path}: {model.config.n_layers} layers, cutoff {model.cutoff:g} A, elements {' '.join(model.elements)}, "
+            f"# {path}: {config.n_layers} layers, cutoff {config.cutoff:g} A, elements {' '.join(config.elements)}, "
             f"{unified.method} forces in {unified.dtype_name}",
             f"units {UNITS}",
             "newton on",

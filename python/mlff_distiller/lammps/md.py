@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path, atomic_write_text
 from ..model.painn import DTYPES
 from . import watch
 from .export import export
@@ -91,14 +92,14 @@ def add_committee_watch(input_file: Path, members: list[str], every: int, thresh
     if len(members) < 2:
         raise ValueError("a committee needs at least two models to disagree: give two or more after --committee")
     paths = [str(resolve_model_path(m).resolve()) for m in members]
-    (input_file.parent / watch.SETTINGS_FILE).write_text(json.dumps({"members": paths, "threshold": threshold}))
-    (input_file.parent / "committee.lmp").write_text(watch.watch_lines(every))
+    atomic_write_text(input_file.parent / watch.SETTINGS_FILE, json.dumps({"members": paths, "threshold": threshold}))
+    atomic_write_text(input_file.parent / "committee.lmp", watch.watch_lines(every))
     lines = input_file.read_text().splitlines(keepends=True)
     first_run = next((k for k, line in enumerate(lines) if re.match(r"\s*run\s", line)), None)
     if first_run is None:
         raise ValueError(f"{input_file.name} has no `run` command to watch")
     lines.insert(first_run, "include committee.lmp  # added by mlff-distiller md --committee\n")
-    input_file.write_text("".join(lines))
+    atomic_write_text(input_file, "".join(lines))
 
 
 def energy_report(workdir: Path, log_text: str) -> MDReport:
@@ -130,7 +131,8 @@ def plot_energy(workdir: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     path = workdir / "energy.png"
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)
     return path
 
@@ -169,7 +171,7 @@ def run_md(
         cmd += ["-var", "steps", str(steps)]
     print(f"running in {workdir}: {' '.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, cwd=workdir, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    (workdir / "screen.txt").write_text(proc.stdout)
+    atomic_write_text(workdir / "screen.txt", proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError(
             f"LAMMPS failed (exit {proc.returncode}); the end of its output:\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import atomic_path
 from .painn import PaiNN, PaiNNConfig
 
 FORMAT = "mlff-distiller-model"
@@ -18,7 +19,8 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped_models"  # weigh
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+    # hidden names are the temporaries of a write that was killed (``files.atomic_path``)
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.name.startswith("."))
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -52,20 +54,20 @@ def weights_checksum(state_dict: dict) -> str:
 
 
 def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the model file whole or not at all: a committee takes "member file exists" for
+    "member trained", and LAMMPS runs may be reading the old file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save(
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": model.config.to_dict(),
-            "state_dict": state,
-            "weights_sha256": weights_checksum(state),
-            "metadata": plain_data(metadata),
-        },
-        path,
-    )
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": state,
+        "weights_sha256": weights_checksum(state),
+        "metadata": plain_data(metadata),
+    }
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 
