@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlff_distiller.lammps.export import export, read_export
+from mlff_distiller.lammps.device import DeviceError
+from mlff_distiller.lammps.export import export, read_export, write_export
 from mlff_distiller.lammps.unified import StudentUnified
 from mlff_distiller.model.io import save_model
 from mlff_distiller.model.replay import COMPILE_MESSAGE
@@ -178,8 +179,26 @@ def test_cuda_export_without_a_gpu_fails_at_export(tmp_path, model_file):
     assert proc.returncode == 2 and "sees no usable CUDA GPU" in proc.stderr, proc.stderr
 
 
+def test_a_cuda_export_reads_as_plain_data_anywhere(tmp_path, model_file, monkeypatch):
+    """Reading an export touches no device: a CUDA export (StudentUnified writes one without a
+    GPU) gives its `lammps-input` lines on any machine; its device is looked for by the first
+    step (``runtime``), and on a machine without a GPU refused there."""
+    out = write_export(StudentUnified(model_file.read_bytes(), device="cuda"), tmp_path / "x.mliap")
+    env = {k: v for k, v in os.environ.items() if k != "MLFF_DEVICE"}
+    proc = subprocess.run(CLI + ["lammps-input", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"pair_style mliap/halo {out}" in proc.stdout and "pair_coeff * * H C O" in proc.stdout
+    unified = read_export(out)
+    assert unified.device_request == "cuda" and unified._runtime is None
+    assert unified.element_types == ["H", "C", "O"] and unified.rcutfac == 2.5
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("MLFF_DEVICE", raising=False)
+        with pytest.raises(DeviceError, match="the model asks for device 'cuda'"):
+            unified.runtime()
+
+
 @no_gpu
-def test_cuda_export_without_a_gpu_fails_at_pair_style(tmp_path, model_file):
+def test_cuda_export_without_a_gpu_fails_at_the_first_step(tmp_path, model_file):
     """A CUDA export (written here with MLFF_DEVICE=cpu) stops LAMMPS with the problem named, and
     runs with MLFF_DEVICE=cpu."""
     from lammps_runner import run_lammps
@@ -212,7 +231,7 @@ def test_each_rank_finds_its_local_rank(monkeypatch):
 
 @pytest.mark.parametrize("ranks, omp, expect", [(2, None, "1"), (2, "2", "2")])
 def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
-    """Loading an export under `mpirun -np 2` gives one torch thread per rank unless
+    """Starting an export's runtime under `mpirun -np 2` gives one torch thread per rank unless
     OMP_NUM_THREADS says otherwise."""
     from lammps_runner import MPIRUN
 
@@ -220,7 +239,7 @@ def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
     # each rank writes its own file: mpirun may interleave the ranks' standard output
     code = (
         f"import pathlib, torch; from mpi4py import MPI; from mlff_distiller.lammps.export import read_export; "
-        f"read_export({str(out)!r}); pathlib.Path({str(tmp_path)!r}, f'threads{{MPI.COMM_WORLD.rank}}')"
+        f"read_export({str(out)!r}).runtime(); pathlib.Path({str(tmp_path)!r}, f'threads{{MPI.COMM_WORLD.rank}}')"
         ".write_text(str(torch.get_num_threads()))"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}

@@ -76,3 +76,12 @@ def rank_device(requested: str) -> str:
             f"cuda to give each rank its own GPU, or {DEVICE_OVERRIDE}=cuda:0"
         )
     return requested
+
+
+def claim_rank_device(requested: str) -> str:
+    """``rank_device``, made this process's current CUDA device when it is a GPU, so that the
+    streams, graph captures and synchronisations of this rank use its card."""
+    device = rank_device(requested)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    return device

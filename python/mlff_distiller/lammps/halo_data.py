@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..model.halo import GatherHalo, Halo
+from .unified import read_export
 
 PROTOCOL_VERSION = 2
 # The arguments of HaloData._bind, in order, as Python's C API formats them ("i" int, "K" address)
@@ -83,9 +84,10 @@ def connect(path: str, exchange_address: int, pair_address: int, plugin_signatur
             f"the mliap/halo plugin speaks {plugin_signature!r} but the installed mlff_distiller speaks "
             f"{protocol_signature()!r}: rebuild the plugin from the same source (`make setup`)"
         )
-    from .export import read_export  # not at import: export imports the model class, which imports this
-
     model = read_export(path)
+    # this rank's device now: the plugin stops every rank alike when connect raises, whereas a
+    # failure in a step stops the run from the rank that failed
+    model.runtime()
     elements = [str(e) for e in model.element_types]
     return model, HaloData(exchange_address, pair_address, tag_bytes), elements, 2.0 * float(model.rcutfac)
 

@@ -31,7 +31,7 @@ def attach(
     """
     lmp = as_lammps(lmp)
     unified = build_unified(model, method, dtype)
-    elements = elements or unified.model.elements
+    elements = elements or unified.element_types
     if pair_style == "mliap/halo":
         with tempfile.TemporaryDirectory() as folder:  # the plugin reads the file at pair_style
             path = write_export(unified, Path(folder) / "model.mliap")

@@ -11,7 +11,10 @@ of ranks: ghost features come by a halo exchange after each layer).
 
 The exported file is a pickle of this class holding only plain data (the model file's bytes, their
 checksum and a few settings) and a format version checked on load, so a file from another
-mlff-distiller version or a damaged one fails with a clear message.
+mlff-distiller version or a damaged one fails with a clear message. Reading one touches no device:
+the runtime (this rank's device, the model there, its step runner) is built by the first step, or
+by the plugin's `pair_style` (``halo_data.connect``), so `lammps-input` reads a CUDA export on a
+machine without a GPU.
 """
 
 from __future__ import annotations
@@ -19,18 +22,20 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..model.io import load_model
-from ..model.painn import DTYPES, METHODS
+from ..model.painn import DTYPES, METHODS, PaiNN, PaiNNConfig
 from ..model.replay import step_runner
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
-from .device import local_rank, rank_device, set_rank_threads, world_size
-from .halo_data import HaloData
+from .device import check_device_request, claim_rank_device, local_rank, set_rank_threads, world_size
 from .stock import StockLammps, abort_all_ranks
 
 try:
@@ -47,6 +52,15 @@ except ImportError:  # exporting or inspecting a model where LAMMPS is not insta
 
 EXPORT_FORMAT = "mlff-distiller-mliap"
 EXPORT_VERSION = 2
+EXPORT_COMMAND = "mlff-distiller export MODEL -o FILE.mliap"
+
+
+class Runtime(NamedTuple):
+    """What the steps run with, built on the rank that runs them (``start_runtime``)."""
+
+    device: str  # this rank's device, e.g. "cuda:1"
+    model: PaiNN  # on that device, in the export's dtype
+    run_model: Callable  # the per-step call (``replay.step_runner``)
 
 
 class StudentUnified(MLIAPUnified):
@@ -59,55 +73,32 @@ class StudentUnified(MLIAPUnified):
     """
 
     def __init__(self, model_file_bytes: bytes, method: str = "analytic", dtype: str = "float64", device: str = "cpu"):
-        self.__setstate__(
-            {
-                "format": EXPORT_FORMAT,
-                "format_version": EXPORT_VERSION,
-                "package_version": __version__,
-                "model": model_file_bytes,
-                "model_sha256": hashlib.sha256(model_file_bytes).hexdigest(),
-                "method": method,
-                "dtype": dtype,
-                "device": device,
-            }
-        )
+        self.__setstate__(export_state(model_file_bytes, method, dtype, device))
 
     # -- pickling: plain data only -----------------------------------------------------------
     def __getstate__(self):
-        return {
-            "format": EXPORT_FORMAT,
-            "format_version": EXPORT_VERSION,
-            "package_version": __version__,
-            "model": self.model_file_bytes,
-            "model_sha256": hashlib.sha256(self.model_file_bytes).hexdigest(),
-            "method": self.method,
-            "dtype": self.dtype_name,
-            "device": self.device_request,
-        }
+        return export_state(self.model_file_bytes, self.method, self.dtype_name, self.device_request)
 
     def __setstate__(self, state):
+        """Check and keep the plain data, and what ML-IAP reads when it loads a model (elements,
+        cutoff): no device is touched and nothing runs until ``runtime``."""
         check_export_state(state)
-        set_rank_threads()
-        device = rank_device(state["device"])
-        if device.startswith("cuda"):
-            torch.cuda.set_device(device)  # streams, graph captures and synchronisations of this rank use its card
-            print(
-                f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
-                f"({torch.cuda.get_device_name(device)})",
-                flush=True,
-            )
-        model = load_model(io.BytesIO(state["model"]), DTYPES[state["dtype"]]).to(device)
-        super().__init__(element_types=model.elements, ndescriptors=1, nparams=1, rcutfac=0.5 * model.cutoff)
-        self.model = model
+        self.config = model_config(state["model"])
+        super().__init__(
+            element_types=list(self.config.elements), ndescriptors=1, nparams=1, rcutfac=0.5 * self.config.cutoff
+        )
         self.model_file_bytes = state["model"]
         self.method = state["method"]
         self.dtype_name = state["dtype"]
         self.device_request = state["device"]
-        self.device = device
-        self.run_model = step_runner(model, self.method)
-        # Every step makes a few Python objects, and Python's full collections would walk all of
-        # torch's each time (4% of a step of 8,232 waters): what exists now is kept out of them.
-        gc.freeze()
+        self._runtime = None
+
+    def runtime(self) -> Runtime:
+        """This rank's device, the model there and its step runner: built by the first call (the
+        first step, or the plugin's `pair_style`), kept for the next ones."""
+        if self._runtime is None:
+            self._runtime = start_runtime(self.model_file_bytes, self.method, self.dtype_name, self.device_request)
+        return self._runtime
 
     # -- the ML-IAP interface ----------------------------------------------------------------
     def compute_descriptors(self, data):
@@ -117,7 +108,7 @@ class StudentUnified(MLIAPUnified):
         pass
 
     def compute_forces(self, data):
-        if isinstance(data, HaloData):  # the plugin stops every rank itself when this raises
+        if is_plugin_data(data):  # the plugin stops every rank itself when this raises
             self._step(data, data.tag.__getitem__, halo=True)
             return
         lmp = StockLammps(data)
@@ -133,59 +124,135 @@ class StudentUnified(MLIAPUnified):
             abort_all_ranks(f"mlff-distiller: {type(exc).__name__}: {exc}", rank)
 
     def _step(self, data, atom_ids, halo: bool) -> None:
-        step = prepare_step(data, self.model.config.n_layers, halo)
+        device, _, run_model = self.runtime()  # before any early return: every rank finds its device
+        step = prepare_step(data, self.config.n_layers, halo)
         if step.slots.size == 0 and not halo:  # nothing to compute (halo mode must still join the exchanges)
-            write_back(data, step, np.zeros(0), np.zeros((0, 3)))
+            write_back(data, step, np.zeros(0), np.zeros((0, 3)), halo)
             return
         try:
             with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
-                energies, grad = self.run_model(
-                    self._tensor(step.species),
-                    self._tensor(step.edge_i),
-                    self._tensor(step.edge_j),
-                    self._tensor(step.r_ij, self.model.embedding.weight.dtype),
+                energies, grad = run_model(
+                    self._tensor(step.species, device),
+                    self._tensor(step.edge_i, device),
+                    self._tensor(step.edge_j, device),
+                    self._tensor(step.r_ij, device, DTYPES[self.dtype_name]),
                     n_counted=step.slots.size,
-                    halo=data.halo(step.atoms, step.position, self.device) if halo else None,
+                    halo=data.halo(step.atoms, step.position, device) if halo else None,
                 )
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(
-                f"{self.device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
+                f"{device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
                 f"use more MPI ranks or GPUs{', or a float32 export' if self.dtype_name == 'float64' else ''}"
             ) from exc
         energies, grad = energies.cpu().numpy(), grad.cpu().numpy()  # in the model's dtype: half the bytes in float32
         check_model_output(
             energies, grad, step.r_ij, step.edge_i, step.edge_j, lambda index: atom_ids(step.atoms[index])
         )
-        write_back(data, step, energies, grad)
+        write_back(data, step, energies, grad, halo)
 
-    def _tensor(self, array: np.ndarray, dtype=torch.int64) -> torch.Tensor:
+    def _tensor(self, array: np.ndarray, device: str, dtype=torch.int64) -> torch.Tensor:
         # copy first, convert second: on a GPU the conversion then runs there, not on the host
-        return torch.from_numpy(array).to(self.device).to(dtype)
+        return torch.from_numpy(array).to(device).to(dtype)
+
+
+def is_plugin_data(data) -> bool:
+    """Whether ``data`` is our plugin's (``halo_data.HaloData``) rather than stock ML-IAP's: the
+    one with halo exchanges. Asked by what it does, not by isinstance, because halo_data imports
+    this module (``connect`` reads exports)."""
+    return hasattr(data, "forward_exchange")
+
+
+def export_state(model_file_bytes: bytes, method: str, dtype: str, device: str) -> dict:
+    """What an export pickles: plain data and the format it is in."""
+    return {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "package_version": __version__,
+        "model": model_file_bytes,
+        "model_sha256": hashlib.sha256(model_file_bytes).hexdigest(),
+        "method": method,
+        "dtype": dtype,
+        "device": device,
+    }
+
+
+def model_config(model_file_bytes: bytes) -> PaiNNConfig:
+    """The model's config (elements, cutoff, layers), from a load on the CPU that also checks the
+    model file; the model itself is dropped, the runtime loads it on its device."""
+    return load_model(io.BytesIO(model_file_bytes)).config
+
+
+def start_runtime(model_file_bytes: bytes, method: str, dtype: str, device_request: str) -> Runtime:
+    """The model on this rank's device (``device.py``: raises DeviceError when the rank has none
+    it can use), its threads and its step runner."""
+    set_rank_threads()
+    device = claim_rank_device(device_request)
+    if device.startswith("cuda"):
+        print(
+            f"mlff-distiller: local rank {local_rank()} of {world_size()} runs the model on {device} "
+            f"({torch.cuda.get_device_name(device)})",
+            flush=True,
+        )
+    model = load_model(io.BytesIO(model_file_bytes), DTYPES[dtype]).to(device)
+    runtime = Runtime(device, model, step_runner(model, method))
+    # Every step makes a few Python objects, and Python's full collections would walk all of
+    # torch's each time (4% of a step of 8,232 waters): what exists now is kept out of them.
+    gc.freeze()
+    return runtime
+
+
+def read_export(path: str | Path) -> StudentUnified:
+    """An exported file, or a one-line ValueError that says what the file is and what to run."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(0)
+            if head.startswith(b"PK"):  # torch.save writes zip archives
+                raise ValueError(
+                    f"{path} is a model file (torch), not a LAMMPS export: run "
+                    f"`mlff-distiller export {path} -o {path.with_suffix('.mliap').name}`"
+                )
+            unified = pickle.load(fh)
+    except ValueError:  # already says what is wrong
+        raise
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # unpickling a damaged or foreign file raises many kinds
+        raise ValueError(
+            f"{path} is not a readable mlff-distiller LAMMPS export (damaged or another format: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); write one with "
+            f"`{EXPORT_COMMAND}`"
+        ) from exc
+    if not isinstance(unified, StudentUnified):
+        raise ValueError(
+            f"{path} holds a {type(unified).__name__}, not an mlff-distiller LAMMPS export; write one "
+            f"with `{EXPORT_COMMAND}`"
+        )
+    return unified
 
 
 def check_export_state(state) -> None:
     """Refuse exports that are not ours, from another format version, or damaged."""
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
-        raise ValueError(
-            "this file is not an mlff-distiller LAMMPS export: write one with "
-            "`mlff-distiller export MODEL -o FILE.mliap`"
-        )
+        raise ValueError(f"this file is not an mlff-distiller LAMMPS export: write one with `{EXPORT_COMMAND}`")
     if state.get("format_version") != EXPORT_VERSION:
         raise ValueError(
             f"this LAMMPS model file has export format {state.get('format_version')} (written by mlff-distiller "
             f"{state.get('package_version')}); the installed mlff-distiller {__version__} reads format "
-            f"{EXPORT_VERSION}: re-export it with `mlff-distiller export MODEL -o FILE.mliap`"
+            f"{EXPORT_VERSION}: re-export it with `{EXPORT_COMMAND}`"
         )
     if hashlib.sha256(state.get("model", b"")).hexdigest() != state.get("model_sha256"):
         raise ValueError(
             "this LAMMPS model file is damaged (its model bytes fail their sha256 checksum): "
-            "re-export it with `mlff-distiller export MODEL -o FILE.mliap`"
+            f"re-export it with `{EXPORT_COMMAND}`"
         )
     if state.get("method") not in METHODS or state.get("dtype") not in DTYPES:
         raise ValueError(
             f"bad export settings method={state.get('method')!r} dtype={state.get('dtype')!r}: "
             f"use one of {METHODS} and {tuple(DTYPES)}"
         )
+    check_device_request(str(state.get("device")))
 
 
 @dataclass
@@ -257,9 +324,9 @@ def every_atom_step(data, elems: np.ndarray) -> Step:
     )
 
 
-def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None:
+def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray, halo: bool) -> None:
     """Per-atom energies [n_counted] and dE/dr_ij [E,3] (float32 or float64) into LAMMPS's data
-    object. Stock ML-IAP takes float64 only; the plugin's data converts as it copies."""
+    object. Stock ML-IAP takes float64 only; the plugin's data (``halo``) converts as it copies."""
     if data.nlistatoms:
         eatoms = np.zeros(data.nlistatoms)
         eatoms[step.slots] = energies
@@ -267,7 +334,7 @@ def write_back(data, step: Step, energies: np.ndarray, grad: np.ndarray) -> None
     data.energy = float(energies.sum(dtype=np.float64))
     if data.npairs:
         if isinstance(step.pairs, slice):  # the model saw every pair: its gradient is fij as it is
-            data.update_pair_forces(grad if isinstance(data, HaloData) else np.ascontiguousarray(grad, np.float64))
+            data.update_pair_forces(grad if halo else np.ascontiguousarray(grad, np.float64))
         else:
             fij = np.zeros((data.npairs, 3))
             fij[step.pairs] = grad
