@@ -1,5 +1,7 @@
 """Training: it learns, it trains what LAMMPS runs, it resumes, and it fails clearly."""
 
+import dataclasses
+
 import ase.io
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from mlff_distiller.distill.train import (
     data_fingerprint,
     load_checkpoint,
     make_scheduler,
+    model_config_from_args,
     repulsion_energies,
     train,
     validation_metrics,
@@ -332,6 +335,24 @@ def test_train_command_with_repulsion(data_file, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     model = load_model(output)
     assert model.config.repulsion and model.repulsion is not None
+
+
+def command_student(*argv: str) -> PaiNNConfig:
+    """The student a command's arguments ask for (``train ...`` or ``active-learn ...``)."""
+    return model_config_from_args(cli.build_parser(argv[0]).parse_args(argv))
+
+
+def test_train_and_active_learn_build_the_shipped_default_models_student_by_default():
+    trained = command_student("train", "data.extxyz", "-o", "m.pt")
+    assert command_student("active-learn", "--workdir", "al") == trained
+    shipped = load_model("default").config
+    assert dataclasses.replace(trained, elements=shipped.elements) == shipped
+
+
+@pytest.mark.parametrize("flag, repulsion", [("--repulsion", True), ("--no-repulsion", False)])
+def test_both_commands_take_the_repulsion_on_or_off(flag, repulsion):
+    assert command_student("train", "data.extxyz", "-o", "m.pt", flag).repulsion is repulsion
+    assert command_student("active-learn", "--workdir", "al", flag).repulsion is repulsion
 
 
 def test_grouped_split_is_seeded_and_takes_from_every_group(structures):

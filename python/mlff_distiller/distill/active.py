@@ -57,7 +57,7 @@ from .evaluate import committee_disagreement
 from .label import append_frame, label_structures, read_done_ids, structure_id
 from .sampling import conformer_to_atoms, embed_conformers, geometry_copy, thermalize_momenta
 from .teacher import check_elements, make_teacher
-from .train import TrainConfig, torch_device, train_from_file
+from .train import TrainConfig, add_model_arguments, model_config_from_args, torch_device, train_from_file
 
 # A student force beyond this (eV/A) means the trajectory has left anything physical: it stops
 # there, and its last snapshot (the most instructive one) is kept.
@@ -444,13 +444,7 @@ def run(args) -> int:
         select=args.select,
         initial_per_seed=args.initial,
         teacher=args.teacher,
-        model=PaiNNConfig(
-            elements=args.elements or [],
-            n_features=args.features,
-            n_layers=args.layers,
-            cutoff=args.cutoff,
-            repulsion=not args.no_repulsion,
-        ).to_dict(),
+        model=model_config_from_args(args).to_dict(),
         epochs=args.epochs,
         seed=args.seed,
         data=args.data,
@@ -503,13 +497,7 @@ def register(subparsers) -> None:
         default=d.initial_per_seed,
         help=f"displaced copies of each seed labelled first, default {d.initial_per_seed} (0: none, with --data)",
     )
-    parser.add_argument(
-        "--elements", nargs="+", help="model elements (default: those of the seeds and the --data structures)"
-    )
-    parser.add_argument("--features", type=int, default=32, help="default 32")
-    parser.add_argument("--layers", type=int, default=3, help="default 3")
-    parser.add_argument("--cutoff", type=float, default=5.0, help="A, default 5.0")
-    parser.add_argument("--no-repulsion", action="store_true", help="leave out the ZBL repulsion")
+    add_model_arguments(parser)
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"per committee member, default {d.epochs}")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")
     parser.add_argument(
@@ -523,8 +511,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--init-model",
         metavar="FILE",
-        help="start every member from this model's weights (fine-tuning); its size and elements replace "
-        "--features, --layers, --cutoff and --elements",
+        help="start every member from this model's weights (fine-tuning); its configuration replaces "
+        "the model options (--features and the rest)",
     )
     parser.add_argument(
         "--device",

@@ -22,12 +22,13 @@ one device resumes on another.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -62,6 +63,10 @@ STOPPING_FIELDS = ("epochs", "early_stopping_patience", "max_minutes")
 RESUME_MAY_CHANGE = (*STOPPING_FIELDS, "device")
 DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
 POSTFIX_SECONDS = 1.0  # a progress bar shows the running metrics this often (reading them waits for a GPU)
+# The student that `train`, `active-learn` and `train_from_file` build unless told otherwise: the
+# size of the shipped default model (v1), so that a first model is comparable to the one shipped.
+# No elements: those of the data.
+STUDENT_DEFAULTS = PaiNNConfig(elements=[], n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=False)
 
 
 @dataclass
@@ -661,19 +666,21 @@ def train_from_file(
 ) -> tuple[PaiNN, TrainState]:
     """Read a labelled data set, split it, train, and save the best model to ``output``.
 
-    An empty ``model_config.elements`` (or no model_config) means: the elements in the data.
+    model_config: the student to build (default ``STUDENT_DEFAULTS``); empty elements mean those
+        in the data.
     initial_model: a model file whose weights training starts from (fine-tuning); its own
         config then replaces ``model_config``.
     """
     config = config or TrainConfig()
+    model_config = model_config or STUDENT_DEFAULTS
     torch_device(config.device)  # this and the checkpoint's use: refused before the slow set-up
     check_checkpoint_use(Path(checkpoint) if checkpoint else None, resume)
     structures = read_structures(data)
     dtype = DTYPES[config.dtype]
     start = load_model(initial_model, dtype) if initial_model else None
-    model_config = start.config if start else model_config or PaiNNConfig(elements=[])
+    model_config = start.config if start else model_config
     if not model_config.elements:
-        model_config.elements = elements_in(structures)
+        model_config = replace(model_config, elements=elements_in(structures))
     validation, training = split_structures(structures, [validation_fraction], config.seed, group_key)
     log(f"{len(training)} training and {len(validation)} validation structures; building neighbour lists")
     train_set = GraphDataset(training, model_config.elements, model_config.cutoff, dtype)
@@ -685,9 +692,29 @@ def train_from_file(
     return model, state
 
 
-def run(args) -> int:
-    torch.set_num_threads(args.threads)
-    model_config = PaiNNConfig(
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The student's options, with ``STUDENT_DEFAULTS``, for every command that builds one."""
+    d = STUDENT_DEFAULTS
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--elements", nargs="+", help="elements of the model (default: those of the structures it learns from)"
+    )
+    model.add_argument("--features", type=int, default=d.n_features, help=f"default {d.n_features}")
+    model.add_argument("--layers", type=int, default=d.n_layers, help=f"default {d.n_layers}")
+    model.add_argument("--radial", type=int, default=d.n_radial, help=f"radial functions, default {d.n_radial}")
+    model.add_argument("--cutoff", type=float, default=d.cutoff, help=f"A, default {d.cutoff}")
+    model.add_argument(
+        "--repulsion",
+        action=argparse.BooleanOptionalAction,
+        default=d.repulsion,
+        help="a ZBL screened nuclear repulsion inside bonding distance, which the network learns the "
+        f"teacher minus (default {'on' if d.repulsion else 'off'})",
+    )
+
+
+def model_config_from_args(args: argparse.Namespace) -> PaiNNConfig:
+    """The student asked for by the options of ``add_model_arguments``."""
+    return PaiNNConfig(
         elements=args.elements or [],
         n_features=args.features,
         n_layers=args.layers,
@@ -695,6 +722,11 @@ def run(args) -> int:
         cutoff=args.cutoff,
         repulsion=args.repulsion,
     )
+
+
+def run(args) -> int:
+    torch.set_num_threads(args.threads)
+    model_config = model_config_from_args(args)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -725,23 +757,12 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     d = TrainConfig()
-    m = PaiNNConfig()
     parser = subparsers.add_parser(
         "train", help="train a student on a labelled data set", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("data", help="extended-XYZ file with teacher energies and forces")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    parser.add_argument("--elements", nargs="+", help="elements of the model (default: those in the data)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--features", type=int, default=m.n_features, help=f"default {m.n_features}")
-    model.add_argument("--layers", type=int, default=m.n_layers, help=f"default {m.n_layers}")
-    model.add_argument("--radial", type=int, default=m.n_radial, help=f"radial functions, default {m.n_radial}")
-    model.add_argument("--cutoff", type=float, default=m.cutoff, help=f"A, default {m.cutoff}")
-    model.add_argument(
-        "--repulsion",
-        action="store_true",
-        help="add a ZBL screened nuclear repulsion inside bonding distance; the network learns the teacher minus it",
-    )
+    add_model_arguments(parser)
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help=f"structures, default {d.batch_size}")
