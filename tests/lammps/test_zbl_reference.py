@@ -33,6 +33,6 @@ run 0""")
     species, edge_i, edge_j = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1, 0])
     d = torch.tensor([distance, distance], dtype=torch.float64, requires_grad=True)
     energy, ctx = zbl(d, species, edge_i, edge_j)
-    envelope = ctx[5]
+    envelope = ctx.env
     (grad,) = torch.autograd.grad((energy / envelope).sum(), d)
     assert -float(grad.sum()) == pytest.approx(lammps_force, rel=1e-9)

@@ -2,7 +2,8 @@
 
 Every block follows one convention, the way a ``torch.autograd.Function`` does:
 
-* ``forward(...) -> (outputs, ctx)``: ``ctx`` holds what the backward needs;
+* ``forward(...) -> (outputs, ctx)``: ``ctx`` holds what the backward needs, a NamedTuple defined
+  just above the block (``<Block>Context``), its fields named as the forward's variables;
 * ``backward(ctx, grad_outputs...) -> grad_inputs``: the vector-Jacobian product, written by hand.
 
 The backward functions use only differentiable torch operations, so a loss on the analytic forces
@@ -13,6 +14,7 @@ can itself be back-propagated to the weights during training. Shapes: ``N`` atom
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,11 @@ from torch import Tensor, nn
 # ----------------------------------------------------------------------------------------------
 # Edge geometry
 # ----------------------------------------------------------------------------------------------
+class EdgeGeometryContext(NamedTuple):
+    d: Tensor  # [E]
+    u: Tensor  # [E,3]
+
+
 class EdgeGeometry:
     """Length and direction of each edge vector.
 
@@ -31,14 +38,20 @@ class EdgeGeometry:
     def forward(r_ij: Tensor):
         d = torch.linalg.vector_norm(r_ij, dim=1)
         u = r_ij / d[:, None]
-        return (d, u), (d, u)
+        return (d, u), EdgeGeometryContext(d, u)
 
     @staticmethod
-    def backward(ctx, grad_d: Tensor, grad_u: Tensor) -> Tensor:
+    def backward(ctx: EdgeGeometryContext, grad_d: Tensor, grad_u: Tensor) -> Tensor:
         """dL/dr = g_d u + (g_u - (g_u . u) u) / d  ->  [E,3]."""
-        d, u = ctx
+        d, u = ctx.d, ctx.u
         radial = grad_d - (grad_u * u).sum(1) / d
         return torch.addcmul(radial[:, None] * u, grad_u, (1.0 / d)[:, None])
+
+
+class RadialBasisContext(NamedTuple):
+    arg: Tensor  # [E,K] w d
+    sin: Tensor  # [E,K] sin(w d)
+    inv_d: Tensor  # [E,1] 1 / d
 
 
 class RadialBasis:
@@ -58,15 +71,19 @@ class RadialBasis:
         arg = d[:, None] * self.frequencies(d)
         inv_d = (1.0 / d)[:, None]
         sin = torch.sin(arg)
-        return sin * inv_d, (arg, sin, inv_d)
+        return sin * inv_d, RadialBasisContext(arg, sin, inv_d)
 
-    def derivative(self, ctx) -> Tensor:
+    def derivative(self, ctx: RadialBasisContext) -> Tensor:
         """d rbf / d d  ->  [E,K]:  (w cos(w d) - sin(w d) / d) / d."""
-        arg, sin, inv_d = ctx
-        return (torch.cos(arg) * self.frequencies(arg) - sin * inv_d) * inv_d
+        return (torch.cos(ctx.arg) * self.frequencies(ctx.arg) - ctx.sin * ctx.inv_d) * ctx.inv_d
 
-    def backward(self, ctx, grad_rbf: Tensor) -> Tensor:
+    def backward(self, ctx: RadialBasisContext, grad_rbf: Tensor) -> Tensor:
         return (grad_rbf * self.derivative(ctx)).sum(1)
+
+
+class CosineCutoffContext(NamedTuple):
+    arg: Tensor  # [E] pi d / rc
+    inside: Tensor  # [E] bool, d < rc
 
 
 class CosineCutoff:
@@ -82,14 +99,20 @@ class CosineCutoff:
         inside = d < self.cutoff
         arg = d * (math.pi / self.cutoff)
         fc = torch.where(inside, 0.5 * (torch.cos(arg) + 1.0), torch.zeros_like(d))
-        return fc, (arg, inside)
+        return fc, CosineCutoffContext(arg, inside)
 
-    def derivative(self, ctx) -> Tensor:
-        arg, inside = ctx
-        return torch.where(inside, (-0.5 * math.pi / self.cutoff) * torch.sin(arg), torch.zeros_like(arg))
+    def derivative(self, ctx: CosineCutoffContext) -> Tensor:
+        return torch.where(ctx.inside, (-0.5 * math.pi / self.cutoff) * torch.sin(ctx.arg), torch.zeros_like(ctx.arg))
 
-    def backward(self, ctx, grad_fc: Tensor) -> Tensor:
+    def backward(self, ctx: CosineCutoffContext, grad_fc: Tensor) -> Tensor:
         return grad_fc * self.derivative(ctx)
+
+
+class EdgeFilterContext(NamedTuple):
+    rbf: Tensor  # [E,K]
+    rbf_ctx: RadialBasisContext
+    fc: Tensor  # [E]
+    fc_ctx: CosineCutoffContext
 
 
 class EdgeFilter(nn.Module):
@@ -118,7 +141,7 @@ class EdgeFilter(nn.Module):
             torch.addmm(self.linear.bias[rows], rbf, self.linear.weight[rows].t()) * fc[:, None]
             for rows in map(self._rows, range(n_layers))
         ]
-        return filters, (rbf, rbf_ctx, fc, fc_ctx)
+        return filters, EdgeFilterContext(rbf, rbf_ctx, fc, fc_ctx)
 
     def _rows(self, layer: int) -> slice:
         return slice(layer * self.n_per_layer, (layer + 1) * self.n_per_layer)
@@ -128,18 +151,23 @@ class EdgeFilter(nn.Module):
         rows = self._rows(layer)
         return torch.cat((self.linear.weight[rows], self.linear.bias[rows, None]), dim=1)
 
-    def backward(self, ctx, projected: Tensor) -> Tensor:
-        rbf, rbf_ctx, fc, fc_ctx = ctx
+    def backward(self, ctx: EdgeFilterContext, projected: Tensor) -> Tensor:
+        rbf, fc = ctx.rbf, ctx.fc
         g_pre_rbf, g_bias = projected[:, :-1], projected[:, -1]
         # d filt / d d = (rbf' A) fc + (rbf A + b) fc'
         g_fc = (g_pre_rbf * rbf).sum(1) + g_bias
-        g_d_rbf = (g_pre_rbf * self.radial.derivative(rbf_ctx)).sum(1)
-        return torch.addcmul(g_fc * self.cutoff_fn.derivative(fc_ctx), g_d_rbf, fc)
+        g_d_rbf = (g_pre_rbf * self.radial.derivative(ctx.rbf_ctx)).sum(1)
+        return torch.addcmul(g_fc * self.cutoff_fn.derivative(ctx.fc_ctx), g_d_rbf, fc)
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-atom networks
 # ----------------------------------------------------------------------------------------------
+class SiLUMLPContext(NamedTuple):
+    z: Tensor  # [N,hidden] W1 x + b1
+    sig: Tensor  # [N,hidden] sigmoid(z)
+
+
 class SiLUMLP(nn.Module):
     """Dense - SiLU - Dense.
 
@@ -156,10 +184,10 @@ class SiLUMLP(nn.Module):
         z = torch.addmm(self.inner.bias, x, self.inner.weight.t())
         sig = torch.sigmoid(z)
         y = torch.addmm(self.outer.bias, z * sig, self.outer.weight.t())
-        return y, (z, sig)
+        return y, SiLUMLPContext(z, sig)
 
-    def backward(self, ctx, grad_y: Tensor) -> Tensor:
-        z, sig = ctx
+    def backward(self, ctx: SiLUMLPContext, grad_y: Tensor) -> Tensor:
+        z, sig = ctx.z, ctx.sig
         # silu'(z) = sig (1 + z (1 - sig))
         dsilu = sig * (1.0 + z * (1.0 - sig))
         return ((grad_y @ self.outer.weight) * dsilu) @ self.inner.weight
@@ -180,6 +208,18 @@ def edge_chunks(n_edges: int, chunk: int):
     if n_edges <= chunk:  # not range(): under torch.compile it would fix n_edges, and each new size recompile
         return [slice(0, n_edges)]
     return [slice(a, min(a + chunk, n_edges)) for a in range(0, n_edges, chunk)]
+
+
+class MessageContext(NamedTuple):
+    x: Tensor  # [N,3F] phi(s)
+    phi_ctx: SiLUMLPContext
+    filt: Tensor  # [E,3F] this layer's edge filter
+    v: Tensor  # [N,3,F] the input vectors
+    u: Tensor  # [E,3]
+    edge_i: Tensor  # [E]
+    edge_j: Tensor  # [E]
+    v_is_zero: bool
+    chunk: int  # edges per chunk
 
 
 class Message(nn.Module):
@@ -215,16 +255,16 @@ class Message(nn.Module):
                 dv_e = torch.addcmul(dv_e, m[:, None, F : 2 * F], v.index_select(0, j))
             ds.index_add_(0, i, m[:, :F])
             dv.index_add_(0, i, dv_e)
-        return (s + ds, v + dv), (x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
+        return (s + ds, v + dv), MessageContext(x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
 
-    def backward(self, ctx, grad_s, grad_v, filter_weights, need_input_grads: bool = True):
+    def backward(self, ctx: MessageContext, grad_s, grad_v, filter_weights, need_input_grads: bool = True):
         """Returns (g_s_in, g_v_in, projected g_filt, g_u); g_s_in, g_v_in are None when not needed."""
         F = self.n_features
-        x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk = ctx
+        x, filt, v, u, edge_i, edge_j, v_is_zero = ctx.x, ctx.filt, ctx.v, ctx.u, ctx.edge_i, ctx.edge_j, ctx.v_is_zero
         g_x = torch.zeros_like(x) if need_input_grads else None
         g_v_acc = torch.zeros_like(v) if need_input_grads and not v_is_zero else None
         projected, g_u = [], []
-        for c in edge_chunks(edge_i.shape[0], chunk):
+        for c in edge_chunks(edge_i.shape[0], ctx.chunk):
             i, j, f = edge_i[c], edge_j[c], filt[c]
             x_j = x.index_select(0, j)
             gv_i = grad_v.index_select(0, i)  # [C,3,F]
@@ -245,9 +285,19 @@ class Message(nn.Module):
         projected, g_u = torch.cat(projected), torch.cat(g_u)
         if not need_input_grads:
             return None, None, projected, g_u
-        g_s_in = grad_s + self.phi.backward(phi_ctx, g_x)
+        g_s_in = grad_s + self.phi.backward(ctx.phi_ctx, g_x)
         g_v_in = grad_v if v_is_zero else grad_v + g_v_acc
         return g_s_in, g_v_in, projected, g_u
+
+
+class UpdateContext(NamedTuple):
+    Uv: Tensor  # [N,3,F]
+    Vv: Tensor  # [N,3,F]
+    norm: Tensor  # [N,F]
+    dot: Tensor  # [N,F] <Uv, Vv>
+    a_vv: Tensor  # [N,F]
+    a_sv: Tensor  # [N,F]
+    mlp_ctx: SiLUMLPContext
 
 
 class Update(nn.Module):
@@ -278,18 +328,23 @@ class Update(nn.Module):
         dot = xyz_dot(Uv, Vv)
         s_out = s + torch.addcmul(a_ss, a_sv, dot)
         v_out = torch.addcmul(v, a_vv[:, None, :], Uv)
-        return (s_out, v_out), (Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx)
+        return (s_out, v_out), UpdateContext(Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx)
 
-    def backward(self, ctx, grad_s, grad_v):
+    def backward(self, ctx: UpdateContext, grad_s, grad_v):
         F = self.n_features
-        Uv, Vv, norm, dot, a_vv, a_sv, mlp_ctx = ctx
-        g_a = torch.cat((xyz_dot(grad_v, Uv), grad_s * dot, grad_s), dim=1)
-        g_h = self.mlp.backward(mlp_ctx, g_a)
-        g_dot = (grad_s * a_sv)[:, None, :]
+        Uv, Vv, a_vv = ctx.Uv, ctx.Vv, ctx.a_vv
+        g_a = torch.cat((xyz_dot(grad_v, Uv), grad_s * ctx.dot, grad_s), dim=1)
+        g_h = self.mlp.backward(ctx.mlp_ctx, g_a)
+        g_dot = (grad_s * ctx.a_sv)[:, None, :]
         g_Uv = torch.addcmul(g_dot * Vv, grad_v, a_vv[:, None, :])
-        g_Vv = torch.addcmul(g_dot * Uv, Vv, (g_h[:, F:] / norm)[:, None, :])
+        g_Vv = torch.addcmul(g_dot * Uv, Vv, (g_h[:, F:] / ctx.norm)[:, None, :])
         g_v = grad_v + g_Uv @ self.U.weight + g_Vv @ self.V.weight
         return grad_s + g_h[:, :F], g_v
+
+
+class ReadoutContext(NamedTuple):
+    scale: Tensor  # [N] scale[z_a]
+    mlp_ctx: SiLUMLPContext
 
 
 class Readout(nn.Module):
@@ -308,11 +363,10 @@ class Readout(nn.Module):
         y, mlp_ctx = self.mlp(s)
         scale = self.scale.index_select(0, species)
         energies = torch.addcmul(self.shift.index_select(0, species), scale, y[:, 0])
-        return energies, (scale, mlp_ctx)
+        return energies, ReadoutContext(scale, mlp_ctx)
 
-    def backward(self, ctx, grad_energies):
-        scale, mlp_ctx = ctx
-        return self.mlp.backward(mlp_ctx, (grad_energies * scale)[:, None])
+    def backward(self, ctx: ReadoutContext, grad_energies):
+        return self.mlp.backward(ctx.mlp_ctx, (grad_energies * ctx.scale)[:, None])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,6 +378,16 @@ ZBL_COEFFICIENTS = (0.18175, 0.50986, 0.28022, 0.02817)
 ZBL_EXPONENTS = (3.19980, 0.94229, 0.40290, 0.20162)
 ZBL_LENGTH = 0.46850
 ZBL_ENVELOPE_POWER = 6
+
+
+class ZBLRepulsionContext(NamedTuple):
+    d: Tensor  # [E]
+    inside: Tensor  # [E] bool, d < rmax
+    coulomb: Tensor  # [E] k Z_i Z_j / (2 d)
+    phi: Tensor  # [E]
+    dphi_dd: Tensor  # [E]
+    env: Tensor  # [E]
+    denv_dd: Tensor  # [E]
 
 
 class ZBLRepulsion(nn.Module):
@@ -387,13 +451,13 @@ class ZBLRepulsion(nn.Module):
         env, denv_dy = self.envelope(torch.clamp(y, max=1.0))
         coulomb = prefactor / d
         energy = torch.where(inside, coulomb * phi * env, torch.zeros_like(d))
-        return energy, (d, inside, coulomb, phi, dphi_dx * inv_a, env, denv_dy * inv_rmax)
+        return energy, ZBLRepulsionContext(d, inside, coulomb, phi, dphi_dx * inv_a, env, denv_dy * inv_rmax)
 
-    def derivative(self, ctx) -> Tensor:
+    def derivative(self, ctx: ZBLRepulsionContext) -> Tensor:
         """d e / d d  ->  [E]:  coulomb (phi' env + phi env' - phi env / d)."""
-        d, inside, coulomb, phi, dphi_dd, env, denv_dd = ctx
-        inner = dphi_dd * env + phi * denv_dd - phi * env / d
-        return torch.where(inside, coulomb * inner, torch.zeros_like(d))
+        d, phi, env = ctx.d, ctx.phi, ctx.env
+        inner = ctx.dphi_dd * env + phi * ctx.denv_dd - phi * env / d
+        return torch.where(ctx.inside, ctx.coulomb * inner, torch.zeros_like(d))
 
-    def backward(self, ctx, grad_energy: Tensor) -> Tensor:
+    def backward(self, ctx: ZBLRepulsionContext, grad_energy: Tensor) -> Tensor:
         return grad_energy * self.derivative(ctx)

@@ -8,11 +8,25 @@ forward and lets torch differentiate it; tests and benchmarks swap the two.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .blocks import EdgeFilter, EdgeGeometry, Message, Readout, Update, ZBLRepulsion
+from .blocks import (
+    EdgeFilter,
+    EdgeFilterContext,
+    EdgeGeometry,
+    EdgeGeometryContext,
+    Message,
+    MessageContext,
+    Readout,
+    ReadoutContext,
+    Update,
+    UpdateContext,
+    ZBLRepulsion,
+    ZBLRepulsionContext,
+)
 from .halo import Halo
 
 METHODS = ("analytic", "autograd")
@@ -37,6 +51,22 @@ class PaiNNConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class LayerContext(NamedTuple):
+    message_ctx: MessageContext
+    update_ctx: UpdateContext
+
+
+class PaiNNContext(NamedTuple):
+    """What the analytic backward needs from ``PaiNN._forward``: each block's context, layer by layer."""
+
+    geometry_ctx: EdgeGeometryContext
+    filter_ctx: EdgeFilterContext
+    layer_ctx: list[LayerContext]
+    readout_ctx: ReadoutContext
+    repulsion_ctx: ZBLRepulsionContext | None  # None without a repulsion term
+    v: Tensor  # [N,3,F] the vectors after the last layer
 
 
 class PaiNN(nn.Module):
@@ -196,7 +226,7 @@ class PaiNN(nn.Module):
         return max(64, budget // bytes_per_edge)
 
     def _forward(self, species, edge_i, edge_j, r_ij, chunk, halo, n_owned):
-        """Energies of all atoms [N] and the context the analytic backward needs."""
+        """Energies of all atoms [N] and the context the analytic backward needs (``PaiNNContext``)."""
         (d, u), geometry_ctx = EdgeGeometry.forward(r_ij)
         filters, filter_ctx = self.edge_filter(d)
         s = self.embedding(species)
@@ -205,7 +235,7 @@ class PaiNN(nn.Module):
         for layer, (message, update) in enumerate(zip(self.messages, self.updates)):
             (s, v), message_ctx = message(s, v, filters[layer], u, edge_i, edge_j, layer == 0, chunk)
             (s, v), update_ctx = update_rows(update, s, v, n_owned)
-            layer_ctx.append((message_ctx, update_ctx))
+            layer_ctx.append(LayerContext(message_ctx, update_ctx))
             if halo is not None and layer < self.config.n_layers - 1:
                 s, v = halo.forward(s, v)
         energies, readout_ctx = self.readout(s, species)
@@ -213,18 +243,16 @@ class PaiNN(nn.Module):
         if self.repulsion is not None:
             pair_energies, repulsion_ctx = self.repulsion(d, species, edge_i, edge_j)
             energies = energies.index_add(0, edge_i, pair_energies)
-        return energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v)
+        return energies, PaiNNContext(geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v)
 
     def _analytic(self, species, edge_i, edge_j, r_ij, weights, halo, n_owned):
-        energies, (geometry_ctx, filter_ctx, layer_ctx, readout_ctx, repulsion_ctx, v) = self._forward(
-            species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo, n_owned
-        )
-        g_s = self.readout.backward(readout_ctx, weights)
-        g_v = v.new_zeros(v.shape)
+        energies, ctx = self._forward(species, edge_i, edge_j, r_ij, self.edge_chunk(r_ij.device), halo, n_owned)
+        g_s = self.readout.backward(ctx.readout_ctx, weights)
+        g_v = ctx.v.new_zeros(ctx.v.shape)
         g_u = r_ij.new_zeros(r_ij.shape)
         projected = 0
         for layer in reversed(range(self.config.n_layers)):
-            message_ctx, update_ctx = layer_ctx[layer]
+            message_ctx, update_ctx = ctx.layer_ctx[layer]
             if halo is not None and layer < self.config.n_layers - 1:
                 g_s, g_v = halo.reverse(g_s, g_v)
             g_s, g_v = update_rows_backward(self.updates[layer], update_ctx, g_s, g_v, n_owned)
@@ -233,10 +261,10 @@ class PaiNN(nn.Module):
             )
             projected = projected + projected_layer
             g_u = g_u + g_u_layer
-        g_d = self.edge_filter.backward(filter_ctx, projected)
-        if repulsion_ctx is not None:
-            g_d = g_d + self.repulsion.backward(repulsion_ctx, weights.index_select(0, edge_i))
-        return energies, EdgeGeometry.backward(geometry_ctx, g_d, g_u)
+        g_d = self.edge_filter.backward(ctx.filter_ctx, projected)
+        if ctx.repulsion_ctx is not None:
+            g_d = g_d + self.repulsion.backward(ctx.repulsion_ctx, weights.index_select(0, edge_i))
+        return energies, EdgeGeometry.backward(ctx.geometry_ctx, g_d, g_u)
 
     def _autograd(self, species, edge_i, edge_j, r_ij, weights, halo, n_owned):
         training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
@@ -256,7 +284,7 @@ def update_rows(update: Update, s: Tensor, v: Tensor, n: int):
     return (torch.cat((s_head, s[n:])), torch.cat((v_head, v[n:]))), ctx
 
 
-def update_rows_backward(update: Update, ctx, g_s: Tensor, g_v: Tensor, n: int):
+def update_rows_backward(update: Update, ctx: UpdateContext, g_s: Tensor, g_v: Tensor, n: int):
     """The transpose of ``update_rows``: gradients of the passed rows pass unchanged."""
     if n == g_s.shape[0]:
         return update.backward(ctx, g_s, g_v)
