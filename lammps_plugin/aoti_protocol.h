@@ -22,6 +22,11 @@ namespace MLFFAoti {
   constexpr const char *OUTPUTS = "forces,eatoms,energy,virial,vatom";
   enum Output { FORCES = 0, EATOMS = 1, ENERGY = 2, VIRIAL = 3, VATOM = 4, NOUTPUTS = 5 };
 
+  // the two models of a package (Python: PACKAGE_MODELS): one MPI rank (ghost features gathered
+  // inside the compiled code), several ranks (through the operator mlff_plugin::halo_exchange)
+  constexpr const char *ONE_RANK_MODEL = "model";
+  constexpr const char *RANKS_MODEL = "model_ranks";
+
   constexpr const char *EXPORT_COMMAND =
       "mlff-distiller export MODEL -o FILE.mliap --format aoti --device cpu|cuda";
 

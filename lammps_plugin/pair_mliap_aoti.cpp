@@ -178,8 +178,8 @@ void PairMLIAPAoti::read_package_metadata()
                MLFFAoti::EXPORT_COMMAND);
   auto &meta = package->metadata;
   try {
-    meta =
-        torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(package_file, "model");
+    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(
+        package_file, MLFFAoti::ONE_RANK_MODEL);
   } catch (const std::exception &e) {
     error->all(FLERR,
                "Pair style mliap/aoti: {} is not an AOTInductor package ({}): write one with `{}`",
@@ -237,11 +237,13 @@ void PairMLIAPAoti::read_package_metadata()
 void PairMLIAPAoti::load_package()
 {
   register_halo_exchange_operator();
+  const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
   try {
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        package_file, "model", false, 1, package->device.is_cuda() ? package->device.index() : -1);
+        package_file, model, false, 1, package->device.is_cuda() ? package->device.index() : -1);
   } catch (const std::exception &e) {
-    error->all(FLERR,
+    // may fail on some ranks only (their GPU): error->one, so that no rank waits for them
+    error->one(FLERR,
                "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
                "machine with `{}`",
                package_file, package->device.str(), utils::split_lines(e.what())[0],

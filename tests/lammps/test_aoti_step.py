@@ -1,11 +1,15 @@
 """The force step behind `pair_style mliap/aoti` (lammps/aoti.py) without LAMMPS: pairs it must
-drop (beyond the cutoff, a NULL-type end, the padding atom's) add exactly nothing; the compiled
-package equals the eager step at every size, the smallest (no real ghost, one real pair) included."""
+drop (beyond the cutoff, a NULL-type end, the padding atom's) add exactly nothing; both compiled
+models of a package (one rank, several ranks through the exchange operator, whose Python
+implementation is the one-rank gather) equal the eager step at every size, the smallest (no real
+ghost, one real pair) included."""
 
 import pytest
 import torch
 
-from mlff_distiller.lammps.aoti import ForceStep, compile_package, example_inputs
+from torch._inductor.package import load_package
+
+from mlff_distiller.lammps.aoti import PACKAGE_MODELS, ForceStep, compile_package, example_inputs
 from mlff_distiller.model.io import save_model
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
@@ -43,7 +47,6 @@ def test_compiled_package_equals_the_eager_step(tmp_path):
     model = small_model()
     save_model(model, tmp_path / "m.pt")
     package = compile_package((tmp_path / "m.pt").read_bytes(), tmp_path / "m.pt2", "analytic", "float64", "cpu")
-    compiled = torch._inductor.aoti_load_package(str(package))
     step = ForceStep(model)
     x, species, pair_i, pair_j, ghosts, owners, nlocal = example_inputs(model, "cpu")
     calls = {
@@ -58,6 +61,8 @@ def test_compiled_package_equals_the_eager_step(tmp_path):
             torch.tensor([2]),
         ),
     }
-    for name, args in calls.items():
-        for a, b in zip(step(*args), compiled(*args)):
-            assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(a.abs().max()))), name
+    for model_name in PACKAGE_MODELS.values():
+        compiled = load_package(str(package), model_name)
+        for name, args in calls.items():
+            for a, b in zip(step(*args), compiled(*args)):
+                assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(a.abs().max()))), (model_name, name)

@@ -182,6 +182,7 @@ def test_both_sides_state_the_same_package_contract():
     names = [item.split("=")[0].strip().lower() for item in enum.split(",")][: len(aoti.PACKAGE_OUTPUTS)]
     assert names == list(aoti.PACKAGE_OUTPUTS)
     assert list(inspect.signature(aoti.ForceStep.forward).parameters)[1:] == list(aoti.PACKAGE_INPUTS)
+    assert [header_string("ONE_RANK_MODEL"), header_string("RANKS_MODEL")] == list(aoti.PACKAGE_MODELS.values())
 
 
 def with_metadata(package: Path, output: Path, **changes) -> Path:

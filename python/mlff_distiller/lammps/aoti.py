@@ -16,26 +16,30 @@ moved ``PADDING_DISTANCE`` cutoffs apart, where the model's filters and their de
 exactly 0: they add exactly nothing (``tests/model/test_replay.py`` checks that for the buckets of
 ``replay.py``, ``tests/lammps/test_aoti.py`` for this step).
 
-Ghost atoms get their features after each layer through the operator ``mlff_plugin::halo_exchange``
-(``PluginHalo``), which the compiled code calls and the plugin implements in C++: on one MPI rank
-every ghost is a periodic image of a local atom, and the exchange is a gather from ``owners`` on
-the model's device (the same as ``GatherHalo``, which is the Python implementation here, for tests
-and eager runs); on several ranks the plugin moves the rows through LAMMPS's communication instead,
-as `mliap/halo` does, and ``ghosts``/``owners`` hold only the padding atom.
+Ghost atoms get their features after each layer by a halo exchange. A package holds the step
+twice (``PACKAGE_MODELS``), the one decision between them being the exchange:
+* one MPI rank: every ghost is a periodic image of a local atom, and the exchange is a gather from
+  ``owners`` (``GatherHalo``) fused into the compiled code;
+* several ranks: the compiled code calls the operator ``mlff_plugin::halo_exchange``
+  (``PluginHalo``), which the plugin implements in C++ with LAMMPS's communication, as `mliap/halo`
+  does (``ghosts``/``owners`` then hold only the padding atom). Its Python implementation here is
+  the one-rank gather, for export and tests. An operator call costs ~50 us on a CPU core, so the
+  one-rank step keeps the gather (aspirin: 1.12 against 0.93 ms per call).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch._inductor.package import package_aoti
 
 from .. import __version__
+from ..files import atomic_path
 from ..model.halo import GatherHalo, Halo
 from ..model.io import load_model
 from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
@@ -47,6 +51,8 @@ PACKAGE_SUFFIX = ".pt2"
 # The package's call, in order: the contract with lammps_plugin/aoti_protocol.h (tests check both)
 PACKAGE_INPUTS = ("x", "species", "pair_i", "pair_j", "ghosts", "owners", "nlocal")
 PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
+# the models in a package, by the exchange they use: one MPI rank, several ranks
+PACKAGE_MODELS = {"gather": "model", "operator": "model_ranks"}
 # LAMMPS's virial order (xx, yy, zz, xy, xz, yz): the components of r (x) fij that it sums
 VIRIAL_ROWS = (0, 1, 2, 0, 0, 1)
 VIRIAL_COLUMNS = (0, 1, 2, 1, 2, 2)
@@ -88,13 +94,17 @@ class ForceStep(nn.Module):
       -> forces [T,3], eatoms [T] (0 beyond the local atoms and for NULL types), energy [],
          virial [6], vatom [T,6], all float64.
     The model runs in its own dtype; pair vectors are taken in float64 and sums are made in float64.
+    exchange: "gather" (one rank) or "operator" (several ranks), see the module doc.
     """
 
-    def __init__(self, model: PaiNN, method: str = "analytic"):
+    def __init__(self, model: PaiNN, method: str = "analytic", exchange: str = "gather"):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+        if exchange not in PACKAGE_MODELS:
+            raise ValueError(f"unknown exchange {exchange!r}: use one of {tuple(PACKAGE_MODELS)}")
         self.model, self.method = model, method
+        self.halo = GatherHalo if exchange == "gather" else PluginHalo
         self.register_buffer("far", torch.tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0], dtype=torch.float64))
         self.register_buffer("virial_rows", torch.tensor(VIRIAL_ROWS))
         self.register_buffer("virial_columns", torch.tensor(VIRIAL_COLUMNS))
@@ -111,7 +121,7 @@ class ForceStep(nn.Module):
             r_ij.to(dtype),
             weights.to(dtype),
             self.method,
-            PluginHalo(ghosts, owners),
+            self.halo(ghosts, owners),
         )
         fij = grad.to(torch.float64)
         eatoms = energies.to(torch.float64) * weights
@@ -188,12 +198,19 @@ def package_metadata(model: PaiNN, method: str, model_bytes: bytes, threads: int
     }
 
 
+def compiled_files(step: ForceStep, device: str, configs: dict) -> list:
+    """One step exported (sizes dynamic) and compiled by AOTInductor: its files for a package."""
+    program = torch.export.export(step, example_inputs(step.model, device), dynamic_shapes=dynamic_shapes())
+    args, kwargs = program.example_inputs
+    return torch._inductor.aot_compile(program.module(), args, kwargs, options=dict(configs))
+
+
 def compile_package(
     model_bytes: bytes, output: str | Path, method: str, dtype: str, device: str, threads: int = 1
 ) -> Path:
-    """Export and compile the force step of a model file's bytes into ``output`` (a .pt2 file),
-    written atomically: half a minute or more (inductor writes and compiles C++ for a CPU, Triton
-    kernels for a GPU).
+    """Export and compile the force step of a model file's bytes into ``output`` (a .pt2 file
+    holding both models of ``PACKAGE_MODELS``), written atomically: a minute or so (inductor writes
+    and compiles C++ for a CPU, Triton kernels for a GPU).
 
     threads: the CPU threads the compiled C++ runs on, fixed in the package. With one, sums over
     edges are plain additions; with more, every one is an atomic add, which made aspirin's step
@@ -214,23 +231,17 @@ def compile_package(
             "use --method analytic, or run the autograd reference through the .mliap export"
         )
     model = load_model(io.BytesIO(model_bytes), DTYPES[dtype]).to(device)
-    step = ForceStep(model, method).to(device).eval()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        torch.no_grad(),
-        warnings.catch_warnings(),
-        tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch,
-    ):
+    configs = {
+        "aot_inductor.metadata": package_metadata(model, method, model_bytes, threads),
+        "aot_inductor.package": True,
+        "cpp.threads": threads,
+    }
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations, not ours
-        program = torch.export.export(step, example_inputs(model, device), dynamic_shapes=dynamic_shapes())
-        temporary = Path(scratch) / output.name
-        torch._inductor.aoti_compile_and_package(
-            program,
-            package_path=str(temporary),
-            inductor_configs={
-                "aot_inductor.metadata": package_metadata(model, method, model_bytes, threads),
-                "cpp.threads": threads,
-            },
-        )
-        temporary.replace(output)
+        files = {
+            name: compiled_files(ForceStep(model, method, exchange).to(device).eval(), device, configs)
+            for exchange, name in PACKAGE_MODELS.items()
+        }
+    with atomic_path(output) as temporary:
+        package_aoti(str(temporary), files)
     return output
