@@ -67,7 +67,7 @@ def systems() -> dict:
 
 
 def device_inputs(model, atoms, device):
-    g = graph_from_atoms([atoms], model.elements, model.cutoff, model.embedding.weight.dtype)
+    g = graph_from_atoms([atoms], model.elements, model.cutoff, model.dtype)
     model.validate_inputs(g.species, g.edge_i, g.edge_j, g.r_ij)
     return [t.to(device) for t in (g.species, g.edge_i, g.edge_j, g.r_ij)]
 

@@ -67,7 +67,7 @@ TARGETS = {
 
 def evaluate(model, structures, name):
     """Metrics of ``model`` on ``structures`` (grouped by molecule), printed as a table."""
-    dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
+    dataset = GraphDataset(structures, model.elements, model.cutoff, model.dtype)
     predictions = collect_predictions(model, dataset, batch_size=32, group_key="molecule")
     metrics = error_metrics(predictions)
     print(f"\n{name}\n{format_table(metrics)}", flush=True)

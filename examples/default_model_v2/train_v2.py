@@ -68,7 +68,7 @@ TRAINING = TrainConfig(
 
 
 def evaluate(model, structures, name, group_key="molecule"):
-    dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
+    dataset = GraphDataset(structures, model.elements, model.cutoff, model.dtype)
     metrics = error_metrics(collect_predictions(model, dataset, batch_size=32, group_key=group_key))
     print(f"\n{name}\n{format_table(metrics)}", flush=True)
     return metrics

@@ -191,7 +191,7 @@ def test_two_epochs_on_cuda_learn_and_the_model_file_loads_on_the_cpu(data_file,
         progress=False,
         log=quiet,
     )
-    assert next(model.parameters()).device.type == "cuda"
+    assert model.device.type == "cuda"
     (first, second), (first_val, second_val) = (
         [entry[part]["loss"] for entry in state.history] for part in ("train", "validation")
     )
@@ -200,7 +200,7 @@ def test_two_epochs_on_cuda_learn_and_the_model_file_loads_on_the_cpu(data_file,
     assert all(t.device.type == "cpu" for t in tensors(torch.load(tmp_path / "run.ckpt", weights_only=True)))
 
     on_cpu = load_model(output, dtype=torch.float32)
-    assert next(on_cpu.parameters()).device.type == "cpu"
+    assert on_cpu.device.type == "cpu"
     cpu_set = GraphDataset(structures, ELEMENTS, SMALL.cutoff, torch.float32)
     batch = cpu_set.batches(len(structures))[0]
     with torch.no_grad():
@@ -220,7 +220,7 @@ def test_a_cuda_checkpoint_resumes_on_the_cpu_and_back(structures, tmp_path):
         config = TrainConfig(epochs=epochs, batch_size=4, dtype="float64", device=device)
         model = build_model(SMALL, training, seed=0, dtype=torch.float64)
         state, messages = resume_training(model, train_set, validation_set, config, checkpoint)
-        assert next(model.parameters()).device.type == device
+        assert model.device.type == device
         if epochs > 1:
             assert any(f"device is '{device}' now" in m for m in messages), messages
         history = state.history

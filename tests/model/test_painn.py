@@ -246,3 +246,11 @@ def test_unknown_method(model):
             None,
             "magic",
         )
+
+
+def test_device_and_dtype_are_those_of_the_weights():
+    model = make_model(dtype=torch.float32)
+    assert (model.device, model.dtype) == (torch.device("cpu"), torch.float32)
+    assert model.to(torch.float64).dtype == torch.float64
+    if torch.cuda.is_available():
+        assert model.to("cuda").device.type == "cuda"

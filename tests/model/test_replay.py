@@ -14,7 +14,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 def inputs(model, atoms, device="cpu"):
-    g = graph_from_atoms([atoms], model.elements, model.cutoff, model.embedding.weight.dtype)
+    g = graph_from_atoms([atoms], model.elements, model.cutoff, model.dtype)
     return [t.to(device) for t in (g.species, g.edge_i, g.edge_j, g.r_ij)]
 
 
@@ -164,7 +164,7 @@ def halo_case(model, atoms, device="cpu"):
     species, edge_i, edge_j, r_ij, owner = ghost_graph(atoms, model.cutoff)
     n = len(atoms)
     halo = GatherHalo(torch.arange(n, len(owner), device=device), owner[n:].to(device))
-    args = [t.to(device) for t in (species, edge_i, edge_j, r_ij.to(model.embedding.weight.dtype))]
+    args = [t.to(device) for t in (species, edge_i, edge_j, r_ij.to(model.dtype))]
     return args, n, halo
 
 

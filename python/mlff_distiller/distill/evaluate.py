@@ -225,7 +225,7 @@ def evaluate_file(
                 "must read the same graphs; train its members with the same --elements and --cutoff"
             )
     structures = read_structures(data)
-    dataset = GraphDataset(structures, model.elements, model.cutoff, model.embedding.weight.dtype)
+    dataset = GraphDataset(structures, model.elements, model.cutoff, model.dtype)
     predictions = collect_predictions(model, dataset, batch_size, group_key)
     if plot:
         parity_plot(predictions, plot, title=Path(data).name)

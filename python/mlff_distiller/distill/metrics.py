@@ -60,7 +60,7 @@ def predicted_energies_and_forces(
     """Energies [S] and forces [N,3] (float64 numpy) of every structure, in file order, computed on
     the model's device."""
     energy, forces = [], []
-    dataset = dataset.to(next(model.parameters()).device)
+    dataset = dataset.to(model.device)
     with torch.no_grad():
         for batch in dataset.batches(batch_size):
             e, f = predict(model, batch)

@@ -22,10 +22,9 @@ class StudentCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        weight = self.model.embedding.weight
-        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, weight.dtype)
+        graph = graph_from_atoms([self.atoms], self.model.elements, self.model.cutoff, self.model.dtype)
         self.model.validate_inputs(graph.species, graph.edge_i, graph.edge_j, graph.r_ij)
-        graph = graph.to(weight.device)  # a model on a GPU computes there; the results come back
+        graph = graph.to(self.model.device)  # a model on a GPU computes there; the results come back
         with torch.no_grad():
             energies, grad = self.model.energies_and_edge_gradients(
                 graph.species, graph.edge_i, graph.edge_j, graph.r_ij, method=self.method

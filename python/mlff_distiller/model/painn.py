@@ -94,6 +94,16 @@ class PaiNN(nn.Module):
     def elements(self) -> list[str]:
         return list(self.config.elements)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live (all on one device: ``to`` moves them together)."""
+        return self.embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the model runs in (all weights share it), the dtype r_ij must have."""
+        return self.embedding.weight.dtype
+
     # ------------------------------------------------------------------------------------------
     def energies_and_edge_gradients(
         self,
@@ -187,10 +197,8 @@ class PaiNN(nn.Module):
     def check_layout(self, species, edge_i, edge_j, r_ij, n_counted: int) -> None:
         """Shapes, n_counted and dtype: metadata only, so free on any device and run on every call."""
         self._check_shapes(species, edge_i, edge_j, r_ij, n_counted)
-        if r_ij.dtype != self.embedding.weight.dtype:
-            raise ValueError(
-                f"r_ij is {r_ij.dtype} but the model is {self.embedding.weight.dtype}; convert one of them"
-            )
+        if r_ij.dtype != self.dtype:
+            raise ValueError(f"r_ij is {r_ij.dtype} but the model is {self.dtype}; convert one of them")
 
     @staticmethod
     def _check_shapes(species, edge_i, edge_j, r_ij, n_counted: int) -> None:

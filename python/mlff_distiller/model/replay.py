@@ -102,7 +102,7 @@ def step_runner(model: PaiNN, method: str):
     operations (aspirin, one core: 6.5 -> 1.8 ms per call), called from C++ rather than from
     inductor's Python wrapper (which took 18% of aspirin's compiled call), or with MLFF_COMPILE=0
     the eager model."""
-    if model.embedding.weight.device.type == "cuda":
+    if model.device.type == "cuda":
         return GraphReplay(model, method)
     if compile_requested():
         return GraphReplay(model, method, graphs=False, fuse=True)
@@ -130,13 +130,12 @@ class Bucket:
     def __init__(
         self, call, model: PaiNN, method: str, n_atoms: int, n_edges: int, n_owned: int = 0, halo: str | None = None
     ):
-        weight = model.embedding.weight
-        index = dict(dtype=torch.long, device=weight.device)
+        index = dict(dtype=torch.long, device=model.device)
         self.call, self.method = call, method
         self.species = torch.zeros(n_atoms, **index)
         self.edge_i, self.edge_j = torch.zeros(n_edges, **index), torch.zeros(n_edges, **index)
-        self.r_ij = weight.new_zeros(n_edges, 3)
-        self.weights = weight.new_zeros(n_atoms)
+        self.r_ij = torch.zeros(n_edges, 3, dtype=model.dtype, device=model.device)
+        self.weights = torch.zeros(n_atoms, dtype=model.dtype, device=model.device)
         self.halo = {
             None: None,
             "host": STEP_HALO,
@@ -144,7 +143,7 @@ class Bucket:
         }[halo]
         self.n_owned = n_owned if halo else None  # with a halo, the rows the update blocks run on
         self.slots = torch.arange(max(n_atoms, n_edges), **index)
-        self.far = weight.new_tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0])
+        self.far = torch.tensor([PADDING_DISTANCE * model.cutoff, 0.0, 0.0], dtype=model.dtype, device=model.device)
         self.loaded = None  # the sizes whose padding is now in the buffers
         self.graph = None
         self.outputs = None
@@ -245,7 +244,7 @@ class GraphReplay:
     ):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
-        device = model.embedding.weight.device
+        device = model.device
         self.model, self.method = model, method
         self.graphs = device.type == "cuda" if graphs is None else graphs
         if self.graphs and device.type != "cuda":
