@@ -18,7 +18,7 @@ namespace MLFFAoti {
   constexpr const char *FORMAT_VERSION = "1";
 
   // the package's call: inputs and outputs in order (metadata keys "inputs", "outputs")
-  constexpr const char *INPUTS = "x,species,pair_i,pair_j,ghosts,owners,nlocal";
+  constexpr const char *INPUTS = "x_local,x_ghost,species,pair_i,pair_j,ghosts,owners";
   constexpr const char *OUTPUTS = "forces,eatoms,energy,virial,vatom";
   enum Output { FORCES = 0, EATOMS = 1, ENERGY = 2, VIRIAL = 3, VATOM = 4, NOUTPUTS = 5 };
 

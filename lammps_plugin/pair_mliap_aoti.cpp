@@ -51,7 +51,7 @@ struct PairMLIAPAoti::Package {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   std::unordered_map<std::string, std::string> metadata;
   torch::Device device{torch::kCPU};
-  at::Tensor x, species, pair_i, pair_j, ghosts, owners, nlocal;
+  at::Tensor x, species, pair_i, pair_j, ghosts, owners;
 
   // On a CPU the positions are where the model runs, and pairs in the skin would be ~60% of the
   // model's edge work (5 A cutoff, 2 A skin): they are dropped on the host every step. On a GPU a
@@ -374,7 +374,6 @@ void PairMLIAPAoti::collect_neighbours()
   p.species = p.on_device(species);
   p.ghosts = p.on_device(ghosts);
   p.owners = p.on_device(owners);
-  p.nlocal = torch::full({1}, (int64_t) nlocal, torch::kLong).to(p.device);
   p.x = torch::zeros({ntotal + 1, 3}, torch::TensorOptions(torch::kDouble).device(p.device));
 }
 
@@ -428,7 +427,9 @@ void PairMLIAPAoti::add_outputs()
   std::vector<at::Tensor> out;
   {
     Stepping running(this);
-    out = p.loader->run({p.x, p.species, p.pair_i, p.pair_j, p.ghosts, p.owners, p.nlocal});
+    // local and ghost rows as two views of one buffer: the package skips the ghosts' updates
+    out = p.loader->run({p.x.narrow(0, 0, nlocal), p.x.narrow(0, nlocal, atom->nghost + 1),
+                         p.species, p.pair_i, p.pair_j, p.ghosts, p.owners});
   }
   if (out.size() != MLFFAoti::NOUTPUTS)
     error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})",

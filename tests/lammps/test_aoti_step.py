@@ -24,21 +24,22 @@ def small_model() -> PaiNN:
 
 def test_dropped_pairs_add_exactly_nothing():
     step = ForceStep(small_model())
-    x, species, pair_i, pair_j, ghosts, owners, nlocal = example_inputs(step.model, "cpu")
-    base = step(x, species, pair_i, pair_j, ghosts, owners, nlocal)
-    # a far atom (beyond the cutoff of every other) joined to every local atom, both ways
-    x2 = torch.cat((x[:-1], torch.tensor([[40.0, 0.0, 0.0]], dtype=x.dtype), x[-1:]))
-    pad = x2.shape[0] - 1
+    x_local, x_ghost, species, pair_i, pair_j, ghosts, owners = example_inputs(step.model, "cpu")
+    base = step(x_local, x_ghost, species, pair_i, pair_j, ghosts, owners)
+    # a far ghost row (beyond the cutoff of every atom) before the padding atom, joined to every
+    # local atom both ways
+    pad = x_local.shape[0] + x_ghost.shape[0]  # the padding atom's new index
+    x_ghost2 = torch.cat((x_ghost[:-1], torch.tensor([[40.0, 0.0, 0.0]], dtype=x_ghost.dtype), x_ghost[-1:]))
     species2 = torch.cat((species[:-1], torch.tensor([1, 0])))
-    local = torch.arange(int(nlocal))
+    local = torch.arange(x_local.shape[0])
     far = torch.full_like(local, pad - 1)
-    remap = lambda index: torch.where(index == pad - 1, pad, index)  # noqa: E731 (the old padding atom moved)
+    remap = lambda index: torch.where(index == pad - 1, pad, index)  # noqa: E731 (the padding atom moved)
     pair_i2 = torch.cat((remap(pair_i), local, far))
     pair_j2 = torch.cat((remap(pair_j), far, local))
-    extended = step(x2, species2, pair_i2, pair_j2, remap(ghosts), remap(owners), nlocal)
+    extended = step(x_local, x_ghost2, species2, pair_i2, pair_j2, remap(ghosts), remap(owners))
     keep = torch.cat((torch.arange(pad - 1), torch.tensor([pad])))
     for a, b in zip(base, extended):
-        b = b[keep] if b.dim() and b.shape[0] == x2.shape[0] else b
+        b = b[keep] if b.dim() and b.shape[0] == pad + 1 else b
         assert torch.equal(a, b)
 
 
@@ -48,18 +49,21 @@ def test_compiled_package_equals_the_eager_step(tmp_path):
     save_model(model, tmp_path / "m.pt")
     package = compile_package((tmp_path / "m.pt").read_bytes(), tmp_path / "m.pt2", "analytic", "float64", "cpu")
     step = ForceStep(model)
-    x, species, pair_i, pair_j, ghosts, owners, nlocal = example_inputs(model, "cpu")
+    traced = example_inputs(model, "cpu")
+    x_local, x_ghost, species = traced[:3]
+    one = torch.tensor([2])  # the padding atom of the two-atom call
     calls = {
-        "traced sizes": (x, species, pair_i, pair_j, ghosts, owners, nlocal),
-        "no ghost, one pair": (
-            x[[0, 1, -1]],
-            species[[0, 1, -1]],
+        "traced sizes": traced,
+        "two atoms, no ghost, one pair": (
+            x_local[:2],
+            x_ghost[-1:],
+            torch.cat((species[:2], species[-1:])),
             torch.tensor([0, 2]),
             torch.tensor([1, 2]),
-            torch.tensor([2]),
-            torch.tensor([2]),
-            torch.tensor([2]),
+            one,
+            one,
         ),
+        "a rank without atoms": (x_local[:0], x_ghost[-1:], species[-1:], *[torch.tensor([0])] * 4),
     }
     for model_name in PACKAGE_MODELS.values():
         compiled = load_package(str(package), model_name)

@@ -49,7 +49,7 @@ AOTI_FORMAT = "mlff-distiller-aoti"
 AOTI_VERSION = 1
 PACKAGE_SUFFIX = ".pt2"
 # The package's call, in order: the contract with lammps_plugin/aoti_protocol.h (tests check both)
-PACKAGE_INPUTS = ("x", "species", "pair_i", "pair_j", "ghosts", "owners", "nlocal")
+PACKAGE_INPUTS = ("x_local", "x_ghost", "species", "pair_i", "pair_j", "ghosts", "owners")
 PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
 # the models in a package, by the exchange they use: one MPI rank, several ranks
 PACKAGE_MODELS = {"gather": "model", "operator": "model_ranks"}
@@ -88,9 +88,9 @@ class PluginHalo(Halo):
 class ForceStep(nn.Module):
     """One LAMMPS force call of a student model, shapes dynamic (T atoms, P pairs, G ghosts).
 
-    forward(x [T,3] float64, species [T] int64 (-1: NULL type), pair_i [P] int64, pair_j [P]
-    int64 (i receives from j; j may be a ghost), ghosts [G] int64, owners [G] int64 (the local
-    atom each ghost copies), nlocal [1] int64)
+    forward(x_local [L,3] float64, x_ghost [T-L,3] float64 (ghosts, then the padding atom),
+    species [T] int64 (-1: NULL type), pair_i [P] int64, pair_j [P] int64 (i receives from j; j
+    may be a ghost), ghosts [G] int64, owners [G] int64 (the local atom each ghost copies))
       -> forces [T,3], eatoms [T] (0 beyond the local atoms and for NULL types), energy [],
          virial [6], vatom [T,6], all float64.
     The model runs in its own dtype; pair vectors are taken in float64 and sums are made in float64.
@@ -109,11 +109,15 @@ class ForceStep(nn.Module):
         self.register_buffer("virial_rows", torch.tensor(VIRIAL_ROWS))
         self.register_buffer("virial_columns", torch.tensor(VIRIAL_COLUMNS))
 
-    def forward(self, x: Tensor, species: Tensor, pair_i: Tensor, pair_j: Tensor, ghosts, owners, nlocal):
-        dtype = self.model.embedding.weight.dtype
+    def forward(
+        self, x_local: Tensor, x_ghost: Tensor, species: Tensor, pair_i: Tensor, pair_j: Tensor, ghosts, owners
+    ):
+        dtype = self.model.dtype
+        n_local = x_local.shape[0]
+        x = torch.cat((x_local, x_ghost))
         known = species >= 0
         r_ij = self.pair_vectors(x, known, pair_i, pair_j)
-        weights = (torch.arange(x.shape[0], device=x.device) < nlocal) & known
+        weights = (torch.arange(x.shape[0], device=x.device) < n_local) & known
         energies, grad = self.model.energies_and_weighted_edge_gradients(
             species.clamp(min=0),
             pair_i,
@@ -122,6 +126,7 @@ class ForceStep(nn.Module):
             weights.to(dtype),
             self.method,
             self.halo(ghosts, owners),
+            n_local,  # the update blocks skip the ghost rows, which the next exchange overwrites
         )
         fij = grad.to(torch.float64)
         eatoms = energies.to(torch.float64) * weights
@@ -145,7 +150,7 @@ class ForceStep(nn.Module):
 
 def example_inputs(model: PaiNN, device: str) -> tuple[Tensor, ...]:
     """A small call to trace with: 6 local atoms (one of a NULL type) and 4 ghosts, every pair
-    among them, plus the padding atom that the C++ side adds."""
+    among them, plus the padding atom that the C++ side adds (``PACKAGE_INPUTS``)."""
     generator = torch.Generator().manual_seed(0)
     n_local, n_ghost = 6, 4
     n = n_local + n_ghost + 1
@@ -159,24 +164,26 @@ def example_inputs(model: PaiNN, device: str) -> tuple[Tensor, ...]:
     pad = torch.tensor([n - 1])
     ghosts = torch.cat((torch.arange(n_local, n - 1), pad))
     owners = torch.cat((torch.arange(n_ghost), pad))
-    tensors = (x, species, torch.cat((pair_i, pad)), torch.cat((pair_j, pad)), ghosts, owners, torch.tensor([n_local]))
+    tensors = (x[:n_local], x[n_local:], species, torch.cat((pair_i, pad)), torch.cat((pair_j, pad)), ghosts, owners)
     return tuple(t.to(device) for t in tensors)
 
 
 def dynamic_shapes() -> dict:
-    """Atoms, pairs and ghosts vary from call to call; pairs up to the one chunk of an exported
-    model (``PaiNN.edge_chunk``)."""
-    atoms = torch.export.Dim("atoms", min=2)
-    pairs = torch.export.Dim("pairs", min=2, max=EXPORTED_MAX_EDGES)
-    ghosts = torch.export.Dim("ghosts", min=2)
+    """Local atoms (none on an empty rank), ghost rows (at least the padding atom), pairs and
+    ghosts vary from call to call; pairs up to the one chunk of an exported model
+    (``PaiNN.edge_chunk``); species has as many rows as the two position blocks together."""
+    local = torch.export.Dim("local", min=0)
+    ghost_rows = torch.export.Dim("ghost_rows", min=1)
+    pairs = torch.export.Dim("pairs", min=1, max=EXPORTED_MAX_EDGES)
+    ghosts = torch.export.Dim("ghosts", min=1)
     return {
-        "x": {0: atoms},
-        "species": {0: atoms},
+        "x_local": {0: local},
+        "x_ghost": {0: ghost_rows},
+        "species": {0: torch.export.Dim.AUTO},
         "pair_i": {0: pairs},
         "pair_j": {0: pairs},
         "ghosts": {0: ghosts},
         "owners": {0: ghosts},
-        "nlocal": None,
     }
 
 
@@ -189,7 +196,7 @@ def package_metadata(model: PaiNN, method: str, model_bytes: bytes, threads: int
         "torch_version": torch.__version__.split("+")[0],
         "elements": " ".join(model.elements),
         "cutoff": repr(float(model.cutoff)),
-        "dtype": str(model.embedding.weight.dtype).removeprefix("torch."),
+        "dtype": str(model.dtype).removeprefix("torch."),
         "method": method,
         "cpu_threads": str(threads),
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
