@@ -6,7 +6,7 @@
 #
 # scripts/setup.sh sets up a venv and LAMMPS build of their own, build/compat/lammps-<version>/{venv,lammps}
 # (kept, so a second run only runs the suite), then the suite runs with that venv's Python. The result
-# goes to compat/lammps-<version>.json, the source of the README's compatibility table; the script
+# goes to compat/lammps-<version>.json, the source of the compatibility table in docs/results.md; the script
 # prints the table row and exits with the suite's status. JOBS and MLFF_CACHE work as for the set-up.
 set -euo pipefail
 
@@ -60,7 +60,7 @@ result = {
 with open(out, "w") as f:
     json.dump(result, f, indent=1)
     f.write("\n")
-print(f"==> wrote {out}; its row of the README's compatibility table:")
+print(f"==> wrote {out}; its row of the compatibility table in docs/results.md:")
 print(f"| {version} | `{result['command']}` | {passed} | {len(skips)} | {len(failures)} | {result['date']}, {commit} |")
 EOF
 exit "$status"
