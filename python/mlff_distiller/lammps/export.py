@@ -77,16 +77,17 @@ def write_export(unified: StudentUnified, output: str | Path) -> Path:
 def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     """The LAMMPS input lines for an exported file, one block per way of running it."""
     unified = read_export(path)
-    config = unified.config  # plain data: no device needed, a CUDA export reads anywhere
-    elements = elements or config.elements
-    unknown = sorted(set(elements) - set(config.elements) - {"NULL"})
+    summary = unified.summary  # plain data: no device needed, a CUDA export reads anywhere
+    elements = elements or summary.elements
+    unknown = sorted(set(elements) - set(summary.elements) - {"NULL"})
     if unknown:
-        raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {config.elements}")
+        raise ValueError(f"element(s) {', '.join(unknown)} not in the model's elements {summary.elements}")
     coeff = f"pair_coeff * * {' '.join(elements)}"
     package = package_path(path)
     compiled = (
         [
-            f"# (0) FASTEST on one MPI rank: the compiled force step {package.name}, run from C++ by the plugin",
+            f"# (0) any box, any number of MPI ranks, no Python per step: the compiled force step {package.name}",
+            "#     run from C++ by the plugin (analytic; fastest for small molecules, docs/results.md)",
             plugin_lines(str(package), elements, style="mliap/aoti"),
             "",
         ]
@@ -95,7 +96,8 @@ def input_lines(path: str | Path, elements: list[str] | None = None) -> str:
     )
     return "\n".join(
         [
-            f"# {path}: {config.n_layers} layers, cutoff {config.cutoff:g} A, elements {' '.join(config.elements)}, "
+            f"# {path}: {summary.n_message_passes} layers, cutoff {summary.cutoff:g} A, "
+            f"elements {' '.join(summary.elements)}, "
             f"{unified.method} forces in {unified.dtype_name}",
             f"units {UNITS}",
             "newton on",
@@ -140,7 +142,7 @@ def register(subparsers) -> None:
         "--format",
         choices=FORMATS,
         default="mliap",
-        help="aoti: also compile the force step for `pair_style mliap/aoti` into FILE.pt2 (one rank, no Python per step)",
+        help="aoti: also compile the force step for `pair_style mliap/aoti` into FILE.pt2 (C++, no Python per step)",
     )
     p.add_argument(
         "--threads",
