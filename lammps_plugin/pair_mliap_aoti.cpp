@@ -37,7 +37,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 using namespace LAMMPS_NS;
 
