@@ -19,7 +19,7 @@ from mlff_distiller.distill.train import (
     load_checkpoint,
     make_scheduler,
     model_config_from_args,
-    repulsion_energies,
+    prior_energies,
     train,
     validation_metrics,
 )
@@ -149,7 +149,7 @@ def first_run(structures, tmp_path, config=None):
 def test_checkpoint_of_another_architecture_is_refused(structures, tmp_path):
     train_set, validation_set, training, config, checkpoint = first_run(structures, tmp_path)
     wider = PaiNNConfig(**{**SMALL.to_dict(), "n_features": 32})
-    with pytest.raises(ValueError, match="is for the model"):
+    with pytest.raises(ValueError, match="is for the painn model"):
         train(
             build_model(wider, training),
             train_set,
@@ -318,7 +318,7 @@ def test_with_repulsion_the_shifts_fit_the_teacher_minus_the_repulsion():
         atoms = molecule(formula)
         atoms.positions *= 0.7  # bonds inside the repulsion's range
         structures.append(atoms)
-    repulsion = repulsion_energies(PaiNN(config).double(), structures)
+    repulsion = prior_energies(PaiNN(config).double(), structures)
     assert (repulsion > 1.0).all()
     for atoms, extra in zip(structures, repulsion):
         energy = sum(shifts[s] for s in atoms.get_chemical_symbols()) + extra

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlff_distiller.model.blocks import ZBLRepulsion
+from mlff_distiller.model.priors import ZBLRepulsion
 
 
 @pytest.mark.parametrize("distance", [0.3, 0.8, 1.2])

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from mlff_distiller.model.blocks import (
-    COULOMB_EV_A,
     CosineCutoff,
     EdgeFilter,
     EdgeGeometry,
@@ -13,8 +12,8 @@ from mlff_distiller.model.blocks import (
     Readout,
     SiLUMLP,
     Update,
-    ZBLRepulsion,
 )
+from mlff_distiller.model.priors import COULOMB_EV_A, ZBLRepulsion
 
 N, E, F, K, CUTOFF = 7, 30, 8, 6, 5.0
 

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from ..files import atomic_path, atomic_write_text
 from ..model.calculator import StudentCalculator
 from ..model.io import load_model
-from ..model.painn import PaiNNConfig
+from ..model.architectures import DEFAULT_ARCHITECTURE, architecture_name, student_config
 from .dataset import elements_in, read_structures
 from .distortions import random_displacements
 from .evaluate import committee_disagreement
@@ -82,7 +82,8 @@ class LoopSettings:
     initial_per_seed: int = 20  # 0: label no displacements first (start from ``data``)
     initial_amplitudes: list = field(default_factory=lambda: [0.02, 0.05])
     teacher: str = "gfn2-xtb"
-    model: dict = field(default_factory=dict)  # PaiNNConfig fields
+    model: dict = field(default_factory=dict)  # the student's config (``to_dict()``) ...
+    architecture: str = DEFAULT_ARCHITECTURE  # ... of this architecture (``model/architectures.py``)
     epochs: int = 30
     seed: int = 0
     data: list = field(default_factory=list)  # labelled extxyz files copied into data.extxyz first
@@ -180,7 +181,7 @@ def train_member(data: Path, folder: Path, settings: LoopSettings, k: int, progr
     train_from_file(
         data,
         folder / f"member{k}.pt",
-        PaiNNConfig(**settings.model),
+        student_config(settings.architecture, settings.model),
         config,
         validation_fraction=0.1,
         checkpoint=checkpoint,
@@ -326,7 +327,8 @@ def run_loop(
     given = read_data_files(settings.data, settings.teacher)
     if settings.init_model:
         settings.init_model = str(Path(settings.init_model).resolve())
-        settings.model = load_model(settings.init_model).config.to_dict()
+        start = load_model(settings.init_model)
+        settings.model, settings.architecture = start.config.to_dict(), architecture_name(start)
     settings.model = {**settings.model, "elements": settings.model.get("elements") or elements_in([*seeds, *given])}
     for what, structures in (("seed structures", seeds), ("--data structures", given)):
         missing = sorted(set(elements_in(structures)) - set(settings.model["elements"]))

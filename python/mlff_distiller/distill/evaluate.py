@@ -26,7 +26,8 @@ import numpy as np
 from ..files import atomic_path, atomic_write_text
 from ..model.calculator import committee_force_spread
 from ..model.io import load_model
-from ..model.painn import DTYPES, PaiNN
+from ..model.interface import StudentModel
+from ..model.painn import DTYPES
 from .dataset import GraphDataset, read_structures
 from .metrics import Predictions, collect_predictions, error_metrics, predicted_energies_and_forces
 
@@ -105,7 +106,7 @@ MIN_RANKED_STRUCTURES = 10  # a group's own ranking metrics need at least this m
 
 
 def committee_report(
-    members: Sequence[PaiNN], dataset: GraphDataset, p: Predictions, batch_size: int = 32
+    members: Sequence[StudentModel], dataset: GraphDataset, p: Predictions, batch_size: int = 32
 ) -> tuple[dict, list[dict]]:
     """Committee metrics (see ``ranking_metrics``) and one row per structure (group, atoms,
     largest force error, force RMSE, disagreement, in meV/A) for ``p``'s model."""
@@ -202,19 +203,19 @@ def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
 # Command line
 # ----------------------------------------------------------------------------------------------
 def evaluate_file(
-    model: str | Path | PaiNN,
+    model: str | Path | StudentModel,
     data: str | Path,
     batch_size: int = 32,
     dtype: str = "float64",
     group_key: str | Sequence[str] | None = None,
     plot: str | Path | None = None,
-    committee: Sequence[str | Path | PaiNN] = (),
+    committee: Sequence[str | Path | StudentModel] = (),
     per_structure: str | Path | None = None,
 ) -> dict:
     """Metrics of a model (file, shipped name or object) on a labelled extended-XYZ file; with a
     committee (two or more models, which must share the model's elements and cutoff), also
     its disagreement and how it ranks the model's errors (``committee_report``)."""
-    model, *members = [m if isinstance(m, PaiNN) else load_model(m, DTYPES[dtype]) for m in (model, *committee)]
+    model, *members = [m if isinstance(m, StudentModel) else load_model(m, DTYPES[dtype]) for m in (model, *committee)]
     if len(members) == 1:
         raise ValueError("a committee needs at least two models to disagree: give two or more after --committee")
     for member in members:

@@ -12,14 +12,14 @@ import torch
 from torch import Tensor
 
 from ..model.graph import forces_from_edge_gradients
-from ..model.painn import PaiNN
+from ..model.interface import StudentModel
 from .dataset import Batch, GraphDataset
 
 
 # ----------------------------------------------------------------------------------------------
 # Predictions
 # ----------------------------------------------------------------------------------------------
-def predict(model: PaiNN, batch: Batch, method: str = "analytic") -> tuple[Tensor, Tensor]:
+def predict(model: StudentModel, batch: Batch, method: str = "analytic") -> tuple[Tensor, Tensor]:
     """Total energies [B] (float64) and forces [N,3] (model dtype) of the structures of a batch.
 
     With parameters that require grad this stays differentiable, the analytic forces included:
@@ -55,7 +55,7 @@ def group_labels(structures, group_key: str | Sequence[str] | None) -> np.ndarra
 
 
 def predicted_energies_and_forces(
-    model: PaiNN, dataset: GraphDataset, batch_size: int = 32
+    model: StudentModel, dataset: GraphDataset, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energies [S] and forces [N,3] (float64 numpy) of every structure, in file order, computed on
     the model's device."""
@@ -70,13 +70,13 @@ def predicted_energies_and_forces(
 
 
 def collect_predictions(
-    model: PaiNN, dataset: GraphDataset, batch_size: int = 32, group_key: str | Sequence[str] | None = None
+    model: StudentModel, dataset: GraphDataset, batch_size: int = 32, group_key: str | Sequence[str] | None = None
 ) -> Predictions:
     """Run the student (analytic forces, no autograd) over every structure, in file order."""
     energy, forces = predicted_energies_and_forces(model, dataset, batch_size)
     structures = dataset.structures
     species = torch.cat([s.graph.species.cpu() for s in dataset.samples])
-    shift = model.readout.shift.detach().double().cpu().index_select(0, species).numpy()
+    shift = model.reference_energies.detach().double().cpu().index_select(0, species).numpy()
     n_atoms = np.array([len(a) for a in structures])
     return Predictions(
         energy=energy,

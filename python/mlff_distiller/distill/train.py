@@ -37,10 +37,11 @@ import torch
 from ase import Atoms
 
 from ..files import atomic_path
-from ..model.blocks import EdgeGeometry
+from ..model.architectures import DEFAULT_ARCHITECTURE, architecture_name, build_student
 from ..model.graph import graph_from_atoms
+from ..model.interface import StudentConfig, StudentModel
 from ..model.io import load_model, save_model
-from ..model.painn import DTYPES, PaiNN, PaiNNConfig
+from ..model.painn import DTYPES, PaiNNConfig
 from .dataset import (
     Batch,
     GraphDataset,
@@ -149,41 +150,41 @@ class TrainState:
 # Model set-up
 # ----------------------------------------------------------------------------------------------
 def build_model(
-    config: PaiNNConfig, structures: Sequence[Atoms], seed: int = 0, dtype: torch.dtype = torch.float32
-) -> PaiNN:
-    """A freshly initialised student whose readout shift and scale are fitted to the structures.
+    config: StudentConfig, structures: Sequence[Atoms], seed: int = 0, dtype: torch.dtype = torch.float32
+) -> StudentModel:
+    """A freshly initialised student (of the architecture of ``config``) whose reference energies
+    and energy scale are fitted to the structures.
 
-    shift[z]: least-squares atomic reference energies, so the network only learns what is left
-    (the interaction energy). scale: the force RMS, the energy scale of that remainder.
-    With ``config.repulsion`` the shifts are fitted to the teacher minus the repulsion, which the
-    network then learns on top of.
+    Reference energies: least-squares atomic energies, so the network only learns what is left
+    (the interaction energy). Scale: the force RMS, the energy scale of that remainder. With
+    terms without weights (``config.repulsion``) the reference energies are fitted to the teacher
+    minus those terms, which the network then learns on top of.
     """
     torch.manual_seed(seed)
-    model = PaiNN(config)
-    shifts = fit_energy_shifts(structures, config.elements, repulsion_energies(model, structures))
-    model.readout.shift.copy_(torch.as_tensor(shifts))
-    model.readout.scale.fill_(force_rms(structures))
+    model = build_student(config)
+    shifts = fit_energy_shifts(structures, config.elements, prior_energies(model, structures))
+    model.set_reference_energies(shifts, force_rms(structures))
     return model.to(dtype)
 
 
-def repulsion_energies(model: PaiNN, structures: Sequence[Atoms]) -> np.ndarray | None:
-    """[S] energy of the model's repulsion term in each structure (eV); None without one."""
-    if model.repulsion is None:
-        return None
-    dtype = model.repulsion.prefactor.dtype
+def prior_energies(model: StudentModel, structures: Sequence[Atoms]) -> np.ndarray | None:
+    """[S] energy of the model's terms without weights (its repulsion) in each structure (eV);
+    None without such terms."""
     energies = []
     with torch.no_grad():
         for atoms in structures:
-            g = graph_from_atoms([atoms], model.elements, model.cutoff, dtype)
-            (d, _), _ = EdgeGeometry.forward(g.r_ij)
-            energies.append(float(model.repulsion(d, g.species, g.edge_i, g.edge_j)[0].double().sum()))
+            g = graph_from_atoms([atoms], model.elements, model.cutoff, torch.float64)
+            energy = model.prior_energy(g.species, g.edge_i, g.edge_j, g.r_ij)
+            if energy is None:
+                return None
+            energies.append(float(energy))
     return np.array(energies)
 
 
 # ----------------------------------------------------------------------------------------------
 # Loss and one epoch
 # ----------------------------------------------------------------------------------------------
-def loss_terms(model: PaiNN, batch: Batch) -> dict:
+def loss_terms(model: StudentModel, batch: Batch) -> dict:
     """Squared errors of a batch, forces from the analytic path; differentiable w.r.t. weights.
 
     Returns energy_mse (eV^2 per atom^2, over structures), force_mse ((eV/A)^2, over
@@ -249,7 +250,7 @@ def uses_fused_adam(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def make_optimizer(model: PaiNN, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(model: StudentModel, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, fused=True if uses_fused_adam(device) else None
     )
@@ -306,7 +307,7 @@ def train_one_epoch(
     return running.summary()
 
 
-def validation_metrics(model: PaiNN, dataset: GraphDataset, config: TrainConfig) -> dict:
+def validation_metrics(model: StudentModel, dataset: GraphDataset, config: TrainConfig) -> dict:
     """Loss (as in training, but over the whole set) and MAEs and RMSEs on the validation set,
     predicted on the model's device (once per epoch: reading the results there is no per-step wait)."""
     model.eval()
@@ -389,6 +390,7 @@ def save_checkpoint(
         {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
+            "architecture": architecture_name(model),
             "model_config": model.config.to_dict(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -428,10 +430,12 @@ def read_checkpoint(path: Path) -> dict:
 
 def check_same_model_and_data(path: Path, payload: dict, model, data: dict) -> None:
     """ValueError unless the checkpoint was written for this architecture and these data."""
-    if payload["model_config"] != model.config.to_dict():
+    saved = payload.get("architecture", DEFAULT_ARCHITECTURE)  # checkpoints without the key are PaiNN's
+    if (saved, payload["model_config"]) != (architecture_name(model), model.config.to_dict()):
         raise ValueError(
-            f"checkpoint {path} is for the model {payload['model_config']}, not "
-            f"{model.config.to_dict()}; use the same model settings or {restart_fix(path)}"
+            f"checkpoint {path} is for the {saved} model {payload['model_config']}, not the "
+            f"{architecture_name(model)} model {model.config.to_dict()}; use the same model settings or "
+            f"{restart_fix(path)}"
         )
     then = payload["data"]
     if (then["train"], then["validation"]) != (data["train"], data["validation"]):
@@ -520,7 +524,7 @@ def check_checkpoint_use(checkpoint: Path | None, resume: bool) -> None:
 # The training loop
 # ----------------------------------------------------------------------------------------------
 def train(
-    model: PaiNN,
+    model: StudentModel,
     train_set: GraphDataset,
     validation_set: GraphDataset,
     config: TrainConfig,
@@ -654,7 +658,7 @@ def training_metadata(
 def train_from_file(
     data: str | Path,
     output: str | Path,
-    model_config: PaiNNConfig | None = None,
+    model_config: StudentConfig | None = None,
     config: TrainConfig | None = None,
     validation_fraction: float = 0.1,
     group_key: str | None = None,
@@ -663,7 +667,7 @@ def train_from_file(
     progress: bool | None = None,
     log: Callable[[str], None] = print,
     initial_model: str | Path | None = None,
-) -> tuple[PaiNN, TrainState]:
+) -> tuple[StudentModel, TrainState]:
     """Read a labelled data set, split it, train, and save the best model to ``output``.
 
     model_config: the student to build (default ``STUDENT_DEFAULTS``); empty elements mean those

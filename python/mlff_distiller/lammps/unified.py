@@ -32,7 +32,8 @@ import torch
 
 from .. import __version__
 from ..model.io import load_model
-from ..model.painn import DTYPES, METHODS, PaiNN, PaiNNConfig
+from ..model.interface import StudentModel
+from ..model.painn import DTYPES, METHODS
 from ..model.replay import step_runner
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
 from .device import check_device_request, claim_rank_device, local_rank, set_rank_threads, world_size
@@ -59,8 +60,16 @@ class Runtime(NamedTuple):
     """What the steps run with, built on the rank that runs them (``start_runtime``)."""
 
     device: str  # this rank's device, e.g. "cuda:1"
-    model: PaiNN  # on that device, in the export's dtype
+    model: StudentModel  # on that device, in the export's dtype
     run_model: Callable  # the per-step call (``replay.step_runner``)
+
+
+class ModelSummary(NamedTuple):
+    """What an export needs to know of its model before running it, as plain data."""
+
+    elements: list[str]
+    cutoff: float  # A
+    n_message_passes: int
 
 
 class StudentUnified(MLIAPUnified):
@@ -83,9 +92,9 @@ class StudentUnified(MLIAPUnified):
         """Check and keep the plain data, and what ML-IAP reads when it loads a model (elements,
         cutoff): no device is touched and nothing runs until ``runtime``."""
         check_export_state(state)
-        self.config = model_config(state["model"])
+        self.summary = model_summary(state["model"])
         super().__init__(
-            element_types=list(self.config.elements), ndescriptors=1, nparams=1, rcutfac=0.5 * self.config.cutoff
+            element_types=list(self.summary.elements), ndescriptors=1, nparams=1, rcutfac=0.5 * self.summary.cutoff
         )
         self.model_file_bytes = state["model"]
         self.method = state["method"]
@@ -125,7 +134,7 @@ class StudentUnified(MLIAPUnified):
 
     def _step(self, data, atom_ids, halo: bool) -> None:
         device, _, run_model = self.runtime()  # before any early return: every rank finds its device
-        step = prepare_step(data, self.config.n_layers, halo)
+        step = prepare_step(data, self.summary.n_message_passes, halo)
         if step.slots.size == 0 and not halo:  # nothing to compute (halo mode must still join the exchanges)
             write_back(data, step, np.zeros(0), np.zeros((0, 3)), halo)
             return
@@ -176,10 +185,11 @@ def export_state(model_file_bytes: bytes, method: str, dtype: str, device: str) 
     }
 
 
-def model_config(model_file_bytes: bytes) -> PaiNNConfig:
-    """The model's config (elements, cutoff, layers), from a load on the CPU that also checks the
-    model file; the model itself is dropped, the runtime loads it on its device."""
-    return load_model(io.BytesIO(model_file_bytes)).config
+def model_summary(model_file_bytes: bytes) -> ModelSummary:
+    """The model's elements, cutoff and message passes, from a load on the CPU that also checks
+    the model file; the model itself is dropped, the runtime loads it on its device."""
+    model = load_model(io.BytesIO(model_file_bytes))
+    return ModelSummary(model.elements, model.cutoff, model.n_message_passes)
 
 
 def start_runtime(model_file_bytes: bytes, method: str, dtype: str, device_request: str) -> Runtime:

@@ -9,15 +9,15 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .graph import forces_from_edge_gradients, graph_from_atoms, strain_derivative
 from .io import load_model
-from .painn import PaiNN
+from .interface import StudentModel
 
 
 class StudentCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model: PaiNN | str = "default", method: str = "analytic", dtype=torch.float64, **kwargs):
+    def __init__(self, model: StudentModel | str = "default", method: str = "analytic", dtype=torch.float64, **kwargs):
         super().__init__(**kwargs)
-        self.model = load_model(model, dtype) if not isinstance(model, PaiNN) else model
+        self.model = model if isinstance(model, StudentModel) else load_model(model, dtype)
         self.method = method
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

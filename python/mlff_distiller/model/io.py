@@ -1,5 +1,7 @@
-"""Model files: config + weights in a torch file loaded with ``weights_only=True`` (no code runs),
-with a sha256 checksum of the weights checked on load, so a damaged file never runs."""
+"""Model files: architecture name + config + weights in a torch file loaded with
+``weights_only=True`` (no code runs), with a sha256 checksum of the weights checked on load, so a
+damaged file never runs. The architecture (``architectures.py``) rebuilds the student from its
+config; files without the key hold a PaiNN."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_path
-from .painn import PaiNN, PaiNNConfig
+from .architectures import DEFAULT_ARCHITECTURE, architecture, architecture_name
+from .interface import StudentModel
 
 FORMAT = "mlff-distiller-model"
 FORMAT_VERSION = 2  # 2 added the weights' checksum; version 1 files still load, with a warning
@@ -53,7 +56,7 @@ def weights_checksum(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> Path:
+def save_model(model: StudentModel, path: str | Path, metadata: dict | None = None) -> Path:
     """Write the model file whole or not at all: a committee takes "member file exists" for
     "member trained", and LAMMPS runs may be reading the old file."""
     path = Path(path)
@@ -61,6 +64,7 @@ def save_model(model: PaiNN, path: str | Path, metadata: dict | None = None) -> 
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "architecture": architecture_name(model),
         "config": model.config.to_dict(),
         "state_dict": state,
         "weights_sha256": weights_checksum(state),
@@ -88,7 +92,7 @@ def check_weights(payload: dict, path) -> None:
         )
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> PaiNN:
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> StudentModel:
     """Load a model file (a path, a shipped model's name, or an open binary file) in ``dtype``,
     frozen for inference."""
     path = name_or_path if hasattr(name_or_path, "read") else resolve_model_path(name_or_path)
@@ -108,8 +112,13 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64) -> 
             f"{FORMAT_VERSION}: use the mlff-distiller that wrote it"
         )
     check_weights(payload, path)
+    name = payload.get("architecture", DEFAULT_ARCHITECTURE)  # the key came after version 2's first files
     try:
-        model = PaiNN(PaiNNConfig(**payload["config"]))
+        model_class, config_class = architecture(name)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    try:
+        model = model_class(config_class(**payload["config"]))
         model.load_state_dict(payload["state_dict"])
     except (TypeError, KeyError, RuntimeError) as exc:
         raise ValueError(f"{path} is damaged: its config and weights do not form a model ({exc})") from exc

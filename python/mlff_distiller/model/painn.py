@@ -1,4 +1,5 @@
-"""The PaiNN student and its one entry point, ``energies_and_edge_gradients``.
+"""The PaiNN student (an ``interface.StudentModel``, registered as "painn" in ``architectures.py``)
+and its one entry point, ``energies_and_edge_gradients``.
 
 The analytic backward walks the blocks of ``blocks.py`` in reverse, layer by layer, and returns
 dE/dr_ij for every edge: no autograd at run time. ``method="autograd"`` runs the very same
@@ -24,10 +25,9 @@ from .blocks import (
     ReadoutContext,
     Update,
     UpdateContext,
-    ZBLRepulsion,
-    ZBLRepulsionContext,
 )
 from .halo import Halo
+from .priors import ZBLRepulsion, ZBLRepulsionContext
 
 METHODS = ("analytic", "autograd")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}  # the precisions a model runs in, by name
@@ -45,7 +45,7 @@ class PaiNNConfig:
     n_radial: int = 20
     cutoff: float = 5.0
     epsilon: float = 1e-8
-    # ZBL screened nuclear repulsion inside bonding distance (``blocks.ZBLRepulsion``), added to
+    # ZBL screened nuclear repulsion inside bonding distance (``priors.ZBLRepulsion``), added to
     # the network's energy; off in files written before it existed
     repulsion: bool = False
 
@@ -95,6 +95,11 @@ class PaiNN(nn.Module):
         return list(self.config.elements)
 
     @property
+    def n_message_passes(self) -> int:
+        """One message pass per layer."""
+        return self.config.n_layers
+
+    @property
     def device(self) -> torch.device:
         """Where the model's weights live (all on one device: ``to`` moves them together)."""
         return self.embedding.weight.device
@@ -103,6 +108,24 @@ class PaiNN(nn.Module):
     def dtype(self) -> torch.dtype:
         """The precision the model runs in (all weights share it), the dtype r_ij must have."""
         return self.embedding.weight.dtype
+
+    @property
+    def reference_energies(self) -> Tensor:
+        """[n_elements] the readout's per-element shift (eV)."""
+        return self.readout.shift
+
+    def set_reference_energies(self, energies, scale: float) -> None:
+        """The readout's per-element shift and its scale (``Readout``)."""
+        self.readout.shift.copy_(torch.as_tensor(energies))
+        self.readout.scale.fill_(scale)
+
+    def prior_energy(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, r_ij: Tensor) -> Tensor | None:
+        """The summed ZBL repulsion (float64 scalar, eV) over the edges, in the precision of its
+        buffers (float64 in a fresh model, whatever its weights'); None without repulsion."""
+        if self.repulsion is None:
+            return None
+        (d, _), _ = EdgeGeometry.forward(r_ij.to(self.repulsion.prefactor.dtype))
+        return self.repulsion(d, species.long(), edge_i.long(), edge_j.long())[0].double().sum()
 
     # ------------------------------------------------------------------------------------------
     def energies_and_edge_gradients(
