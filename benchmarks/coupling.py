@@ -1,18 +1,20 @@
 """Where a LAMMPS MD step's time goes: the coupling's parts, with or without the model.
 
 LAMMPS runs in this process (the `lammps` Python module): periodic water through the plugin
-`mliap/halo`, or aspirin through stock `mliap unified`; the Python parts of each step are timed one
-by one: ``prepare_step`` (LAMMPS's arrays -> the model's
-atoms and edges), ``to_device`` (the inputs onto the model's device), ``model`` (the model call,
-synchronised on a GPU; on several ranks it holds ``exchange``, the halo exchanges through LAMMPS,
-copies between device and host included),
-``check_model_output`` and ``write_back``. What is left of the step
+`mliap/halo`, or aspirin through stock `mliap unified`. The Python parts of each step are the
+package's timer sections (``mlff_distiller.timing``, switched on here; ``MLFF_TIMING`` records the
+same in any run): ``prepare_step`` (LAMMPS's arrays -> the model's atoms and edges),
+``to_device`` (the inputs onto the model's device), ``halo`` (the plugin's halo of the step),
+``model`` (the model call; on several ranks it holds ``exchange``, the halo exchanges through
+LAMMPS, copies between device and host included), ``check_model_output`` and ``write_back``; on a
+GPU each part synchronises the device before and after. What is left of the step
 (``ms_per_step_other``) is LAMMPS itself (neighbour lists, integration), the plugin's C++ (pair
 arrays, force loop) and the untimed Python glue (binding the buffers, outputs back to the host).
 
---model zero replaces the model's call by a stand-in that returns zeros of the right shapes: the
-step is then what the coupling alone costs. --model real runs the shipped model (its export on
---device, --dtype, --method). One torch thread. Writes one JSON record per box.
+--model zero runs an export whose model call is a stand-in that returns zeros of the right shapes
+(``ZeroStudent``): the step is then what the coupling alone costs. --model real runs the shipped
+model (its export on --device, --dtype, --method). One torch thread. Writes one JSON record per
+box.
 
 Under mpirun (`mpirun -np 2 python benchmarks/run.py coupling ...`) every rank runs its part of
 the box; ``exchange`` is then the halo exchange through LAMMPS's communication (host round trips
@@ -30,26 +32,40 @@ import sys
 import time
 from pathlib import Path
 
+from mlff_distiller import timing
 from mlff_distiller.files import atomic_write_text
+from mlff_distiller.lammps.export import export, write_export
+from mlff_distiller.lammps.unified import StudentUnified, read_export
 from mlff_distiller.model.painn import DTYPES, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
-# the timed functions: (module or class, function) -> the part's name
-PARTS = {
-    ("unified", "prepare_step"): "prepare_step",
-    ("StudentUnified", "_tensor"): "to_device",
-    ("HaloData", "halo"): "halo",
-    ("HaloData", "_copy_to_ghosts"): "exchange",
-    ("HaloData", "_sum_into_owners"): "exchange",
-    ("unified", "check_model_output"): "check_model_output",
-    ("unified", "write_back"): "write_back",
-}
 
 
 def zero_model(species, edge_i, edge_j, r_ij, n_counted=None, halo=None):
     import torch
 
     return torch.zeros(n_counted, dtype=r_ij.dtype, device=r_ij.device), torch.zeros_like(r_ij)
+
+
+class ZeroStudent(StudentUnified):
+    """The export with its model call replaced by ``zero_model`` (the model is still loaded on its
+    device, as for the real one). An export of this class unpickles only where this module is
+    imported: in this process, which runs LAMMPS."""
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.zero_runtime = None
+
+    def runtime(self):
+        if self.zero_runtime is None:
+            self.zero_runtime = super().runtime()._replace(run_model=zero_model)
+        return self.zero_runtime
+
+
+def write_zero_export(path: Path) -> None:
+    """Rewrite the export at ``path`` as a ``ZeroStudent``."""
+    real = read_export(path)
+    write_export(ZeroStudent(real.model_file_bytes, real.method, real.dtype_name, real.device_request), path)
 
 
 def device_name(device: str) -> str:
@@ -67,8 +83,6 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     import torch
 
     from lammps_md import write_water
-    from mlff_distiller.lammps import halo_data, unified
-    from mlff_distiller.lammps.export import export
     from mlff_distiller.lammps.inputs import plugin_lines
     from mlff_distiller.model.replay import compile_requested
 
@@ -77,7 +91,7 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
     lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
     rank, ranks = lmp.extract_setting("world_rank"), lmp.extract_setting("world_size")
     cuda = device.startswith("cuda")
-    model_file = work / f"default_{device}_{dtype}_{method}.mliap"
+    model_file = work / f"default_{model}_{device}_{dtype}_{method}.mliap"
     if system == "aspirin":
         data, atoms, boundary = ROOT / "inputs" / "aspirin" / "aspirin.data", 21, "s s s"
         pair_style, elements = "mliap unified", ["H", "C", "O"]
@@ -89,27 +103,10 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
         write_water(data, n_molecules)
     if rank == 0:  # the other ranks wait in read_data, which rank 0 starts after this
         export("default", model_file, dtype=dtype, device=device, method=method)
-    seconds: dict[str, float] = {}
-
-    def timed(inner, key):
-        def wrapper(*args, **kwargs):
-            if cuda:  # the device's queued work belongs to the part before
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                if cuda:
-                    torch.cuda.synchronize()
-                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
-
-        return wrapper
-
-    owners = {"unified": unified, "HaloData": halo_data.HaloData, "StudentUnified": unified.StudentUnified}
-    for (owner, name), part in PARTS.items():
-        setattr(owners[owner], name, timed(getattr(owners[owner], name), part))
-    real_runner = unified.step_runner  # the model object the pair style loads runs what this returns
-    unified.step_runner = lambda *args: timed(zero_model if model == "zero" else real_runner(*args), "model")
+        if model == "zero":
+            write_zero_export(model_file)
+    # the package's own timer (mlff_distiller.timing), synchronising the GPU around each part
+    timer = timing.enable(sync=cuda)
     if pair_style == "mliap unified":  # stock ML-IAP's Python side, when LAMMPS runs inside Python
         import lammps.mliap
 
@@ -126,10 +123,12 @@ def time_system(work: Path, system: str, steps: int, model: str, device: str, dt
         "fix integrate all nve"
     )
     lmp.command("run 20")  # warm-up: compilation, graph capture
-    seconds.clear()
+    timer.reset()
     start = time.perf_counter()
     lmp.command(f"run {steps}")
     total = time.perf_counter() - start
+    seconds = dict(timer.seconds)
+    timing.disable()
     lmp.close()
     if rank:
         return None

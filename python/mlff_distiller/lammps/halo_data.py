@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..model.halo import GatherHalo, Halo
+from ..timing import section
 from .unified import read_export
 
 PROTOCOL_VERSION = 2
@@ -184,12 +185,13 @@ class HaloData:
         On one rank every ghost is an image of a local atom, so the exchange is a gather (and its
         transpose a scatter-add) on the model's ``device``: no host round trip, no collective, and
         the whole step can be one CUDA graph. On several ranks it goes through LAMMPS's
-        communication (``lammps_exchange``)."""
-        if self.owner is None:
-            return self.lammps_exchange(atoms)
-        ghosts = np.flatnonzero(atoms >= self.nlocal)
-        owners = position[self.owner[atoms[ghosts]]]
-        return GatherHalo(torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
+        communication (``lammps_exchange``). Timed as the section "halo"."""
+        with section("halo"):
+            if self.owner is None:
+                return self.lammps_exchange(atoms)
+            ghosts = np.flatnonzero(atoms >= self.nlocal)
+            owners = position[self.owner[atoms[ghosts]]]
+            return GatherHalo(torch.from_numpy(ghosts).to(device), torch.from_numpy(owners).to(device))
 
     def lammps_exchange(self, atoms: np.ndarray) -> Halo:
         """The halo exchange through forward_exchange / reverse_exchange (collective: every rank
@@ -203,32 +205,36 @@ class HaloData:
 
     def _copy_to_ghosts(self, rows: torch.Tensor) -> torch.Tensor:
         """rows [ntotal,W] -> ghost rows replaced by their owners'. From a GPU only the local rows
-        go to the host and only the ghost rows come back (through pinned memory)."""
-        if rows.device.type == "cpu":
-            return self._exchanged_copy(rows, self.forward_exchange)
-        n = self.nlocal
-        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
-        host[:n].copy_(rows[:n])  # waits for the device: the exchange reads it next
-        self._exchange_in_place(host, self.forward_exchange)
-        out = torch.empty_like(rows)
-        out[:n].copy_(rows[:n])
-        out[n:].copy_(host[n:], non_blocking=True)
-        return out
+        go to the host and only the ghost rows come back (through pinned memory). Timed, copies
+        included, as the section "exchange"."""
+        with section("exchange"):
+            if rows.device.type == "cpu":
+                return self._exchanged_copy(rows, self.forward_exchange)
+            n = self.nlocal
+            host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+            host[:n].copy_(rows[:n])  # waits for the device: the exchange reads it next
+            self._exchange_in_place(host, self.forward_exchange)
+            out = torch.empty_like(rows)
+            out[:n].copy_(rows[:n])
+            out[n:].copy_(host[n:], non_blocking=True)
+            return out
 
     def _sum_into_owners(self, rows: torch.Tensor) -> torch.Tensor:
         """rows [ntotal,W] -> owner rows plus their ghosts' rows, ghost rows zero. From a GPU only
-        the ghost rows go to the host and only the sums for the local rows come back."""
-        if rows.device.type == "cpu":
-            return self._exchanged_copy(rows, self.reverse_exchange)
-        n = self.nlocal
-        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
-        host[n:].copy_(rows[n:])  # waits for the device: the exchange reads it next
-        host[:n].zero_()
-        self._exchange_in_place(host, self.reverse_exchange)
-        out = torch.empty_like(rows)
-        torch.add(rows[:n], host[:n].to(rows.device, non_blocking=True), out=out[:n])
-        out[n:].zero_()
-        return out
+        the ghost rows go to the host and only the sums for the local rows come back. Timed,
+        copies included, as the section "exchange"."""
+        with section("exchange"):
+            if rows.device.type == "cpu":
+                return self._exchanged_copy(rows, self.reverse_exchange)
+            n = self.nlocal
+            host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+            host[n:].copy_(rows[n:])  # waits for the device: the exchange reads it next
+            host[:n].zero_()
+            self._exchange_in_place(host, self.reverse_exchange)
+            out = torch.empty_like(rows)
+            torch.add(rows[:n], host[:n].to(rows.device, non_blocking=True), out=out[:n])
+            out[n:].zero_()
+            return out
 
     def _exchanged_copy(self, rows: torch.Tensor, move) -> torch.Tensor:
         """A host copy of rows [ntotal,W] with ``move`` (one of the exchanges) applied."""
@@ -249,9 +255,10 @@ class HaloData:
         index = torch.from_numpy(atoms)
 
         def run(rows: torch.Tensor) -> torch.Tensor:
-            full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
-            full[index] = rows.detach().cpu()
-            self._exchange_in_place(full, move)
-            return full[index].to(rows.device)
+            with section("exchange"):
+                full = rows.new_zeros((self.ntotal, rows.shape[1]), device="cpu")
+                full[index] = rows.detach().cpu()
+                self._exchange_in_place(full, move)
+                return full[index].to(rows.device)
 
         return run

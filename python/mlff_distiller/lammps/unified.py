@@ -3,7 +3,8 @@
 LAMMPS hands ``compute_forces(data)`` its neighbour pairs (``pair_i`` receives from ``pair_j``,
 ``rij = x_j - x_i``) and takes back per-atom energies and ``fij = dE/dr_ij``, from which it adds
 forces (f_i += fij, f_j -= fij) and the virial. Each step reads as three parts: ``prepare_step``
-(LAMMPS's arrays -> the model's atoms and edges), the model, and ``write_back``.
+(LAMMPS's arrays -> the model's atoms and edges), the model, and ``write_back``; they and the
+smaller parts between them are ``timing`` sections, timed when ``MLFF_TIMING`` asks for it.
 
 Two data objects arrive here. Stock ML-IAP's (a molecule or cluster on one rank: no message may
 pass through a ghost atom) and our plugin's ``HaloData`` (lammps_plugin/, any box and any number
@@ -35,6 +36,7 @@ from ..model.io import load_model
 from ..model.interface import StudentModel
 from ..model.painn import DTYPES, METHODS
 from ..model.replay import step_runner
+from ..timing import section
 from .checks import check_model_output, refuse_ghost_messages, refuse_ghost_neighbour_mode
 from .device import check_device_request, claim_rank_device, local_rank, set_rank_threads, world_size
 from .stock import StockLammps, abort_all_ranks
@@ -133,31 +135,38 @@ class StudentUnified(MLIAPUnified):
             abort_all_ranks(f"mlff-distiller: {type(exc).__name__}: {exc}", rank)
 
     def _step(self, data, atom_ids, halo: bool) -> None:
+        """One step in its parts, each a ``timing.section`` (timed when timing is on)."""
         device, _, run_model = self.runtime()  # before any early return: every rank finds its device
-        step = prepare_step(data, self.summary.n_message_passes, halo)
+        with section("prepare_step"):
+            step = prepare_step(data, self.summary.n_message_passes, halo)
         if step.slots.size == 0 and not halo:  # nothing to compute (halo mode must still join the exchanges)
-            write_back(data, step, np.zeros(0), np.zeros((0, 3)), halo)
+            with section("write_back"):
+                write_back(data, step, np.zeros(0), np.zeros((0, 3)), halo)
             return
+        with section("to_device"):
+            inputs = (
+                self._tensor(step.species, device),
+                self._tensor(step.edge_i, device),
+                self._tensor(step.edge_j, device),
+                self._tensor(step.r_ij, device, DTYPES[self.dtype_name]),
+            )
+        step_halo = data.halo(step.atoms, step.position, device) if halo else None  # section "halo"
         try:
-            with torch.no_grad():  # not inference_mode: the autograd export must still build a graph
-                energies, grad = run_model(
-                    self._tensor(step.species, device),
-                    self._tensor(step.edge_i, device),
-                    self._tensor(step.edge_j, device),
-                    self._tensor(step.r_ij, device, DTYPES[self.dtype_name]),
-                    n_counted=step.slots.size,
-                    halo=data.halo(step.atoms, step.position, device) if halo else None,
-                )
+            # not inference_mode: the autograd export must still build a graph
+            with torch.no_grad(), section("model"):
+                energies, grad = run_model(*inputs, n_counted=step.slots.size, halo=step_halo)
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(
                 f"{device} ran out of memory for {step.atoms.size} atoms and {step.edge_i.size} pairs on this rank: "
                 f"use more MPI ranks or GPUs{', or a float32 export' if self.dtype_name == 'float64' else ''}"
             ) from exc
         energies, grad = energies.cpu().numpy(), grad.cpu().numpy()  # in the model's dtype: half the bytes in float32
-        check_model_output(
-            energies, grad, step.r_ij, step.edge_i, step.edge_j, lambda index: atom_ids(step.atoms[index])
-        )
-        write_back(data, step, energies, grad, halo)
+        with section("check_model_output"):
+            check_model_output(
+                energies, grad, step.r_ij, step.edge_i, step.edge_j, lambda index: atom_ids(step.atoms[index])
+            )
+        with section("write_back"):
+            write_back(data, step, energies, grad, halo)
 
     def _tensor(self, array: np.ndarray, device: str, dtype=torch.int64) -> torch.Tensor:
         # copy first, convert second: on a GPU the conversion then runs there, not on the host
