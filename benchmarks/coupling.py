@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--method", choices=METHODS, default="analytic")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "coupling.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "coupling.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     work = ROOT / "runs" / "bench_coupling"

@@ -247,7 +247,7 @@ def main(argv=None) -> int:
         default=1,
         help="CPU cases run at once, each pinned to its own core (use at most half the cores)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lammps_md.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "lammps_md.json")
     parser.add_argument("--plot-only", action="store_true", help="only draw the plot of an existing --out")
     parser.add_argument("--append", action="store_true", help="add to the records already in --out")
     args = parser.parse_args(argv)

@@ -7,9 +7,12 @@
     plugin          the plugin's step against the model in Python, 2 ranks against 1 (plugin_benchmark.py)
     plugin-memory   LAMMPS's memory figure and peak RSS of the plugin against atoms (plugin_memory.py)
     plugin-scaling  the plugin over 1..N ranks, prepared here and run anywhere (plugin_scaling.py)
+    results-index   results/INDEX.md: which command and commit made each result file (results_index.py)
 
-Each suite writes JSON records under benchmarks/results/ (or --out) and says where; `SUITE --help`
-lists its options. benchmarks/gpu_session.sh runs the lammps suite on the lent GPU machine.
+Each suite writes JSON records under results/ (or --out) and says where; `SUITE --help`
+lists its options. benchmarks/gpu_session.sh runs the lammps suite on a GPU machine;
+benchmarks/analysis/ holds the scripts that summarise runs kept in results/ (NVE drift, active
+learning, water's frequencies).
 """
 
 import importlib
@@ -24,6 +27,7 @@ SUITES = {
     "plugin": "plugin_benchmark",
     "plugin-memory": "plugin_memory",
     "plugin-scaling": "plugin_scaling",
+    "results-index": "results_index",
 }
 
 

@@ -1,7 +1,7 @@
 """Harmonic frequencies (cm^-1) of one water at each model's own minimum: v1, v2 and GFN2-xTB (run
 here, 2-core AMD EPYC; output water_frequencies_output.txt).
 
-    python benchmarks/results/session5_2026-11-26/water_frequencies.py
+    python benchmarks/analysis/water_frequencies.py
 """
 
 import numpy as np

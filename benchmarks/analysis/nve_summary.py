@@ -5,7 +5,7 @@ NVT part, ms per step). The branches of call C start from the state of the first
 are drawn from its energy there; call F's runs start anew from the input (1 ps NVT first) and are
 drawn from their own start.
 
-    python benchmarks/results/session5_2026-11-26/nve_summary.py
+    python benchmarks/analysis/nve_summary.py
 """
 
 from pathlib import Path
@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "results" / "session5_2026-11-26"  # the data it reads and writes
 ATOMS = 192
 RUNS = {  # label: model, timestep (fs), export dtype, the call's machine file, LAMMPS's screen output
     # (None: not kept whole), energy files in time order (one trajectory, continued from restart files)

@@ -2,14 +2,14 @@
 committee member and the elapsed time at each stage of the loop, from the two logs, as
 al_records.json (card from the calls' machine files).
 
-    python benchmarks/results/session5_2026-11-26/al_summary.py
+    python benchmarks/analysis/al_summary.py
 """
 
 import json
 import re
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "results" / "session5_2026-11-26"  # the data it reads and writes
 CALLS = {
     "A": ("active_learn_v2_callA.log", "machine_callA.txt"),
     "B": ("active_learn_v2_resumed_callB.log", "machine_callB.txt"),
