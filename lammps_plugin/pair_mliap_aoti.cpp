@@ -117,39 +117,7 @@ struct Stepping {
 
 /* ---------------------------------------------------------------------- */
 
-PairMLIAPAoti::PairMLIAPAoti(LAMMPS *lmp) : HaloExchangePair(lmp), cutoff(0.0), map(nullptr)
-{
-  single_enable = 0;
-  restartinfo = 0;
-  one_coeff = 1;
-  manybody_flag = 1;
-  centroidstressflag = CENTROID_NOTAVAIL;
-  no_virial_fdotr_compute = 1;    // the package returns the virial
-}
-
-/* ---------------------------------------------------------------------- */
-
-PairMLIAPAoti::~PairMLIAPAoti()
-{
-  if (copymode) return;
-  if (allocated) {
-    memory->destroy(setflag);
-    memory->destroy(cutsq);
-    memory->destroy(map);
-  }
-}
-
-/* ---------------------------------------------------------------------- */
-
-void PairMLIAPAoti::allocate()
-{
-  allocated = 1;
-  int n = atom->ntypes;
-  memory->create(setflag, n + 1, n + 1, "pair:setflag");
-  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
-  memory->create(map, n + 1, "pair:map");
-  for (int i = 0; i <= n; i++) map[i] = -1;
-}
+PairMLIAPAoti::PairMLIAPAoti(LAMMPS *lmp) : StudentPair(lmp, "mliap/aoti") {}
 
 /* ----------------------------------------------------------------------
    pair_style mliap/aoti FILE.pt2
@@ -160,7 +128,7 @@ void PairMLIAPAoti::settings(int narg, char **arg)
   if (narg != 1)
     error->all(FLERR,
                "Illegal pair_style mliap/aoti command: expected pair_style mliap/aoti FILE.pt2");
-  package_file = arg[0];
+  model_file = arg[0];
   package = std::make_unique<Package>();
   read_package_metadata();
   load_package();
@@ -172,17 +140,17 @@ void PairMLIAPAoti::settings(int narg, char **arg)
 
 void PairMLIAPAoti::read_package_metadata()
 {
-  if (!std::ifstream(package_file).good())
-    error->all(FLERR, "Pair style mliap/aoti: cannot read {}: write it with `{}`", package_file,
+  if (!std::ifstream(model_file).good())
+    error->all(FLERR, "Pair style mliap/aoti: cannot read {}: write it with `{}`", model_file,
                MLFFAoti::EXPORT_COMMAND);
   auto &meta = package->metadata;
   try {
     meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(
-        package_file, MLFFAoti::ONE_RANK_MODEL);
+        model_file, MLFFAoti::ONE_RANK_MODEL);
   } catch (const std::exception &e) {
     error->all(FLERR,
                "Pair style mliap/aoti: {} is not an AOTInductor package ({}): write one with `{}`",
-               package_file, utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
+               model_file, utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
   }
   auto value = [&meta](const char *key) {
     auto found = meta.find(key);
@@ -193,32 +161,32 @@ void PairMLIAPAoti::read_package_metadata()
         FLERR,
         "Pair style mliap/aoti: {} is an AOTInductor package but not one of mlff-distiller's "
         "force steps: write one with `{}`",
-        package_file, MLFFAoti::EXPORT_COMMAND);
+        model_file, MLFFAoti::EXPORT_COMMAND);
   if (value("mlff_format_version") != MLFFAoti::FORMAT_VERSION ||
       value("inputs") != MLFFAoti::INPUTS || value("outputs") != MLFFAoti::OUTPUTS)
     error->all(FLERR,
                "Pair style mliap/aoti: {} has package format {} (written by mlff-distiller {}, "
                "inputs {}, outputs {}) but this plugin reads format {} (inputs {}, outputs {}): "
                "re-export it with `{}`, or rebuild the plugin from the same mlff-distiller",
-               package_file, value("mlff_format_version"), value("mlff_version"), value("inputs"),
+               model_file, value("mlff_format_version"), value("mlff_version"), value("inputs"),
                value("outputs"), MLFFAoti::FORMAT_VERSION, MLFFAoti::INPUTS, MLFFAoti::OUTPUTS,
                MLFFAoti::EXPORT_COMMAND);
   if (value("torch_version") != MLFF_TORCH_VERSION)
     error->all(FLERR,
                "Pair style mliap/aoti: {} was compiled by torch {} but this plugin runs torch {}: "
                "re-export it with the torch the plugin links (`{}`)",
-               package_file, value("torch_version"), MLFF_TORCH_VERSION, MLFFAoti::EXPORT_COMMAND);
+               model_file, value("torch_version"), MLFF_TORCH_VERSION, MLFFAoti::EXPORT_COMMAND);
   const std::string device = value("AOTI_DEVICE_KEY");
   if (device == "cuda" && !torch::cuda::is_available())
     error->all(FLERR,
                "Pair style mliap/aoti: {} was compiled for a CUDA GPU but this process sees none "
                "(torch {}): export it for this machine with `{}` and --device cpu",
-               package_file, MLFF_TORCH_VERSION, MLFFAoti::EXPORT_COMMAND);
+               model_file, MLFF_TORCH_VERSION, MLFFAoti::EXPORT_COMMAND);
   if (device != "cuda" && device != "cpu")
     error->all(FLERR,
                "Pair style mliap/aoti: {} was compiled for device '{}'; this plugin runs "
                "cpu and cuda packages: re-export it with `{}`",
-               package_file, device, MLFFAoti::EXPORT_COMMAND);
+               model_file, device, MLFFAoti::EXPORT_COMMAND);
   package->device = device == "cuda"
       ? torch::Device(torch::kCUDA, node_local_rank(world) % torch::cuda::device_count())
       : torch::Device(torch::kCPU);
@@ -228,7 +196,7 @@ void PairMLIAPAoti::read_package_metadata()
     error->all(FLERR,
                "Pair style mliap/aoti: {} names no elements or no positive cutoff: "
                "re-export it with `{}`",
-               package_file, MLFFAoti::EXPORT_COMMAND);
+               model_file, MLFFAoti::EXPORT_COMMAND);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -239,13 +207,13 @@ void PairMLIAPAoti::load_package()
   const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
   try {
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        package_file, model, false, 1, package->device.is_cuda() ? package->device.index() : -1);
+        model_file, model, false, 1, package->device.is_cuda() ? package->device.index() : -1);
   } catch (const std::exception &e) {
     // may fail on some ranks only (their GPU): error->one, so that no rank waits for them
     error->one(FLERR,
                "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
                "machine with `{}`",
-               package_file, package->device.str(), utils::split_lines(e.what())[0],
+               model_file, package->device.str(), utils::split_lines(e.what())[0],
                MLFFAoti::EXPORT_COMMAND);
   }
   auto &meta = package->metadata;
@@ -253,43 +221,8 @@ void PairMLIAPAoti::load_package()
       ? fmt::format("cpu ({} thread(s), fixed at export)", meta["cpu_threads"])
       : package->device.str();
   if (comm->me == 0)
-    utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", package_file,
+    utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", model_file,
                    meta["method"], meta["dtype"], meta["elements"], cutoff, where);
-}
-
-/* ----------------------------------------------------------------------
-   pair_coeff * * El1 El2 ... (NULL for types the model leaves out)
-------------------------------------------------------------------------- */
-
-void PairMLIAPAoti::coeff(int narg, char **arg)
-{
-  if (!package) error->all(FLERR, "Pair style mliap/aoti: pair_coeff before pair_style");
-  if (!allocated) allocate();
-  const int ntypes = atom->ntypes;
-  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR,
-               "Incorrect args for pair_coeff of pair style mliap/aoti: expected pair_coeff * * "
-               "followed by one element (or NULL) for each of the {} atom types",
-               ntypes);
-  for (int i = 1; i <= ntypes; i++) {
-    const char *name = arg[i + 1];
-    map[i] = -1;
-    if (strcmp(name, "NULL") == 0) continue;
-    for (int k = 0; k < (int) elements.size(); k++)
-      if (elements[k] == name) map[i] = k;
-    if (map[i] < 0)
-      error->all(FLERR,
-                 "Pair style mliap/aoti: element {} (atom type {}) is not one of the elements of "
-                 "{}: {}",
-                 name, i, package_file, utils::join_words(elements, " "));
-  }
-  int count = 0;
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) {
-      setflag[i][j] = (map[i] >= 0 && map[j] >= 0) ? 1 : 0;
-      count += setflag[i][j];
-    }
-  if (count == 0) error->all(FLERR, "Incorrect args for pair coefficients: every type is NULL");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -299,14 +232,6 @@ void PairMLIAPAoti::init_style()
   if (!package) error->all(FLERR, "Pair style mliap/aoti: no package loaded");
   MLFFSettings::check_model_settings(lmp, "mliap/aoti");
   neighbor->add_request(this, NeighConst::REQ_FULL);
-}
-
-/* ---------------------------------------------------------------------- */
-
-double PairMLIAPAoti::init_one(int i, int j)
-{
-  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
-  return cutoff;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -431,8 +356,8 @@ void PairMLIAPAoti::add_outputs()
                          p.species, p.pair_i, p.pair_j, p.ghosts, p.owners});
   }
   if (out.size() != MLFFAoti::NOUTPUTS)
-    error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})",
-               package_file, out.size(), (int) MLFFAoti::NOUTPUTS, MLFFAoti::OUTPUTS);
+    error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})", model_file,
+               out.size(), (int) MLFFAoti::NOUTPUTS, MLFFAoti::OUTPUTS);
   auto host = [&out](int k) {
     return out[k].to(torch::kCPU, torch::kDouble).contiguous();
   };

@@ -12,7 +12,7 @@
    mlff_plugin::halo_exchange, implemented here. On one MPI rank every ghost
    is a periodic image of a local atom and the exchange is a gather on the
    device; on several ranks it goes through LAMMPS's communication
-   (HaloExchangePair, as mliap/halo), from a host copy of the rows.
+   (StudentPair, as mliap/halo), from a host copy of the rows.
 
    Syntax:   pair_style mliap/aoti FILE.pt2
              pair_coeff * * El1 El2 ... (NULL allowed)
@@ -21,7 +21,7 @@
 #ifndef LMP_PAIR_MLIAP_AOTI_H
 #define LMP_PAIR_MLIAP_AOTI_H
 
-#include "halo_exchange_pair.h"
+#include "student_pair.h"
 
 #include <cstdint>
 #include <memory>
@@ -34,16 +34,13 @@ class Tensor;    // libtorch's, declared only: LAMMPS sources including this nee
 
 namespace LAMMPS_NS {
 
-class PairMLIAPAoti : public HaloExchangePair {
+class PairMLIAPAoti : public StudentPair {
  public:
   PairMLIAPAoti(class LAMMPS *);
-  ~PairMLIAPAoti() override;
 
   void compute(int, int) override;
   void settings(int, char **) override;
-  void coeff(int, char **) override;
   void init_style() override;
-  double init_one(int, int) override;
   double memory_usage() override;
 
   // the operator mlff_plugin::halo_exchange on rows [nlocal + nghost + 1 padding, width]: the
@@ -54,15 +51,10 @@ class PairMLIAPAoti : public HaloExchangePair {
  protected:
   struct Package;                      // the loaded package and its device tensors (libtorch)
   std::unique_ptr<Package> package;    // kept out of this header: LAMMPS sources need no torch
-  std::string package_file;
-  std::vector<std::string> elements;    // the package's elements
-  double cutoff;
-  int *map;    // atom type -> element index, -1 for NULL
 
   // host copies of what the package gets, rebuilt when LAMMPS reneighbours (pairs: see compute)
   std::vector<int64_t> species, ghosts, owners, pair_i, pair_j;
 
-  void allocate();
   void read_package_metadata();
   void load_package();
   void collect_neighbours();

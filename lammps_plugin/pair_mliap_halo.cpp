@@ -7,7 +7,7 @@
    2. a Python HaloData object (mlff_distiller/lammps/halo_data.py) gets numpy
       views of them and is handed to model.compute_forces(data), as ML-IAP does;
       its forward_exchange/reverse_exchange call back into exchange()
-      (halo_exchange_pair.cpp),
+      (student_pair.cpp),
       which moves rows of a [ntotal, width] array through comm->forward_comm /
       comm->reverse_comm of this pair style, in slices of comm_forward values;
    3. fij = dE/dr_ij comes back: f_i += fij, f_j -= fij, virial tallied per pair
@@ -95,15 +95,8 @@ std::string take_python_error(bool print_traceback)
 /* ---------------------------------------------------------------------- */
 
 PairMLIAPHalo::PairMLIAPHalo(LAMMPS *lmp) :
-    HaloExchangePair(lmp), py_model(nullptr), py_data(nullptr), cutoff(0.0), map(nullptr),
-    gil_state(0)
+    StudentPair(lmp, "mliap/halo"), py_model(nullptr), py_data(nullptr), gil_state(0)
 {
-  single_enable = 0;
-  restartinfo = 0;
-  one_coeff = 1;
-  manybody_flag = 1;
-  centroidstressflag = CENTROID_NOTAVAIL;
-  no_virial_fdotr_compute = 1;    // the virial is tallied pair by pair from fij and rij
 }
 
 /* ---------------------------------------------------------------------- */
@@ -112,11 +105,6 @@ PairMLIAPHalo::~PairMLIAPHalo()
 {
   if (copymode) return;
   release_python();
-  if (allocated) {
-    memory->destroy(setflag);
-    memory->destroy(cutsq);
-    memory->destroy(map);
-  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -164,18 +152,6 @@ void PairMLIAPHalo::stop_if_any_rank_failed(bool failed, const std::string &what
     error->all(FLERR, "Pair style mliap/halo: {} on {} of {} ranks (their message is above)", what,
                count, comm->nprocs);
   }
-}
-
-/* ---------------------------------------------------------------------- */
-
-void PairMLIAPHalo::allocate()
-{
-  allocated = 1;
-  int n = atom->ntypes;
-  memory->create(setflag, n + 1, n + 1, "pair:setflag");
-  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
-  memory->create(map, n + 1, "pair:map");
-  for (int i = 0; i <= n; i++) map[i] = -1;
 }
 
 /* ----------------------------------------------------------------------
@@ -233,46 +209,6 @@ void PairMLIAPHalo::settings(int narg, char **arg)
     error->all(FLERR, "Pair style mliap/halo: model {} has cutoff {}", model_file, cutoff);
 }
 
-/* ----------------------------------------------------------------------
-   pair_coeff * * El1 El2 ... (NULL for types the model leaves out)
-------------------------------------------------------------------------- */
-
-void PairMLIAPHalo::coeff(int narg, char **arg)
-{
-  if (!py_model) error->all(FLERR, "Pair style mliap/halo: pair_coeff before pair_style");
-  if (!allocated) allocate();
-  const int ntypes = atom->ntypes;
-  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR,
-               "Incorrect args for pair_coeff of pair style mliap/halo: expected pair_coeff * * "
-               "followed by one element (or NULL) for each of the {} atom types",
-               ntypes);
-
-  std::string known;
-  for (const auto &e : elements) known += " " + e;
-  for (int i = 1; i <= ntypes; i++) {
-    const char *name = arg[i + 1];
-    map[i] = -1;
-    if (strcmp(name, "NULL") == 0) continue;
-    for (int k = 0; k < (int) elements.size(); k++)
-      if (elements[k] == name) map[i] = k;
-    if (map[i] < 0)
-      error->all(
-          FLERR,
-          "Pair style mliap/halo: element {} (atom type {}) is not one of the elements of model "
-          "{}:{}",
-          name, i, model_file, known);
-  }
-
-  int count = 0;
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) {
-      setflag[i][j] = (map[i] >= 0 && map[j] >= 0) ? 1 : 0;
-      count += setflag[i][j];
-    }
-  if (count == 0) error->all(FLERR, "Incorrect args for pair coefficients: every type is NULL");
-}
-
 /* ---------------------------------------------------------------------- */
 
 void PairMLIAPHalo::init_style()
@@ -281,14 +217,6 @@ void PairMLIAPHalo::init_style()
   MLFFSettings::check_model_settings(lmp, "mliap/halo");
   // a plain full list of the local atoms: no ghost neighbour lists, ghost features come by exchange
   neighbor->add_request(this, NeighConst::REQ_FULL);
-}
-
-/* ---------------------------------------------------------------------- */
-
-double PairMLIAPHalo::init_one(int i, int j)
-{
-  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
-  return cutoff;
 }
 
 /* ---------------------------------------------------------------------- */

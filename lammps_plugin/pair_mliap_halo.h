@@ -16,32 +16,26 @@
 #ifndef LMP_PAIR_MLIAP_HALO_H
 #define LMP_PAIR_MLIAP_HALO_H
 
-#include "halo_exchange_pair.h"
+#include "student_pair.h"
 
 #include <string>
 #include <vector>
 
 namespace LAMMPS_NS {
 
-class PairMLIAPHalo : public HaloExchangePair {
+class PairMLIAPHalo : public StudentPair {
  public:
   PairMLIAPHalo(class LAMMPS *);
   ~PairMLIAPHalo() override;
 
   void compute(int, int) override;
   void settings(int, char **) override;
-  void coeff(int, char **) override;
   void init_style() override;
-  double init_one(int, int) override;
   double memory_usage() override;
 
  protected:
-  std::string model_file;
-  void *py_model;                       // PyObject *: the ML-IAP unified object
-  void *py_data;                        // PyObject *: the HaloData handed to compute_forces
-  std::vector<std::string> elements;    // the model's element_types
-  double cutoff;                        // 2 * rcutfac
-  int *map;                             // atom type -> element index, -1 for NULL
+  void *py_model;    // PyObject *: the ML-IAP unified object
+  void *py_data;     // PyObject *: the HaloData handed to compute_forces
 
   // linear-memory per-step arrays, shared with Python as numpy views
   std::vector<int> pair_i, pair_j, elems;
@@ -52,7 +46,6 @@ class PairMLIAPHalo : public HaloExchangePair {
 
   int gil_state;    // PyGILState_STATE of the current PyGILState_Ensure
 
-  void allocate();
   const int *owners_on_this_rank();
   void release_python();
   [[noreturn]] void python_failure(const std::string &what, bool all_ranks);

@@ -1,14 +1,17 @@
 /* ----------------------------------------------------------------------
-   mlff-distiller LAMMPS plugin: the halo exchange shared by its pair styles
-   (see halo_exchange_pair.h)
+   mlff-distiller LAMMPS plugin: what its pair styles share (see student_pair.h)
 ------------------------------------------------------------------------- */
 
-#include "halo_exchange_pair.h"
+#include "student_pair.h"
 
 #include "halo_protocol.h"
 
 #include "atom.h"
 #include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "utils.h"
 
 #include <cstring>
 
@@ -21,11 +24,85 @@ static constexpr int EXCHANGE_SLICE = 128;
 
 /* ---------------------------------------------------------------------- */
 
-HaloExchangePair::HaloExchangePair(LAMMPS *lmp) :
-    Pair(lmp), xbuf(nullptr), xwidth(0), xoffset(0), xcount(0), xdouble(1)
+StudentPair::StudentPair(LAMMPS *lmp, const char *style) :
+    Pair(lmp), style(style), cutoff(0.0), map(nullptr), xbuf(nullptr), xwidth(0), xoffset(0),
+    xcount(0), xdouble(1)
 {
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  no_virial_fdotr_compute = 1;    // the virial is tallied from the model's pair gradients
   comm_forward = EXCHANGE_SLICE;
   comm_reverse = EXCHANGE_SLICE;
+}
+
+/* ---------------------------------------------------------------------- */
+
+StudentPair::~StudentPair()
+{
+  if (copymode) return;
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(map);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void StudentPair::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  memory->create(map, n + 1, "pair:map");
+  for (int i = 0; i <= n; i++) map[i] = -1;
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * El1 El2 ... (NULL for types the model leaves out)
+------------------------------------------------------------------------- */
+
+void StudentPair::coeff(int narg, char **arg)
+{
+  if (elements.empty()) error->all(FLERR, "Pair style {}: pair_coeff before pair_style", style);
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR,
+               "Incorrect args for pair_coeff of pair style {}: expected pair_coeff * * followed "
+               "by one element (or NULL) for each of the {} atom types",
+               style, ntypes);
+  for (int i = 1; i <= ntypes; i++) {
+    const char *name = arg[i + 1];
+    map[i] = -1;
+    if (strcmp(name, "NULL") == 0) continue;
+    for (int k = 0; k < (int) elements.size(); k++)
+      if (elements[k] == name) map[i] = k;
+    if (map[i] < 0)
+      error->all(FLERR,
+                 "Pair style {}: element {} (atom type {}) is not one of the elements of model "
+                 "{}: {}",
+                 style, name, i, model_file, utils::join_words(elements, " "));
+  }
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (map[i] >= 0 && map[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "Incorrect args for pair coefficients: every type is NULL");
+}
+
+/* ---------------------------------------------------------------------- */
+
+double StudentPair::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return cutoff;
 }
 
 /* ----------------------------------------------------------------------
@@ -36,8 +113,7 @@ HaloExchangePair::HaloExchangePair(LAMMPS *lmp) :
    Collective: every rank must call it with the same width.
 ------------------------------------------------------------------------- */
 
-int HaloExchangePair::exchange(void *src, void *dst, long long nrows, int width, int dtype,
-                               int reverse)
+int StudentPair::exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse)
 {
   const int nlocal = atom->nlocal;
   const long long ntotal = (long long) nlocal + atom->nghost;
@@ -70,7 +146,7 @@ int HaloExchangePair::exchange(void *src, void *dst, long long nrows, int width,
 
 /* ---------------------------------------------------------------------- */
 
-std::vector<int> HaloExchangePair::local_owners()
+std::vector<int> StudentPair::local_owners()
 {
   const int ntotal = atom->nlocal + atom->nghost;
   std::vector<double> index(ntotal, -1.0);
@@ -125,8 +201,7 @@ int move_exchange_rows(bool is_double, void *array, int width, int offset, int c
 
 }    // namespace
 
-int HaloExchangePair::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
-                                        int * /*pbc*/)
+int StudentPair::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
   return move_exchange_rows<Move::ROWS_TO_BUFFER>(
       xdouble, xbuf, xwidth, xoffset, xcount, n,
@@ -136,7 +211,7 @@ int HaloExchangePair::pack_forward_comm(int n, int *list, double *buf, int /*pbc
       buf);
 }
 
-void HaloExchangePair::unpack_forward_comm(int n, int first, double *buf)
+void StudentPair::unpack_forward_comm(int n, int first, double *buf)
 {
   move_exchange_rows<Move::BUFFER_TO_ROWS>(
       xdouble, xbuf, xwidth, xoffset, xcount, n,
@@ -146,7 +221,7 @@ void HaloExchangePair::unpack_forward_comm(int n, int first, double *buf)
       buf);
 }
 
-int HaloExchangePair::pack_reverse_comm(int n, int first, double *buf)
+int StudentPair::pack_reverse_comm(int n, int first, double *buf)
 {
   return move_exchange_rows<Move::ROWS_TO_BUFFER>(
       xdouble, xbuf, xwidth, xoffset, xcount, n,
@@ -156,7 +231,7 @@ int HaloExchangePair::pack_reverse_comm(int n, int first, double *buf)
       buf);
 }
 
-void HaloExchangePair::unpack_reverse_comm(int n, int *list, double *buf)
+void StudentPair::unpack_reverse_comm(int n, int *list, double *buf)
 {
   move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(
       xdouble, xbuf, xwidth, xoffset, xcount, n,

@@ -1,7 +1,9 @@
 /* -*- c++ -*- ----------------------------------------------------------
-   mlff-distiller LAMMPS plugin: the per-layer halo exchange that both pair
-   styles of the plugin use (mliap/halo from Python through ctypes, mliap/aoti
-   from its compiled package through the operator mlff_plugin::halo_exchange)
+   mlff-distiller LAMMPS plugin: what both pair styles of the plugin share,
+   mliap/halo and mliap/aoti: the model's elements and cutoff, pair_coeff's
+   mapping of atom types to elements, and the per-layer halo exchange
+   (mliap/halo calls it from Python through ctypes, mliap/aoti from its
+   compiled package through the operator mlff_plugin::halo_exchange).
 
    exchange() moves rows of a C-contiguous [nlocal + nghost, width] array of
    doubles or floats between atoms and their ghost copies through LAMMPS's own
@@ -10,18 +12,24 @@
    atoms included, must make the same calls with the same width.
 ------------------------------------------------------------------------- */
 
-#ifndef LMP_MLFF_HALO_EXCHANGE_PAIR_H
-#define LMP_MLFF_HALO_EXCHANGE_PAIR_H
+#ifndef LMP_MLFF_STUDENT_PAIR_H
+#define LMP_MLFF_STUDENT_PAIR_H
 
 #include "pair.h"
 
+#include <string>
 #include <vector>
 
 namespace LAMMPS_NS {
 
-class HaloExchangePair : public Pair {
+class StudentPair : public Pair {
  public:
-  HaloExchangePair(class LAMMPS *);
+  StudentPair(class LAMMPS *, const char *style);
+  ~StudentPair() override;
+
+  // pair_coeff * * El1 El2 ...: the model's element of each atom type, NULL for types it leaves out
+  void coeff(int, char **) override;
+  double init_one(int, int) override;
 
   // dst = src, then forward (reverse = 0): every ghost row becomes a copy of its owner's row;
   // reverse: every owner row gets the sum of its ghost rows, ghost rows become 0.
@@ -38,6 +46,14 @@ class HaloExchangePair : public Pair {
   void unpack_reverse_comm(int, int *, double *) override;
 
  protected:
+  const char *style;                    // the pair style's name, for messages
+  std::string model_file;               // the file of pair_style
+  std::vector<std::string> elements;    // the model's elements
+  double cutoff;                        // the model's cutoff
+  int *map;                             // atom type -> element index, -1 for NULL
+
+  void allocate();
+
   // the slice of a feature array being exchanged
   void *xbuf;
   int xwidth, xoffset, xcount, xdouble;
