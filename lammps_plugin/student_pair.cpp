@@ -28,9 +28,9 @@ static constexpr int EXCHANGE_SLICE = 128;
 /* ----------------------------------------------------------------------
    The model allocates its temporaries afresh at every step (megabytes to
    gigabytes). glibc serves large blocks by mmap and returns freed memory to
-   the system, so each step faulted every page in again: 15-30% of a CPU step
-   (one core: 16 aspirins 20.4 -> 14.6 ms, 1,029 waters 345 -> 240 ms with
-   mliap/aoti). Kept in the heap instead, a step reuses the last one's pages;
+   the system, so each step faulted every page in again (one core, 1,029
+   waters, mliap/aoti: 343 -> 261 ms per step, mliap/halo 291 -> 227 ms;
+   docs/results.md). Kept in the heap instead, a step reuses the last one's pages;
    the process keeps its peak step's memory, as a steady MD run needs anyway.
 ------------------------------------------------------------------------- */
 

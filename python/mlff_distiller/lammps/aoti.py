@@ -23,8 +23,8 @@ twice (``PACKAGE_MODELS``), the one decision between them being the exchange:
 * several ranks: the compiled code calls the operator ``mlff_plugin::halo_exchange``
   (``PluginHalo``), which the plugin implements in C++ with LAMMPS's communication, as `mliap/halo`
   does (``ghosts``/``owners`` then hold only the padding atom). Its Python implementation here is
-  the one-rank gather, for export and tests. An operator call costs ~50 us on a CPU core, so the
-  one-rank step keeps the gather (aspirin: 1.12 against 0.93 ms per call).
+  the one-rank gather, for export and tests. An operator call leaves the compiled code and goes
+  through torch's dispatcher four times a step, so the one-rank step keeps the fused gather.
 """
 
 from __future__ import annotations
@@ -220,9 +220,9 @@ def compile_package(
     and compiles C++ for a CPU, Triton kernels for a GPU).
 
     threads: the CPU threads the compiled C++ runs on, fixed in the package. With one, sums over
-    edges are plain additions; with more, every one is an atomic add, which made aspirin's step
-    4.4x slower on one core (3.5 against 0.8 ms). One is the default: CPU nodes scale by MPI ranks
-    (`mliap/halo`)."""
+    edges are plain additions; with more, inductor makes every one an atomic add (a compare-and-swap
+    loop per value), which costs far more than the sum on one core. One is the default: CPU nodes
+    scale by MPI ranks."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {tuple(DTYPES)}")
     output = Path(output)
