@@ -40,6 +40,7 @@ from torch._inductor.package import package_aoti
 
 from .. import __version__
 from ..files import atomic_path
+from ..model.graph import forces_from_edge_gradients
 from ..model.halo import GatherHalo, Halo
 from ..model.io import load_model
 from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
@@ -130,7 +131,7 @@ class ForceStep(nn.Module):
         )
         fij = grad.to(torch.float64)
         eatoms = energies.to(torch.float64) * weights
-        forces = torch.zeros_like(x).index_add(0, pair_i, fij).index_add(0, pair_j, -fij)
+        forces = forces_from_edge_gradients(pair_i, pair_j, fij, x.shape[0])
         v = -0.5 * r_ij.index_select(1, self.virial_rows) * fij.index_select(1, self.virial_columns)  # [P,6], half each
         vatom = x.new_zeros(x.shape[0], 6).index_add(0, pair_i, v).index_add(0, pair_j, v)
         return forces, eatoms, eatoms.sum(), 2.0 * v.sum(0), vatom
