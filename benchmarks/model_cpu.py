@@ -1,6 +1,7 @@
 """The model alone on one CPU thread: analytic vs autograd forces, the compiled analytic path that
 LAMMPS runs on a CPU (``step_runner``: torch.compile over padded buckets), and schnetpack's PaiNN
-when installed.
+when installed. ``analytic`` uses the fused message kernels (``model/fused``) where they are
+built, ``unfused`` is the same analytic path with them turned off (the eager reference).
 
 --model peer (default) is a PaiNN with schnetpack's hyper-parameters (128 features, 3 layers, 20
 radial functions, 5 A), random weights, for the side-by-side comparison; --model shipped is the
@@ -64,12 +65,15 @@ def peak_rss_bytes() -> int:
 def student_call(system: str, dtype_name: str, method: str, which: str):
     import torch
 
+    from mlff_distiller.model import fused
     from mlff_distiller.model.graph import graph_from_atoms
     from mlff_distiller.model.io import load_model
     from mlff_distiller.model.painn import DTYPES, PaiNN, PaiNNConfig
     from mlff_distiller.model.replay import GraphReplay
 
     dtype = DTYPES[dtype_name]
+    if method == "unfused":
+        fused.ENABLED, method = False, "analytic"
     atoms = build_system(system)
     if which == "shipped":
         model = load_model("default", dtype).requires_grad_(False)
@@ -185,7 +189,10 @@ def run_case(
             times.append(time.perf_counter() - start)
     except RuntimeError as exc:  # e.g. torch's "can't allocate memory"
         return {"error": str(exc).splitlines()[0][:200], "atoms": n_atoms, "edges": n_edges}
+    from mlff_distiller.model import fused
+
     record = {
+        "fused_kernels": "unused" if method in ("unfused", "autograd", "schnetpack") else fused.UNAVAILABLE or "used",
         "ms": 1e3 * statistics.median(times[1:]),
         "first_call_s": times[0],
         "peak_mb": (peak_rss_bytes() - before) / 2**20,
@@ -266,7 +273,7 @@ def format_row(system, dtype_name, results) -> str:
     first = results.get("compiled", {}).get("first_call_s", float("nan"))
     return (
         f"{SYSTEMS[system]:<20} {dtype_name:<8} {cells} {ratio('autograd', 'analytic')} "
-        f"{ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}"
+        f"{ratio('unfused', 'analytic')} {ratio('autograd', 'compiled')} {ratio('schnetpack', 'compiled')} {first:8.1f}"
     )
 
 
@@ -286,12 +293,12 @@ def run_benchmark(
     profile: bool = False,
     copies: Sequence[int] = (),
 ) -> dict:
-    methods = ["analytic", "compiled", "autograd"]
+    methods = ["analytic", "unfused", "compiled", "autograd"]
     methods += ["schnetpack"] if peers and which == "peer" and schnetpack_available() else []
     header = (
         f"{'system':<20} {'dtype':<8} "
         + " ".join(f"{m + ' ms':>10} {'peak MB':>9}" for m in methods)
-        + f" {'auto/ana':>7} {'auto/cmp':>7} {'spk/cmp':>7} {'compile s':>8}"
+        + f" {'auto/ana':>7} {'unf/ana':>7} {'auto/cmp':>7} {'spk/cmp':>7} {'compile s':>8}"
     )
     print(f"model: {which}; one torch thread; ratios of times per call; compile s: the compiled path's first call")
     if which == "peer" and "schnetpack" not in methods:

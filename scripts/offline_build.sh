@@ -11,7 +11,8 @@
 #   PREFIX/bin/lmp              LAMMPS with that Python embedded (finds torch and mlff_distiller)
 #   PREFIX/bin/mpirun           this machine's mpirun (or the bundle's mpich wheel's)
 #   PREFIX/bin/mlff-distiller   the package, installed editable from this checkout
-#   PREFIX/lib/lammps-plugins/  the plugin (pair_style mliap/halo)
+#   PREFIX/lib/lammps-plugins/  the plugin (pair styles mliap/halo, mliap/aoti)
+#   PREFIX/lib/mlff-distiller/  the student's fused CPU kernels (libmlff_fused.so)
 # so that `PREFIX/bin/mlff-distiller md inputs/aspirin` and `PREFIX/bin/python -m pytest tests` run.
 #
 # Environment: PYTHON (default python3), JOBS (parallel build jobs, default: all cores)
@@ -117,6 +118,7 @@ EOF
   chmod 755 "$PREFIX/bin/lmp"
   [ -x "$PREFIX/bin/mpirun" ] || ln -sf "$(command -v mpirun)" "$PREFIX/bin/mpirun"
   install -m 755 "$PREFIX"/build/lammps_plugin/*plugin.so "$PREFIX/lib/lammps-plugins/"
+  install -D -m 755 "$PREFIX/build/fused/libmlff_fused.so" "$PREFIX/lib/mlff-distiller/libmlff_fused.so"
 }
 
 install_package() {

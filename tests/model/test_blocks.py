@@ -70,13 +70,13 @@ def test_edge_filter():
     layers = 2
     filt = EdgeFilter(K, CUTOFF, layers, 3 * F)
     d = distances()
-    ctx = filt.forward(d)[1]
+    filters, ctx = filt.forward(d)
 
     def vjp(*g):
-        projected = sum(g_l @ filt.weights(l) for l, g_l in enumerate(g))
+        projected = sum(g_l @ f.projection() for f, g_l in zip(filters, g))
         return (filt.backward(ctx, projected),)
 
-    check_vjp(lambda d: tuple(filt.forward(d)[0]), vjp, [d])
+    check_vjp(lambda d: tuple(f.rows(slice(None)) for f in filt.forward(d)[0]), vjp, [d])
 
 
 def test_silu_mlp():
@@ -96,49 +96,36 @@ def graph():
 @pytest.mark.parametrize("v_is_zero", [False, True])
 @pytest.mark.parametrize("chunk", [7, 1000])
 def test_message(v_is_zero, chunk):
+    """The message block's backward, its filter gradient carried through the filter to the distances
+    (the filter gradient only leaves the block projected on [A | b])."""
     torch.manual_seed(1)
-    msg = Message(F).double()
+    msg, edge_filter = Message(F).double(), EdgeFilter(K, CUTOFF, 1, 3 * F).double()
     edge_i, edge_j, u = graph()
-    weights = torch.randn(3 * F, K + 1)  # stands in for [A_l | b_l]: g_filt is checked through it
-    s, v, filt = torch.randn(N, F), torch.randn(N, 3, F) * (0 if v_is_zero else 1), torch.randn(E, 3 * F)
+    s, v, d = torch.randn(N, F), torch.randn(N, 3, F) * (0 if v_is_zero else 1), distances()
 
     def forward(*args):
-        if v_is_zero:
-            s, filt, u = args
-            v_ = torch.zeros(N, 3, F)
-        else:
-            s, v_, filt, u = args
-        return msg(s, v_, filt, u, edge_i, edge_j, v_is_zero, chunk)[0]
+        s, v_, d, u = (args[0], torch.zeros(N, 3, F), *args[1:]) if v_is_zero else args
+        return msg(s, v_, edge_filter(d)[0][0], u, edge_i, edge_j, v_is_zero, chunk)[0]
 
-    ctx = msg(s, v, filt, u, edge_i, edge_j, v_is_zero, chunk)[1]
+    filters, filter_ctx = edge_filter(d)
+    ctx = msg(s, v, filters[0], u, edge_i, edge_j, v_is_zero, chunk)[1]
 
-    # The filter gradient only leaves the block projected on the filter weights, so compare that
-    # projection: wrap the forward so its filter input is filt = base + delta @ weights.T.
-    def forward_projected(*args):
-        *rest, delta = args
-        if v_is_zero:
-            s, u = rest
-            return forward(s, filt + delta @ weights.T, u)
-        s, v_, u = rest
-        return forward(s, v_, filt + delta @ weights.T, u)
+    def vjp(g_s, g_v):
+        g_s_in, g_v_in, projected, g_u = msg.backward(ctx, g_s, g_v)
+        g_d = edge_filter.backward(filter_ctx, projected)
+        return (g_s_in, g_d, g_u) if v_is_zero else (g_s_in, g_v_in, g_d, g_u)
 
-    def vjp_projected(g_s, g_v):
-        g_s_in, g_v_in, projected, g_u = msg.backward(ctx, g_s, g_v, weights)
-        return (g_s_in, g_u, projected) if v_is_zero else (g_s_in, g_v_in, g_u, projected)
-
-    base = [s, u] if v_is_zero else [s, v, u]
-    check_vjp(forward_projected, vjp_projected, base + [torch.zeros(E, K + 1)])
+    check_vjp(forward, vjp, [s, d, u] if v_is_zero else [s, v, d, u])
 
 
 def test_message_without_input_grads_gives_same_filter_gradient():
-    msg = Message(F).double()
+    msg, edge_filter = Message(F).double(), EdgeFilter(K, CUTOFF, 1, 3 * F).double()
     edge_i, edge_j, u = graph()
-    s, v, filt = torch.randn(N, F), torch.randn(N, 3, F), torch.randn(E, 3 * F)
-    weights = torch.randn(3 * F, K + 1)
+    s, v, filt = torch.randn(N, F), torch.randn(N, 3, F), edge_filter(distances())[0][0]
     ctx = msg(s, v, filt, u, edge_i, edge_j, False, 5)[1]
     g_s, g_v = torch.randn(N, F), torch.randn(N, 3, F)
-    full = msg.backward(ctx, g_s, g_v, weights)
-    partial = msg.backward(ctx, g_s, g_v, weights, need_input_grads=False)
+    full = msg.backward(ctx, g_s, g_v)
+    partial = msg.backward(ctx, g_s, g_v, need_input_grads=False)
     assert partial[0] is None and partial[1] is None
     assert torch.equal(full[2], partial[2]) and torch.equal(full[3], partial[3])
 

@@ -27,7 +27,7 @@ def test_analytic_equals_autograd_float64(name):
     g = graph_from_atoms([atoms], model.elements, model.cutoff)
     e_a, g_a = run(model, g, "analytic")
     e_r, g_r = run(model, g, "autograd")
-    assert torch.equal(e_a, e_r)
+    assert (e_a - e_r).abs().max() < 1e-12  # one forward, but the analytic one may run fused
     assert (g_a - g_r).abs().max() < 1e-10
     assert g_r.abs().max() > 1e-3  # the comparison is not between zeros
 

@@ -40,7 +40,7 @@ def test_analytic_equals_autograd(name):
     for n_counted in (None, 4):
         e_a, g_a = model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, n_counted, "analytic")
         e_r, g_r = model.energies_and_edge_gradients(g.species, g.edge_i, g.edge_j, g.r_ij, n_counted, "autograd")
-        assert torch.equal(e_a, e_r)
+        assert (e_a - e_r).abs().max() < 1e-12  # one forward, but the analytic one may run fused
         assert (g_a - g_r).abs().max() < 1e-10 * max(1.0, float(g_r.abs().max()))
 
 

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import fused
+
 
 # ----------------------------------------------------------------------------------------------
 # Edge geometry
@@ -108,6 +110,25 @@ class CosineCutoff:
         return grad_fc * self.derivative(ctx)
 
 
+class LayerFilter(NamedTuple):
+    """One layer's continuous filter W_e = (rbf_e A^T + b) fc_e [E,3F], kept as its factors: the
+    [E,3F] rows are made where they are used, a chunk (or a fused kernel's tile) at a time, and
+    never stored whole."""
+
+    rbf: Tensor  # [E,K]
+    fc: Tensor  # [E]
+    weight: Tensor  # [3F,K] A
+    bias: Tensor  # [3F] b
+
+    def rows(self, c: slice) -> Tensor:
+        """W_e of the edges in c  ->  [C,3F]."""
+        return torch.addmm(self.bias, self.rbf[c], self.weight.t()) * self.fc[c, None]
+
+    def projection(self) -> Tensor:
+        """[A | b]  ->  [3F,K+1]: a filter gradient g [E,3F] leaves the message block as g @ [A | b]."""
+        return torch.cat((self.weight, self.bias[:, None]), dim=1)
+
+
 class EdgeFilterContext(NamedTuple):
     rbf: Tensor  # [E,K]
     rbf_ctx: RadialBasisContext
@@ -118,10 +139,10 @@ class EdgeFilterContext(NamedTuple):
 class EdgeFilter(nn.Module):
     """The continuous filters of every layer: W_e = (rbf(d_e) A_l + b_l) * fc(d_e).
 
-    forward: d [E] -> list of L filters [E,3F].
+    forward: d [E] -> list of L ``LayerFilter`` (each [E,3F] when made).
     The backward is split in two so no layer ever holds a full [E,3F] gradient: the message block
-    projects its filter gradient on ``weights(l)`` = [A_l | b_l] chunk by chunk, giving [E,K+1];
-    ``backward(ctx, projected)`` turns the sum of those over layers into g_d [E]. Because fc
+    projects its filter gradient on ``LayerFilter.projection`` = [A_l | b_l] chunk by chunk, giving
+    [E,K+1]; ``backward(ctx, projected)`` turns the sum of those over layers into g_d [E]. Because fc
     multiplies the whole filter, every edge term, the direction term included, vanishes
     smoothly at the cutoff.
     """
@@ -138,18 +159,13 @@ class EdgeFilter(nn.Module):
         fc, fc_ctx = self.cutoff_fn.forward(d)
         n_layers = self.linear.out_features // self.n_per_layer
         filters = [
-            torch.addmm(self.linear.bias[rows], rbf, self.linear.weight[rows].t()) * fc[:, None]
+            LayerFilter(rbf, fc, self.linear.weight[rows], self.linear.bias[rows])
             for rows in map(self._rows, range(n_layers))
         ]
         return filters, EdgeFilterContext(rbf, rbf_ctx, fc, fc_ctx)
 
     def _rows(self, layer: int) -> slice:
         return slice(layer * self.n_per_layer, (layer + 1) * self.n_per_layer)
-
-    def weights(self, layer: int) -> Tensor:
-        """[A_l | b_l]  ->  [3F, K+1]."""
-        rows = self._rows(layer)
-        return torch.cat((self.linear.weight[rows], self.linear.bias[rows, None]), dim=1)
 
     def backward(self, ctx: EdgeFilterContext, projected: Tensor) -> Tensor:
         rbf, fc = ctx.rbf, ctx.fc
@@ -213,7 +229,7 @@ def edge_chunks(n_edges: int, chunk: int):
 class MessageContext(NamedTuple):
     x: Tensor  # [N,3F] phi(s)
     phi_ctx: SiLUMLPContext
-    filt: Tensor  # [E,3F] this layer's edge filter
+    filt: LayerFilter  # this layer's edge filter
     v: Tensor  # [N,3,F] the input vectors
     u: Tensor  # [E,3]
     edge_i: Tensor  # [E]
@@ -226,15 +242,16 @@ class Message(nn.Module):
     """PaiNN message block: every atom i gathers from its senders j over edges e = (i, j).
 
     m_e = phi(s_j) * W_e, split in three [E,F] channels (m_s, m_vv, m_vs), where W_e is this
-    layer's edge filter.
+    layer's edge filter (``LayerFilter``).
         ds_i = sum_e m_s
         dv_i = sum_e m_vv v_j + m_vs u_e
-    forward: s [N,F], v [N,3,F], filt [E,3F], u [E,3], edge_i [E], edge_j [E]
+    forward: s [N,F], v [N,3,F], filt (LayerFilter, [E,3F]), u [E,3], edge_i [E], edge_j [E]
              -> s + ds [N,F], v + dv [N,3,F]
-    backward: g_s, g_v (on the outputs), filter weights [3F,K+1]
-              -> g_s, g_v (on the inputs), g_filt projected on the filter weights [E,K+1], g_u [E,3].
-    Edges are processed in chunks; nothing per edge is kept for the backward, which recomputes
-    the messages from the per-atom x = phi(s) and the stored filter.
+    backward: g_s, g_v (on the outputs)
+              -> g_s, g_v (on the inputs), g_filt projected on the filter's [A | b] [E,K+1], g_u [E,3].
+    The edge sums run fused (``fused.applies`` decides) or eagerly in chunks (``message_sums``, the
+    reference); either way nothing per edge is kept for the backward, which recomputes the
+    messages from the per-atom x = phi(s) and the filter's factors.
     ``v_is_zero`` (first layer) drops the terms that vanish when all v are 0.
     """
 
@@ -244,28 +261,53 @@ class Message(nn.Module):
         self.phi = SiLUMLP(n_features, n_features, 3 * n_features)
 
     def forward(self, s, v, filt, u, edge_i, edge_j, v_is_zero: bool = False, chunk: int = 1 << 30):
-        F = self.n_features
         x, phi_ctx = self.phi(s)
-        ds, dv = torch.zeros_like(s), torch.zeros_like(v)
+        if fused.applies(x, v, *filt, u):
+            ds, dv = fused.message_sums(x, v, filt, u, edge_i, edge_j, v_is_zero)
+        else:
+            ds, dv = self.message_sums(x, v, filt, u, edge_i, edge_j, v_is_zero, chunk)
+        return (s + ds, v + dv), MessageContext(x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
+
+    def message_sums(self, x, v, filt, u, edge_i, edge_j, v_is_zero: bool, chunk: int):
+        """ds [N,F], dv [N,3,F], eagerly, chunk by chunk: the reference of ``fused.message_sums``."""
+        F = self.n_features
+        ds, dv = x.new_zeros(x.shape[0], F), torch.zeros_like(v)
         for c in edge_chunks(edge_i.shape[0], chunk):
             i, j = edge_i[c], edge_j[c]
-            m = x.index_select(0, j) * filt[c]
+            m = x.index_select(0, j) * filt.rows(c)
             dv_e = m[:, None, 2 * F :] * u[c, :, None]
             if not v_is_zero:
                 dv_e = torch.addcmul(dv_e, m[:, None, F : 2 * F], v.index_select(0, j))
             ds.index_add_(0, i, m[:, :F])
             dv.index_add_(0, i, dv_e)
-        return (s + ds, v + dv), MessageContext(x, phi_ctx, filt, v, u, edge_i, edge_j, v_is_zero, chunk)
+        return ds, dv
 
-    def backward(self, ctx: MessageContext, grad_s, grad_v, filter_weights, need_input_grads: bool = True):
+    def backward(self, ctx: MessageContext, grad_s, grad_v, need_input_grads: bool = True):
         """Returns (g_s_in, g_v_in, projected g_filt, g_u); g_s_in, g_v_in are None when not needed."""
+        edge_args = (ctx.x, ctx.v, ctx.filt, ctx.u, ctx.edge_i, ctx.edge_j, ctx.v_is_zero)
+        if fused.applies(grad_s, grad_v, ctx.x, ctx.v, *ctx.filt, ctx.u):
+            g_x, g_v_acc, projected, g_u = fused.message_sums_backward(grad_s, grad_v, *edge_args, need_input_grads)
+        else:
+            g_x, g_v_acc, projected, g_u = self.message_sums_backward(grad_s, grad_v, *edge_args, need_input_grads, ctx.chunk)
+        if not need_input_grads:
+            return None, None, projected, g_u
+        g_s_in = grad_s + self.phi.backward(ctx.phi_ctx, g_x)
+        g_v_in = grad_v if ctx.v_is_zero else grad_v + g_v_acc
+        return g_s_in, g_v_in, projected, g_u
+
+    def message_sums_backward(
+        self, grad_s, grad_v, x, v, filt, u, edge_i, edge_j, v_is_zero, need_input_grads, chunk
+    ):
+        """The transpose of ``message_sums``, eagerly: g_x [N,3F] and g_v [N,3,F] summed into the
+        senders (None unless ``need_input_grads``; g_v also None when ``v_is_zero``), g_filt projected
+        on the filter's [A | b] [E,K+1], g_u [E,3]. The reference of ``fused.message_sums_backward``."""
         F = self.n_features
-        x, filt, v, u, edge_i, edge_j, v_is_zero = ctx.x, ctx.filt, ctx.v, ctx.u, ctx.edge_i, ctx.edge_j, ctx.v_is_zero
+        filter_weights = filt.projection()
         g_x = torch.zeros_like(x) if need_input_grads else None
         g_v_acc = torch.zeros_like(v) if need_input_grads and not v_is_zero else None
         projected, g_u = [], []
-        for c in edge_chunks(edge_i.shape[0], ctx.chunk):
-            i, j, f = edge_i[c], edge_j[c], filt[c]
+        for c in edge_chunks(edge_i.shape[0], chunk):
+            i, j, f = edge_i[c], edge_j[c], filt.rows(c)
             x_j = x.index_select(0, j)
             gv_i = grad_v.index_select(0, i)  # [C,3,F]
             m_vs = x_j[:, 2 * F :] * f[:, 2 * F :]
@@ -282,12 +324,7 @@ class Message(nn.Module):
                 if not v_is_zero:
                     m_vv = x_j[:, F : 2 * F] * f[:, F : 2 * F]
                     g_v_acc.index_add_(0, j, m_vv[:, None, :] * gv_i)
-        projected, g_u = torch.cat(projected), torch.cat(g_u)
-        if not need_input_grads:
-            return None, None, projected, g_u
-        g_s_in = grad_s + self.phi.backward(ctx.phi_ctx, g_x)
-        g_v_in = grad_v if v_is_zero else grad_v + g_v_acc
-        return g_s_in, g_v_in, projected, g_u
+        return g_x, g_v_acc, torch.cat(projected), torch.cat(g_u)
 
 
 class UpdateContext(NamedTuple):

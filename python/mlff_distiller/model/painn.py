@@ -288,7 +288,7 @@ class PaiNN(nn.Module):
                 g_s, g_v = halo.reverse(g_s, g_v)
             g_s, g_v = update_rows_backward(self.updates[layer], update_ctx, g_s, g_v, n_owned)
             g_s, g_v, projected_layer, g_u_layer = self.messages[layer].backward(
-                message_ctx, g_s, g_v, self.edge_filter.weights(layer), need_input_grads=layer > 0
+                message_ctx, g_s, g_v, need_input_grads=layer > 0
             )
             projected = projected + projected_layer
             g_u = g_u + g_u_layer

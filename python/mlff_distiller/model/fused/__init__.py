@@ -1,0 +1,80 @@
+"""The fused kernels of the message block, and the one decision of when they run.
+
+``blocks.Message`` computes its edge sums either eagerly (gathers, products and scatters as
+separate torch operations, chunked: the reference, differentiable for training) or with the fused
+operators of ``message_cpu.cpp`` (one pass over the edges each way, no [E,3F] temporary).
+``applies`` decides, for every call:
+
+* the library is built and loaded (``scripts/setup.sh`` builds it into
+  ``PREFIX/lib/mlff-distiller/``; without it everything runs eagerly, as before);
+* the tensors are on the CPU (the GPU kernels are not written yet);
+* nothing needs a gradient through the block: training differentiates the analytic backward
+  itself, which the fused operators do not support;
+* ``ENABLED`` is true (``MLFF_FUSED=0`` in the environment, or setting it to False, runs the eager
+  reference, for comparisons).
+
+The operators have meta kernels, so torch.compile and torch.export see through them, and an
+ahead-of-time package (``lammps/aoti.py``) calls them from C++: the plugin loads the same library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+LIBRARY = Path("lib", "mlff-distiller", "libmlff_fused.so")  # under the environment's prefix
+ENABLED = os.environ.get("MLFF_FUSED", "1") != "0"
+
+
+def library_path() -> Path:
+    """Where the environment's fused library lives (``lammps_plugin/aoti_protocol.h`` names the same
+    place, relative to the plugin)."""
+    return Path(sys.prefix) / LIBRARY
+
+
+def _load() -> str | None:
+    """Load the library once; the reason it is not used, or None when it is."""
+    if hasattr(torch.ops.mlff_fused, "message_forward"):  # loaded already (by the plugin, say)
+        return None
+    path = library_path()
+    if not path.exists():
+        return f"{path} does not exist (run `make setup`)"
+    try:
+        torch.ops.load_library(str(path))
+    except (OSError, RuntimeError) as exc:  # built against another torch, for another processor, ...
+        return f"{path} did not load ({str(exc).splitlines()[0]}): run `make setup` again"
+    return None
+
+
+UNAVAILABLE = _load()  # None when the operators are registered
+
+
+def applies(*tensors: Tensor) -> bool:
+    """Whether the fused kernels compute the message block of these tensors (see the module's
+    docstring); a constant for torch.compile, which guards on the module's flags."""
+    return (
+        ENABLED
+        and UNAVAILABLE is None
+        and tensors[0].device.type == "cpu"
+        and not any(t.requires_grad for t in tensors)
+    )
+
+
+def message_sums(x, v, filt, u, edge_i, edge_j, v_is_zero: bool) -> tuple[Tensor, Tensor]:
+    """ds [N,F], dv [N,3,F]: ``blocks.Message.message_sums`` (the reference; shapes there), fused."""
+    return torch.ops.mlff_fused.message_forward(x, v, *filt, u, edge_i, edge_j, v_is_zero)
+
+
+def message_sums_backward(
+    grad_s, grad_v, x, v, filt, u, edge_i, edge_j, v_is_zero: bool, need_input_grads: bool
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+    """The transpose of ``message_sums``: g_x [N,3F] and g_v [N,3,F] summed into the senders (None
+    unless ``need_input_grads``), g_filt projected on the filter's [A | b] [E,K+1], g_u [E,3]."""
+    g_x, g_v, projected, g_u = torch.ops.mlff_fused.message_backward(
+        grad_s, grad_v, x, v, *filt, u, edge_i, edge_j, v_is_zero, need_input_grads
+    )
+    return (g_x, g_v, projected, g_u) if need_input_grads else (None, None, projected, g_u)
