@@ -27,6 +27,12 @@ namespace MLFFAoti {
   constexpr const char *ONE_RANK_MODEL = "model";
   constexpr const char *RANKS_MODEL = "model_ranks";
 
+  // metadata key (Python: FUSED_KERNELS_KEY) that is "1" when the package calls the operators
+  // mlff_fused::*, and the library that registers them, relative to the plugin's folder (Python:
+  // model/fused LIBRARY, relative to the environment's prefix; the plugin is in lib/lammps-plugins)
+  constexpr const char *FUSED_KERNELS_KEY = "fused_kernels";
+  constexpr const char *FUSED_LIBRARY = "../mlff-distiller/libmlff_fused.so";
+
   constexpr const char *EXPORT_COMMAND =
       "mlff-distiller export MODEL -o FILE.mliap --format aoti --device cpu|cuda";
 

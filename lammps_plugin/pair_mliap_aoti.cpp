@@ -36,6 +36,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <dlfcn.h>
 #include <fstream>
 
 using namespace LAMMPS_NS;
@@ -105,6 +106,23 @@ void register_halo_exchange_operator()
                                             c10::DispatchKey::CompositeExplicitAutograd, __FILE__,
                                             __LINE__);
   kernel->impl("halo_exchange", TORCH_FN(halo_exchange_operator));
+}
+
+// the fused kernels' operators (mlff_fused::*), which a CPU package calls: registered by the
+// environment's libmlff_fused.so, found beside this plugin (aoti_protocol.h FUSED_LIBRARY); an
+// empty string when they are registered, else what went wrong
+std::string load_fused_kernels()
+{
+  if (c10::Dispatcher::singleton().findSchema({"mlff_fused::message_forward", ""})) return "";
+  Dl_info self;
+  if (!dladdr((void *) &load_fused_kernels, &self) || !self.dli_fname)
+    return "the plugin cannot tell its own folder";
+  std::string folder(self.dli_fname);
+  folder = folder.substr(0, folder.find_last_of('/') + 1);
+  const std::string path = folder + MLFFAoti::FUSED_LIBRARY;
+  if (!dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL))
+    return fmt::format("{} did not load: {}", path, dlerror());
+  return "";
 }
 
 // the running pair style for the operator, for the duration of one package call
@@ -204,6 +222,15 @@ void PairMLIAPAoti::read_package_metadata()
 void PairMLIAPAoti::load_package()
 {
   register_halo_exchange_operator();
+  if (package->metadata[MLFFAoti::FUSED_KERNELS_KEY] == "1") {
+    const std::string problem = load_fused_kernels();
+    if (!problem.empty())    // error->one: a file system may fail some ranks only
+      error->one(FLERR,
+                 "Pair style mliap/aoti: {} calls the fused kernels of mlff-distiller, but {}: "
+                 "run `make setup` (it installs them beside the plugin), or re-export the package "
+                 "with MLFF_FUSED=0 in the environment",
+                 model_file, problem);
+  }
   const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
   try {
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(

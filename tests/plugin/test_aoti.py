@@ -8,6 +8,8 @@ the package contract agree; wrong packages and settings stop LAMMPS with a messa
 import inspect
 import json
 import re
+import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import pytest
 
 from mlff_distiller.lammps import aoti
 from mlff_distiller.lammps.export import input_lines, package_path
+from mlff_distiller.lammps.inputs import plugin_path
+from mlff_distiller.model import fused
 
 from plugin_support import (
     ROOT,
@@ -139,8 +143,10 @@ thermo_modify format float %.15g
         log = (tmp_path / name / "log.lammps").read_text()
         builds = int(re.search(r"Neighbor list builds = (\d+)", log).group(1))
         assert builds >= 5, (name, builds)
+    # the paths sum in different orders, and MD amplifies that round-off (~1e-8 A after 300 steps);
+    # a pair lost or kept at a rebuild moves atoms by orders of magnitude more
     for name in ("aoti", "aoti_2_ranks"):
-        assert np.abs(runs[name]["positions"] - runs["halo"]["positions"]).max() < 1e-8, name
+        assert np.abs(runs[name]["positions"] - runs["halo"]["positions"]).max() < 1e-7, name
         assert abs(runs[name]["energy"] - runs["halo"]["energy"]) < 1e-9 * abs(runs["halo"]["energy"]), name
 
 
@@ -183,6 +189,15 @@ def test_both_sides_state_the_same_package_contract():
     assert names == list(aoti.PACKAGE_OUTPUTS)
     assert list(inspect.signature(aoti.ForceStep.forward).parameters)[1:] == list(aoti.PACKAGE_INPUTS)
     assert [header_string("ONE_RANK_MODEL"), header_string("RANKS_MODEL")] == list(aoti.PACKAGE_MODELS.values())
+    assert header_string("FUSED_KERNELS_KEY") == aoti.FUSED_KERNELS_KEY
+    plugin_folder = Path(sys.prefix) / "lib" / "lammps-plugins"
+    assert (plugin_folder / header_string("FUSED_LIBRARY")).resolve() == fused.library_path().resolve()
+
+
+def metadata_of(package: Path) -> dict:
+    """The metadata of a package's first model."""
+    with zipfile.ZipFile(package) as files:
+        return json.loads(files.read(next(n for n in files.namelist() if n.endswith("_metadata.json"))))
 
 
 def with_metadata(package: Path, output: Path, **changes) -> Path:
@@ -196,7 +211,9 @@ def with_metadata(package: Path, output: Path, **changes) -> Path:
     return output
 
 
-@pytest.mark.parametrize("problem", ["mliap_file", "missing", "torch_version", "format", "element", "units"])
+@pytest.mark.parametrize(
+    "problem", ["mliap_file", "missing", "torch_version", "format", "element", "units", "fused_library"]
+)
 def test_errors_stop_lammps_with_a_message(tmp_path, compiled, problem):
     model_file, _ = compiled
     package = package_path(model_file)
@@ -215,6 +232,15 @@ def test_errors_stop_lammps_with_a_message(tmp_path, compiled, problem):
         lines, expect = pair_lines(other, WATER, style="mliap/aoti"), "re-export it with"
     elif problem == "element":
         lines, expect = aoti_lines(model_file, ["H", "Si"]), "element Si (atom type 2) is not one of the elements"
+    elif problem == "fused_library":  # a plugin copied away from the environment's fused kernels
+        if fused.UNAVAILABLE:
+            pytest.skip(f"fused kernels: {fused.UNAVAILABLE}")
+        assert metadata_of(package)[aoti.FUSED_KERNELS_KEY] == "1"
+        alone = tmp_path / "elsewhere" / "mlffplugin.so"
+        alone.parent.mkdir()
+        shutil.copy(plugin_path(), alone)
+        lines = aoti_lines(model_file).replace(str(plugin_path()), str(alone))
+        expect = "calls the fused kernels of mlff-distiller, but"
     else:
         expect = "use `units metal`"
     work = tmp_path / "err"

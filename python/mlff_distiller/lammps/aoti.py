@@ -40,6 +40,7 @@ from torch._inductor.package import package_aoti
 
 from .. import __version__
 from ..files import atomic_path
+from ..model import fused
 from ..model.graph import forces_from_edge_gradients
 from ..model.halo import GatherHalo, Halo
 from ..model.io import load_model
@@ -54,6 +55,8 @@ PACKAGE_INPUTS = ("x_local", "x_ghost", "species", "pair_i", "pair_j", "ghosts",
 PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
 # the models in a package, by the exchange they use: one MPI rank, several ranks
 PACKAGE_MODELS = {"gather": "model", "operator": "model_ranks"}
+# metadata key: "1" when the package calls the fused kernels (model/fused), which the plugin then loads
+FUSED_KERNELS_KEY = "fused_kernels"
 # LAMMPS's virial order (xx, yy, zz, xy, xz, yz): the components of r (x) fij that it sums
 VIRIAL_ROWS = (0, 1, 2, 0, 0, 1)
 VIRIAL_COLUMNS = (0, 1, 2, 1, 2, 2)
@@ -191,6 +194,7 @@ def dynamic_shapes() -> dict:
 def package_metadata(model: PaiNN, method: str, model_bytes: bytes, threads: int) -> dict[str, str]:
     """What the plugin checks before it runs a package (all strings: AOTInductor's metadata)."""
     return {
+        FUSED_KERNELS_KEY: str(int(fused.serves(model.device))),
         "mlff_format": AOTI_FORMAT,
         "mlff_format_version": str(AOTI_VERSION),
         "mlff_version": __version__,

@@ -53,15 +53,15 @@ def _load() -> str | None:
 UNAVAILABLE = _load()  # None when the operators are registered
 
 
+def serves(device: torch.device | str) -> bool:
+    """Whether the fused kernels run on ``device`` in this process (built, loaded, enabled)."""
+    return ENABLED and UNAVAILABLE is None and torch.device(device).type == "cpu"
+
+
 def applies(*tensors: Tensor) -> bool:
     """Whether the fused kernels compute the message block of these tensors (see the module's
     docstring); a constant for torch.compile, which guards on the module's flags."""
-    return (
-        ENABLED
-        and UNAVAILABLE is None
-        and tensors[0].device.type == "cpu"
-        and not any(t.requires_grad for t in tensors)
-    )
+    return serves(tensors[0].device) and not any(t.requires_grad for t in tensors)
 
 
 def message_sums(x, v, filt, u, edge_i, edge_j, v_is_zero: bool) -> tuple[Tensor, Tensor]:
