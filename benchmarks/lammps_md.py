@@ -114,6 +114,7 @@ def run_case(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
+    from mlff_distiller.model import fused
     from mlff_distiller.model.replay import compile_requested
 
     record = {
@@ -126,6 +127,8 @@ def run_case(
         "threads_per_rank": 1,
         "dtype": dtype,
         "method": method,
+        # the analytic path runs the fused message kernels on a CPU where they are built
+        "fused_kernels": method == "analytic" and fused.serves("cuda" if device == "gpu" else "cpu"),
         "model": args.model,
         "host": platform.node(),
         "lammps": str(args.lmp),
