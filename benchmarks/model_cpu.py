@@ -192,7 +192,9 @@ def run_case(
     from mlff_distiller.model import fused
 
     record = {
-        "fused_kernels": "unused" if method in ("unfused", "autograd", "schnetpack") else fused.UNAVAILABLE or "used",
+        "fused_kernels": "used"
+        if method in ("analytic", "compiled") and fused.serves("cpu")
+        else fused.UNAVAILABLE or "not used",
         "ms": 1e3 * statistics.median(times[1:]),
         "first_call_s": times[0],
         "peak_mb": (peak_rss_bytes() - before) / 2**20,

@@ -288,16 +288,16 @@ class Message(nn.Module):
         if fused.applies(grad_s, grad_v, ctx.x, ctx.v, *ctx.filt, ctx.u):
             g_x, g_v_acc, projected, g_u = fused.message_sums_backward(grad_s, grad_v, *edge_args, need_input_grads)
         else:
-            g_x, g_v_acc, projected, g_u = self.message_sums_backward(grad_s, grad_v, *edge_args, need_input_grads, ctx.chunk)
+            g_x, g_v_acc, projected, g_u = self.message_sums_backward(
+                grad_s, grad_v, *edge_args, need_input_grads, ctx.chunk
+            )
         if not need_input_grads:
             return None, None, projected, g_u
         g_s_in = grad_s + self.phi.backward(ctx.phi_ctx, g_x)
         g_v_in = grad_v if ctx.v_is_zero else grad_v + g_v_acc
         return g_s_in, g_v_in, projected, g_u
 
-    def message_sums_backward(
-        self, grad_s, grad_v, x, v, filt, u, edge_i, edge_j, v_is_zero, need_input_grads, chunk
-    ):
+    def message_sums_backward(self, grad_s, grad_v, x, v, filt, u, edge_i, edge_j, v_is_zero, need_input_grads, chunk):
         """The transpose of ``message_sums``, eagerly: g_x [N,3F] and g_v [N,3,F] summed into the
         senders (None unless ``need_input_grads``; g_v also None when ``v_is_zero``), g_filt projected
         on the filter's [A | b] [E,K+1], g_u [E,3]. The reference of ``fused.message_sums_backward``."""

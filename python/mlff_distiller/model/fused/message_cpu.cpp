@@ -28,6 +28,16 @@
 
 #include <vector>
 
+// the BLAS that torch links (MKL in the x86 wheels, OpenBLAS elsewhere), through its Fortran names
+extern "C" {
+void sgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const float *alpha,
+            const float *a, const int *lda, const float *b, const int *ldb, const float *beta, float *c,
+            const int *ldc);
+void dgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const double *alpha,
+            const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c,
+            const int *ldc);
+}
+
 namespace {
 
 // Edges per tile: the tile's filter rows and gradient rows ([tile, 3F] each) stay in the core's cache,
@@ -84,30 +94,53 @@ template <typename Body> void for_each_tile(int64_t n_edges, const Body &body)
   });
 }
 
-// The filter rows before the cutoff, rbf_e weight^T + bias, of edges begin..end into `rows`.
-void filter_rows(const at::Tensor &rbf, const at::Tensor &weight_t, const at::Tensor &bias, int64_t begin,
-                 int64_t end, at::Tensor &rows)
+// Row-major matrix products through torch's BLAS without a tensor or a dispatch per tile (which
+// would cost more than a small molecule's whole tile): C [m,n] = A [m,k] B [k,n], B given as B or,
+// with b_transposed, as B^T [n,k]. BLAS is column-major, so it computes C^T = B^T A^T.
+template <typename T> void matmul(int m, int n, int k, const T *a, const T *b, bool b_transposed, T *c)
 {
-  at::Tensor out = rows.narrow(0, 0, end - begin);
-  at::addmm_out(out, bias, rbf.narrow(0, begin, end - begin), weight_t);
+  const char trans_b = b_transposed ? 'T' : 'N', trans_a = 'N';
+  const int ldb = b_transposed ? k : n;
+  const T one = 1, zero = 0;
+  if constexpr (std::is_same_v<T, float>)
+    sgemm_(&trans_b, &trans_a, &n, &m, &k, &one, b, &ldb, a, &k, &zero, c, &n);
+  else
+    dgemm_(&trans_b, &trans_a, &n, &m, &k, &one, b, &ldb, a, &k, &zero, c, &n);
+}
+
+// The filter rows before the cutoff and the bias, rbf_e weight^T, of edges begin..end into `rows`.
+template <typename T>
+void filter_rows(const T *rbf, const T *weight, int64_t K, int64_t width, int64_t begin, int64_t end, T *rows)
+{
+  matmul<T>(int(end - begin), int(width), int(K), rbf + begin * K, weight, true, rows);
 }
 
 template <typename T> struct Edges {
-  const T *x, *v, *fc, *u;
+  const T *x, *v, *rbf, *fc, *weight, *bias, *u;
   const int64_t *edge_i, *edge_j;
-  int64_t F;
+  int64_t F, K;
 };
 
 template <typename T>
-Edges<T> edges_of(const at::Tensor &x, const at::Tensor &v, const at::Tensor &fc, const at::Tensor &u,
-                  const at::Tensor &edge_i, const at::Tensor &edge_j)
+Edges<T> edges_of(const at::Tensor &x, const at::Tensor &v, const at::Tensor &rbf, const at::Tensor &fc,
+                  const at::Tensor &weight, const at::Tensor &bias, const at::Tensor &u, const at::Tensor &edge_i,
+                  const at::Tensor &edge_j)
 {
-  return {x.data_ptr<T>(),        v.data_ptr<T>(),          fc.data_ptr<T>(), u.data_ptr<T>(),
-          edge_i.data_ptr<int64_t>(), edge_j.data_ptr<int64_t>(), x.size(1) / 3};
+  return {x.data_ptr<T>(),
+          v.data_ptr<T>(),
+          rbf.data_ptr<T>(),
+          fc.data_ptr<T>(),
+          weight.data_ptr<T>(),
+          bias.data_ptr<T>(),
+          u.data_ptr<T>(),
+          edge_i.data_ptr<int64_t>(),
+          edge_j.data_ptr<int64_t>(),
+          x.size(1) / 3,
+          rbf.size(1)};
 }
 
 // ds_i += m_s, dv_i += m_vv v_j + m_vs u_e over edges begin..end; `pre` holds their filter rows
-// before the cutoff.
+// before the bias and the cutoff.
 template <typename T, bool V_IS_ZERO>
 void forward_edges(const Edges<T> &in, const T *pre, int64_t begin, int64_t end, T *ds, T *dv)
 {
@@ -116,17 +149,18 @@ void forward_edges(const Edges<T> &in, const T *pre, int64_t begin, int64_t end,
     const int64_t i = in.edge_i[e], j = in.edge_j[e];
     const T *__restrict xj = in.x + j * 3 * F;
     const T *__restrict pe = pre + (e - begin) * 3 * F;
+    const T *__restrict b = in.bias;
     const T *__restrict vj = in.v + j * 3 * F;
     T *__restrict ds_i = ds + i * F;
     T *__restrict dv_i = dv + i * 3 * F;
     const T fc = in.fc[e], u0 = in.u[3 * e], u1 = in.u[3 * e + 1], u2 = in.u[3 * e + 2];
 #pragma omp simd
     for (int64_t f = 0; f < F; ++f) {
-      ds_i[f] += xj[f] * (pe[f] * fc);
-      const T m_vs = xj[2 * F + f] * (pe[2 * F + f] * fc);
+      ds_i[f] += xj[f] * ((pe[f] + b[f]) * fc);
+      const T m_vs = xj[2 * F + f] * ((pe[2 * F + f] + b[2 * F + f]) * fc);
       T d0 = m_vs * u0, d1 = m_vs * u1, d2 = m_vs * u2;
       if (!V_IS_ZERO) {
-        const T m_vv = xj[F + f] * (pe[F + f] * fc);
+        const T m_vv = xj[F + f] * ((pe[F + f] + b[F + f]) * fc);
         d0 += m_vv * vj[f];
         d1 += m_vv * vj[F + f];
         d2 += m_vv * vj[2 * F + f];
@@ -138,7 +172,7 @@ void forward_edges(const Edges<T> &in, const T *pre, int64_t begin, int64_t end,
   }
 }
 
-// The backward over edges begin..end (`pre`: their filter rows before the cutoff): the filter's
+// The backward over edges begin..end (`pre`: their filter rows before the bias and the cutoff): the filter's
 // gradient rows g_m * x_j into `rows`, g_u into its rows, and with INPUT_GRADS the sums into the
 // senders j: g_x += g_m * filt, g_v += m_vv g_v_i.
 template <typename T, bool V_IS_ZERO, bool INPUT_GRADS>
@@ -150,6 +184,7 @@ void backward_edges(const Edges<T> &in, const T *grad_s, const T *grad_v, const 
     const int64_t i = in.edge_i[e], j = in.edge_j[e];
     const T *__restrict xj = in.x + j * 3 * F;
     const T *__restrict pe = pre + (e - begin) * 3 * F;
+    const T *__restrict b = in.bias;
     const T *__restrict vj = in.v + j * 3 * F;
     const T *__restrict gs_i = grad_s + i * F;
     const T *__restrict gv_i = grad_v + i * 3 * F;
@@ -161,7 +196,8 @@ void backward_edges(const Edges<T> &in, const T *grad_s, const T *grad_v, const 
 #pragma omp simd reduction(+ : gu0, gu1, gu2)
     for (int64_t f = 0; f < F; ++f) {
       const T gv0 = gv_i[f], gv1 = gv_i[F + f], gv2 = gv_i[2 * F + f];
-      const T f_s = pe[f] * fc, f_vv = pe[F + f] * fc, f_vs = pe[2 * F + f] * fc;
+      const T f_s = (pe[f] + b[f]) * fc, f_vv = (pe[F + f] + b[F + f]) * fc,
+              f_vs = (pe[2 * F + f] + b[2 * F + f]) * fc;
       const T m_vs = xj[2 * F + f] * f_vs;
       const T g_mvs = gv0 * u0 + gv1 * u1 + gv2 * u2;
       const T g_mvv = V_IS_ZERO ? T(0) : gv0 * vj[f] + gv1 * vj[F + f] + gv2 * vj[2 * F + f];
@@ -191,28 +227,27 @@ void backward_edges(const Edges<T> &in, const T *grad_s, const T *grad_v, const 
 
 std::tuple<at::Tensor, at::Tensor> message_forward(const at::Tensor &x_in, const at::Tensor &v_in,
                                                    const at::Tensor &rbf_in, const at::Tensor &fc_in,
-                                                   const at::Tensor &weight, const at::Tensor &bias,
+                                                   const at::Tensor &weight_in, const at::Tensor &bias_in,
                                                    const at::Tensor &u_in, const at::Tensor &edge_i_in,
                                                    const at::Tensor &edge_j_in, bool v_is_zero)
 {
   const at::Tensor x = x_in.contiguous(), v = v_in.contiguous(), rbf = rbf_in.contiguous(), fc = fc_in.contiguous(),
-                   u = u_in.contiguous(), edge_i = edge_i_in.contiguous(), edge_j = edge_j_in.contiguous();
+                   weight = weight_in.contiguous(), bias = bias_in.contiguous(), u = u_in.contiguous(),
+                   edge_i = edge_i_in.contiguous(), edge_j = edge_j_in.contiguous();
   const Sizes n = check_inputs(x, v, rbf, fc, weight, bias, u, edge_i, edge_j);
   at::Tensor ds = at::zeros({n.n_atoms, n.F}, x.options()), dv = at::zeros({n.n_atoms, 3, n.F}, x.options());
   const auto ds_copies = per_thread(ds), dv_copies = per_thread(dv);
-  const at::Tensor weight_t = weight.t();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlff_fused::message_forward", [&] {
-    const Edges<scalar_t> in = edges_of<scalar_t>(x, v, fc, u, edge_i, edge_j);
-    std::vector<at::Tensor> pre(at::get_num_threads());
-    for (auto &rows : pre) rows = at::empty({EDGES_PER_TILE, 3 * n.F}, x.options());
+    const Edges<scalar_t> in = edges_of<scalar_t>(x, v, rbf, fc, weight, bias, u, edge_i, edge_j);
     for_each_tile(n.n_edges, [&](int thread, int64_t begin, int64_t end) {
-      filter_rows(rbf, weight_t, bias, begin, end, pre[thread]);
+      thread_local std::vector<scalar_t> pre;
+      pre.resize(EDGES_PER_TILE * 3 * n.F);
+      filter_rows(in.rbf, in.weight, n.K, 3 * n.F, begin, end, pre.data());
       scalar_t *ds_t = ds_copies[thread].data_ptr<scalar_t>(), *dv_t = dv_copies[thread].data_ptr<scalar_t>();
-      const scalar_t *p = pre[thread].data_ptr<scalar_t>();
       if (v_is_zero)
-        forward_edges<scalar_t, true>(in, p, begin, end, ds_t, dv_t);
+        forward_edges<scalar_t, true>(in, pre.data(), begin, end, ds_t, dv_t);
       else
-        forward_edges<scalar_t, false>(in, p, begin, end, ds_t, dv_t);
+        forward_edges<scalar_t, false>(in, pre.data(), begin, end, ds_t, dv_t);
     });
   });
   sum_copies(ds_copies);
@@ -222,39 +257,45 @@ std::tuple<at::Tensor, at::Tensor> message_forward(const at::Tensor &x_in, const
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 message_backward(const at::Tensor &grad_s_in, const at::Tensor &grad_v_in, const at::Tensor &x_in,
-                 const at::Tensor &v_in, const at::Tensor &rbf_in, const at::Tensor &fc_in, const at::Tensor &weight,
-                 const at::Tensor &bias, const at::Tensor &u_in, const at::Tensor &edge_i_in,
+                 const at::Tensor &v_in, const at::Tensor &rbf_in, const at::Tensor &fc_in, const at::Tensor &weight_in,
+                 const at::Tensor &bias_in, const at::Tensor &u_in, const at::Tensor &edge_i_in,
                  const at::Tensor &edge_j_in, bool v_is_zero, bool need_input_grads)
 {
   const at::Tensor x = x_in.contiguous(), v = v_in.contiguous(), rbf = rbf_in.contiguous(), fc = fc_in.contiguous(),
-                   u = u_in.contiguous(), edge_i = edge_i_in.contiguous(), edge_j = edge_j_in.contiguous(),
+                   weight = weight_in.contiguous(), bias = bias_in.contiguous(), u = u_in.contiguous(),
+                   edge_i = edge_i_in.contiguous(), edge_j = edge_j_in.contiguous(),
                    grad_s = grad_s_in.contiguous(), grad_v = grad_v_in.contiguous();
   const Sizes n = check_inputs(x, v, rbf, fc, weight, bias, u, edge_i, edge_j);
   TORCH_CHECK(grad_s.sizes() == at::IntArrayRef({n.n_atoms, n.F}) && grad_v.sizes() == v.sizes(),
               "mlff_fused: grad_s, grad_v must be shaped like s [N,F] and v [N,3,F]");
-  const at::Tensor weight_t = weight.t(), projection = at::cat({weight, bias.unsqueeze(1)}, 1);  // [3F,K+1]
   at::Tensor projected = at::empty({n.n_edges, n.K + 1}, x.options());
   at::Tensor g_u = at::empty({n.n_edges, 3}, x.options());
   const int64_t n_summed = need_input_grads ? n.n_atoms : 0;
   at::Tensor g_x = at::zeros({n_summed, 3 * n.F}, x.options()), g_v = at::zeros({n_summed, 3, n.F}, x.options());
   const auto gx_copies = per_thread(g_x), gv_copies = per_thread(g_v);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlff_fused::message_backward", [&] {
-    const Edges<scalar_t> in = edges_of<scalar_t>(x, v, fc, u, edge_i, edge_j);
+    const Edges<scalar_t> in = edges_of<scalar_t>(x, v, rbf, fc, weight, bias, u, edge_i, edge_j);
     const scalar_t *gs = grad_s.data_ptr<scalar_t>(), *gv = grad_v.data_ptr<scalar_t>();
-    scalar_t *gu = g_u.data_ptr<scalar_t>();
-    std::vector<at::Tensor> pre(at::get_num_threads()), rows(at::get_num_threads());
-    for (auto &t : pre) t = at::empty({EDGES_PER_TILE, 3 * n.F}, x.options());
-    for (auto &t : rows) t = at::empty({EDGES_PER_TILE, 3 * n.F}, x.options());
+    scalar_t *gu = g_u.data_ptr<scalar_t>(), *out = projected.data_ptr<scalar_t>();
+    // [weight | bias] [3F,K+1]: the filter gradient's rows leave projected on it
+    std::vector<scalar_t> projection(3 * n.F * (n.K + 1));
+    for (int64_t c = 0; c < 3 * n.F; ++c) {
+      std::copy_n(in.weight + c * n.K, n.K, projection.data() + c * (n.K + 1));
+      projection[c * (n.K + 1) + n.K] = in.bias[c];
+    }
     const auto tiles = [&](auto v_is_zero_c, auto input_grads_c) {
       constexpr bool V_IS_ZERO = decltype(v_is_zero_c)::value, INPUT_GRADS = decltype(input_grads_c)::value;
       for_each_tile(n.n_edges, [&](int thread, int64_t begin, int64_t end) {
-        filter_rows(rbf, weight_t, bias, begin, end, pre[thread]);
+        thread_local std::vector<scalar_t> pre, rows;
+        pre.resize(EDGES_PER_TILE * 3 * n.F);
+        rows.resize(EDGES_PER_TILE * 3 * n.F);
+        filter_rows(in.rbf, in.weight, n.K, 3 * n.F, begin, end, pre.data());
         backward_edges<scalar_t, V_IS_ZERO, INPUT_GRADS>(
-            in, gs, gv, pre[thread].data_ptr<scalar_t>(), begin, end, rows[thread].data_ptr<scalar_t>(), gu,
+            in, gs, gv, pre.data(), begin, end, rows.data(), gu,
             INPUT_GRADS ? gx_copies[thread].data_ptr<scalar_t>() : nullptr,
             INPUT_GRADS ? gv_copies[thread].data_ptr<scalar_t>() : nullptr);
-        at::Tensor projected_rows = projected.narrow(0, begin, end - begin);
-        at::mm_out(projected_rows, rows[thread].narrow(0, 0, end - begin), projection);
+        matmul<scalar_t>(int(end - begin), int(n.K + 1), int(3 * n.F), rows.data(), projection.data(), false,
+                         out + begin * (n.K + 1));
       });
     };
     using yes = std::true_type;
