@@ -4,7 +4,6 @@ it, and files written without it load unchanged."""
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 
 from mlff_distiller.model.graph import forces_from_edge_gradients, graph_from_atoms
