@@ -194,7 +194,7 @@ def run_case(
     record = {
         "fused_kernels": "used"
         if method in ("analytic", "compiled") and fused.serves("cpu")
-        else fused.UNAVAILABLE or "not used",
+        else fused.UNAVAILABLE["cpu"] or "not used",
         "ms": 1e3 * statistics.median(times[1:]),
         "first_call_s": times[0],
         "peak_mb": (peak_rss_bytes() - before) / 2**20,

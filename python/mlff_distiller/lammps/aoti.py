@@ -194,7 +194,8 @@ def dynamic_shapes() -> dict:
 def package_metadata(model: PaiNN, method: str, model_bytes: bytes, threads: int) -> dict[str, str]:
     """What the plugin checks before it runs a package (all strings: AOTInductor's metadata)."""
     return {
-        FUSED_KERNELS_KEY: str(int(fused.serves(model.device))),
+        # a CUDA package carries its Triton kernels; a CPU one calls the library's operators
+        FUSED_KERNELS_KEY: str(int(model.device.type == "cpu" and fused.serves("cpu"))),
         "mlff_format": AOTI_FORMAT,
         "mlff_format_version": str(AOTI_VERSION),
         "mlff_version": __version__,

@@ -1,20 +1,23 @@
 """The fused kernels of the message block, and the one decision of when they run.
 
 ``blocks.Message`` computes its edge sums either eagerly (gathers, products and scatters as
-separate torch operations, chunked: the reference, differentiable for training) or with the fused
-operators of ``message_cpu.cpp`` (one pass over the edges each way, no [E,3F] temporary).
-``applies`` decides, for every call:
+separate torch operations, chunked: the reference, differentiable for training) or with fused
+operators (one pass over the edges each way, no [E,3F] temporary): on the CPU those of
+``message_cpu.cpp`` (C++, ``mlff_fused::*``), on a GPU those of ``message_triton.py`` (Triton,
+``mlff_triton::*``), the same arithmetic with the same signatures. ``applies`` decides, for every
+call:
 
-* the library is built and loaded (``scripts/setup.sh`` builds it into
-  ``PREFIX/lib/mlff-distiller/``; without it everything runs eagerly, as before);
-* the tensors are on the CPU (the GPU kernels are not written yet);
+* the tensors' device has its kernels: on the CPU the library is built and loaded
+  (``scripts/setup.sh`` builds it into ``PREFIX/lib/mlff-distiller/``), on a GPU Triton imports
+  (``UNAVAILABLE`` says why a device has none; without them everything runs eagerly);
 * nothing needs a gradient through the block: training differentiates the analytic backward
   itself, which the fused operators do not support;
 * ``ENABLED`` is true (``MLFF_FUSED=0`` in the environment, or setting it to False, runs the eager
   reference, for comparisons).
 
-The operators have meta kernels, so torch.compile and torch.export see through them, and an
-ahead-of-time package (``lammps/aoti.py``) calls them from C++: the plugin loads the same library.
+Both kinds of operators are visible to torch.compile and torch.export (meta kernels; Triton
+operators are traced): a CPU package of ``mliap/aoti`` (``lammps/aoti.py``) calls the library's
+operators from C++ (the plugin loads the same library), a CUDA package carries the Triton kernels.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ def library_path() -> Path:
     return Path(sys.prefix) / LIBRARY
 
 
-def _load() -> str | None:
-    """Load the library once; the reason it is not used, or None when it is."""
+def _load_library() -> str | None:
+    """Load the CPU library once; the reason it is not used, or None when it is."""
     if hasattr(torch.ops.mlff_fused, "message_forward"):  # loaded already (by the plugin, say)
         return None
     path = library_path()
@@ -50,12 +53,29 @@ def _load() -> str | None:
     return None
 
 
-UNAVAILABLE = _load()  # None when the operators are registered
+def _load_triton() -> str | None:
+    """Import the GPU kernels where there is a GPU; the reason they are not used, or None."""
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    try:
+        from . import message_triton  # noqa: F401 (registers the mlff_triton operators)
+    except ImportError as exc:
+        return f"Triton does not import ({exc})"
+    return None
+
+
+# per device type: None where the operators are registered, else why not
+UNAVAILABLE = {"cpu": _load_library(), "cuda": _load_triton()}
+OPERATORS = {"cpu": "mlff_fused", "cuda": "mlff_triton"}  # the operators' namespace per device type
 
 
 def serves(device: torch.device | str) -> bool:
     """Whether the fused kernels run on ``device`` in this process (built, loaded, enabled)."""
-    return ENABLED and UNAVAILABLE is None and torch.device(device).type == "cpu"
+    return ENABLED and UNAVAILABLE.get(torch.device(device).type, "no kernels") is None
+
+
+def operators(device: torch.device):
+    return getattr(torch.ops, OPERATORS[device.type])
 
 
 def applies(*tensors: Tensor) -> bool:
@@ -66,7 +86,7 @@ def applies(*tensors: Tensor) -> bool:
 
 def message_sums(x, v, filt, u, edge_i, edge_j, v_is_zero: bool) -> tuple[Tensor, Tensor]:
     """ds [N,F], dv [N,3,F]: ``blocks.Message.message_sums`` (the reference; shapes there), fused."""
-    return torch.ops.mlff_fused.message_forward(x, v, *filt, u, edge_i, edge_j, v_is_zero)
+    return operators(x.device).message_forward(x, v, *filt, u, edge_i, edge_j, v_is_zero)
 
 
 def message_sums_backward(
@@ -74,7 +94,7 @@ def message_sums_backward(
 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
     """The transpose of ``message_sums``: g_x [N,3F] and g_v [N,3,F] summed into the senders (None
     unless ``need_input_grads``), g_filt projected on the filter's [A | b] [E,K+1], g_u [E,3]."""
-    g_x, g_v, projected, g_u = torch.ops.mlff_fused.message_backward(
+    g_x, g_v, projected, g_u = operators(x.device).message_backward(
         grad_s, grad_v, x, v, *filt, u, edge_i, edge_j, v_is_zero, need_input_grads
     )
     return (g_x, g_v, projected, g_u) if need_input_grads else (None, None, projected, g_u)
