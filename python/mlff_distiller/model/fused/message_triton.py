@@ -56,6 +56,7 @@ def _message_forward_kernel(
     m_vs = tl.load(x_j + 2 * F, mask=mask, other=0.0) * _filter_rows(
         rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 2, F, K
     )
+    m_vv = tl.zeros_like(m_s)
     if not V_IS_ZERO:
         m_vv = tl.load(x_j + F, mask=mask, other=0.0) * _filter_rows(
             rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 1, F, K
