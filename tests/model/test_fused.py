@@ -65,16 +65,14 @@ def assert_close(a, b, rtol, atol=0.0):
         assert (a - b).abs().max() <= rtol * b.abs().max() + atol, float((a - b).abs().max())
 
 
-@pytest.mark.parametrize("implementation", ["cpu", "triton"])
+# two CPU threads: each sums into its own copy
+@pytest.mark.parametrize("implementation, threads", [("cpu", 1), ("cpu", 2), ("triton", 1)])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-13), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("v_is_zero", [False, True])
 @pytest.mark.parametrize("need_input_grads", [True, False])
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n_edges", [0, 1, 300, 1000])  # CPU tiles of 256 edges: none, part of one, several
-def test_fused_equals_eager(implementation, dtype, rtol, v_is_zero, need_input_grads, threads, n_edges):
+def test_fused_equals_eager(implementation, threads, dtype, rtol, v_is_zero, need_input_grads, n_edges):
     forward, backward, device = kernels(implementation)
-    if implementation == "triton" and threads == 2:
-        pytest.skip("threads are the CPU library's")
     msg, edge_filter, args = message_case(n_edges, dtype)
     if v_is_zero:
         args[1].zero_()
@@ -85,7 +83,7 @@ def test_fused_equals_eager(implementation, dtype, rtol, v_is_zero, need_input_g
     grads = msg.message_sums_backward(g_s, g_v, x, v, filt, u, edge_i, edge_j, v_is_zero, need_input_grads, 7)
     on = [t.to(device) for t in (g_s, g_v, x, v, *filt, u, edge_i, edge_j)]
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)  # two threads: each sums into its own copy
+    torch.set_num_threads(threads)
     try:
         fast_sums = forward(*on[2:], v_is_zero)
         fast_grads = backward(*on, v_is_zero, need_input_grads)
