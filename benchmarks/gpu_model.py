@@ -104,7 +104,11 @@ class Records:
         self.path.write_text("")
 
     def add(self, **row) -> None:
-        row = {"device": self.device_name, "torch": torch.__version__, **row}
+        from mlff_distiller.model import fused
+
+        # the message block's fused kernels (Triton on a GPU) run in the analytic method where served
+        kernels = row.get("method") == "analytic" and fused.serves("cpu" if "core" in row.get("device", "") else "cuda")
+        row = {"device": self.device_name, "torch": torch.__version__, "fused_kernels": kernels, **row}
         self.rows.append(row)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -120,22 +124,23 @@ class Records:
         )
 
 
-def gpu_cases(records: Records, atoms_by_name: dict, device) -> None:
-    """Eager and graphed, analytic and autograd, both dtypes, every system. One runner per
-    dtype, method and mode goes through the systems in turn, as a simulation would: a compiled
-    runner compiles for the first system's shape, recompiles once for dynamic shapes at the
-    second, then only captures (``capture_s``)."""
-    for dtype_name, dtype in DTYPES.items():
-        model = load_model("default", dtype).to(device)
+def gpu_cases(records: Records, atoms_by_name: dict, device, dtypes, methods, modes) -> None:
+    """Eager and graphed, analytic and autograd, both dtypes, every system (or those asked for).
+    One runner per dtype, method and mode goes through the systems in turn, as a simulation would:
+    a compiled runner compiles for the first system's shape, recompiles once for dynamic shapes at
+    the second, then only captures (``capture_s``)."""
+    for dtype_name in dtypes:
+        model = load_model("default", DTYPES[dtype_name]).to(device)
         inputs = {name: device_inputs(model, atoms, device) for name, atoms in atoms_by_name.items()}
-        for method in METHODS:
+        for method in methods:
             references = {}
             for name, args in inputs.items():
                 with torch.no_grad():
                     references[name] = model.energies_and_edge_gradients(*args, None, method)
                     ms = ms_per_call(lambda: model.energies_and_edge_gradients(*args, None, method), device)
-                records.add(**case(name, args, dtype_name), method=method, mode="eager", ms_per_call=ms)
-            for mode, fuse in MODES.items():
+                if "eager" in modes:
+                    records.add(**case(name, args, dtype_name), method=method, mode="eager", ms_per_call=ms)
+            for mode, fuse in ((m, f) for m, f in MODES.items() if m in modes):
                 runner = GraphReplay(model, method, fuse=fuse, max_buckets=1)
                 for name, args in inputs.items():
                     graph_case(records, case(name, args, dtype_name), runner, mode, args, references[name], device)
@@ -326,6 +331,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--deadline-s", type=float, default=420.0, help="skip optional parts after this")
     parser.add_argument("--compile", nargs="*", default=["aspirin", "water_8232"], help="systems for torch.compile")
+    parser.add_argument("--systems", nargs="+", default=["aspirin", *WATER], help="subset of the systems")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--modes", nargs="+", default=["eager", *MODES], choices=["eager", *MODES])
+    parser.add_argument("--no-cpu", action="store_true", help="leave out the one-core CPU cases")
     args = parser.parse_args(argv)
     deadline = time.perf_counter() + args.deadline_s
     if not torch.cuda.is_available():
@@ -336,8 +346,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     records = Records(args.out, torch.cuda.get_device_name(device))
     atoms_by_name = systems()
-    gpu_cases(records, atoms_by_name, device)
-    cpu_cases(records, atoms_by_name)
+    chosen = {name: atoms for name, atoms in atoms_by_name.items() if name in args.systems}
+    gpu_cases(records, chosen, device, args.dtypes, args.methods, args.modes)
+    if not args.no_cpu:
+        cpu_cases(records, atoms_by_name)
     if time.perf_counter() < deadline:
         largest_box(records, device, atoms_by_name["water_8232"], deadline)
     for name in args.compile:
