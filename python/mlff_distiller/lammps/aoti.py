@@ -248,6 +248,10 @@ def compile_package(
         "aot_inductor.metadata": package_metadata(model, method, model_bytes, threads),
         "aot_inductor.package": True,
         "cpp.threads": threads,
+        # the GPU kernels inside the compiled library: as separate files, the plugin's loader did not
+        # find them ("CUDA driver error: file not found" in every CUDA package's first step, H200,
+        # 2026-12-05, results/h200_2026-12-05/); not yet run on a GPU with this setting
+        "aot_inductor.embed_kernel_binary": device.startswith("cuda"),
     }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations, not ours
