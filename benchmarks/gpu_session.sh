@@ -9,10 +9,11 @@
 # Stages (default: all, in this order):
 #   build    scripts/offline_build.sh into PREFIX (default build/gpu-session: kept between calls
 #            on a warm machine, so later stages of another call find it)
-#   tests    tests/plugin/test_gpu.py and the GPU tests of tests/model, the fused Triton kernels
-#            turned on (MLFF_TRITON=1) for tests/model/test_fused.py (-> OUT/tests.log)
+#   tests    tests/plugin/test_gpu.py and the GPU tests of tests/model, tests/model/test_fused.py
+#            (-> OUT/tests.log)
 #   gpu      LAMMPS cases on the GPU, float32, analytic and autograd (-> OUT/lammps_md.json)
-#   triton   the gpu stage's cases with the fused Triton kernels (-> OUT/lammps_md_triton.json)
+#   unfused  the gpu stage's cases without the fused Triton kernels (MLFF_TRITON=0: the eager
+#            message block; -> OUT/lammps_md_unfused.json)
 #   largest  the largest float32 water box that fits on the GPU
 #   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json)
 #   f64      the GPU cases in float64
@@ -30,7 +31,7 @@
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
-STAGES=${STAGES:-build tests gpu triton largest profile f64 cpu cpu-model scaling gpus}
+STAGES=${STAGES:-build tests gpu unfused largest profile f64 cpu cpu-model scaling gpus}
 export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -51,14 +52,12 @@ BENCH=("$PY" benchmarks/run.py lammps --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps
 
 if stage tests; then
   timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider tests/plugin/test_gpu.py \
-    tests/model/test_replay.py ${TEST_ARGS:-} >"$OUT/tests.log" 2>&1
-  MLFF_TRITON=1 timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider tests/model/test_fused.py \
-    >>"$OUT/tests.log" 2>&1
+    tests/model/test_replay.py tests/model/test_fused.py ${TEST_ARGS:-} >"$OUT/tests.log" 2>&1
   tail -15 "$OUT/tests.log"
 fi
 if stage gpu; then "${BENCH[@]}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-400; fi
-if stage triton; then
-  MLFF_TRITON=1 "$PY" benchmarks/run.py lammps --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps_md_triton.json" \
+if stage unfused; then
+  MLFF_TRITON=0 "$PY" benchmarks/run.py lammps --lmp "$PREFIX/bin/lmp" --out "$OUT/lammps_md_unfused.json" \
     --timeout "${CASE_TIMEOUT:-240}" --devices gpu --dtypes float32 ${GPU_ARGS:-} | cut -c1-400
 fi
 if stage largest; then "${BENCH[@]}" --devices gpu --largest --systems none ${LARGEST_ARGS:-} | cut -c1-400; fi

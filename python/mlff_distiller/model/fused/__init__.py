@@ -9,8 +9,8 @@ call:
 
 * the tensors' device has its kernels: on the CPU the library is built and loaded
   (``scripts/setup.sh`` builds it into ``PREFIX/lib/mlff-distiller/``), on a GPU Triton imports
-  and ``MLFF_TRITON=1`` is set (opt-in: so far run only in Triton's interpreter) (``UNAVAILABLE``
-  says why a device has none; without them everything runs eagerly);
+  (``MLFF_TRITON=0`` keeps a GPU on the eager block); ``UNAVAILABLE`` says why a device has none,
+  and without them everything runs eagerly;
 * nothing needs a gradient through the block: training differentiates the analytic backward
   itself, which the fused operators do not support;
 * ``ENABLED`` is true (``MLFF_FUSED=0`` in the environment, or setting it to False, runs the eager
@@ -59,9 +59,8 @@ def _load_triton() -> str | None:
     used, or None."""
     if not torch.cuda.is_available():
         return "no CUDA device"
-    if os.environ.get("MLFF_TRITON") != "1":
-        # tested in Triton's interpreter only: opt-in until tests and benchmarks ran on a GPU
-        return "the Triton kernels are opt-in until verified on a GPU: MLFF_TRITON=1 turns them on"
+    if os.environ.get("MLFF_TRITON", "1") == "0":
+        return "turned off by MLFF_TRITON=0"
     try:
         from . import message_triton  # noqa: F401 (registers the mlff_triton operators)
     except ImportError as exc:
