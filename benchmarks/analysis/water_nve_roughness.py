@@ -1,6 +1,6 @@
 """Why v2's liquid water does not conserve energy at 0.5 fs where v1 does (issue 24), on a CPU.
 
-    python benchmarks/analysis/water_nve_roughness.py [--molecules 64] [--out FILE.json]
+    python benchmarks/analysis/water_nve_roughness.py [--parts liquid single] [--molecules 64] [--out FILE.json]
 
 From one equilibrated state (v1, Langevin at 300 K), short NVE runs of v1 and v2 at 0.5 and 0.25 fs
 (ASE's velocity Verlet, float64 models): the fluctuation of the total energy, which Verlet's error
@@ -8,7 +8,8 @@ makes grow with the timestep squared, for each model. Then where v2's error come
 step-to-step jumps of its total energy at 0.5 fs against the geometry at those steps (the shortest
 O-H bond, the shortest intermolecular O...H and H...H distances), and the highest vibrational
 frequencies of the final configuration under each model (mass-weighted Hessian by finite
-differences of the forces).
+differences of the forces). Part ``single``: one water in vacuum, one O-H bond stretched and let
+go, NVE at 0.5, 0.25 and 0.125 fs per model: whether the same scaling shows inside one molecule.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from ase import units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.build import molecule
 from ase.md.verlet import VelocityVerlet
 from ase.units import _amu, _c, _e
 
@@ -94,13 +96,50 @@ def top_frequencies(atoms, model: str, count: int = 5) -> list[float]:
     return sorted(float(x) for x in cm[-count:])[::-1]
 
 
+def single_water(model: str, stretch: float = 0.12, duration_fs: float = 400.0) -> dict:
+    """Total-energy std (ueV/atom) of one water whose first O-H bond starts ``stretch`` A long,
+    at each timestep: on a smooth surface it falls 4x per halving."""
+    stds = {}
+    for dt in (0.5, 0.25, 0.125):
+        atoms = molecule("H2O")
+        atoms.positions[1] += stretch * (atoms.positions[1] - atoms.positions[0]) / atoms.get_distance(0, 1)
+        atoms.calc = StudentCalculator(MODELS[model])
+        energies = []
+        dyn = VelocityVerlet(atoms, dt * units.fs)
+        dyn.attach(lambda: energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()))
+        dyn.run(int(round(duration_fs / dt)))
+        stds[dt] = float(np.std(energies) / len(atoms) * 1e6)
+    return stds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecules", type=int, default=64)
     parser.add_argument("--equilibrate-steps", type=int, default=1000)
     parser.add_argument("--nve-fs", type=float, default=200.0, help="length of each NVE run")
+    parser.add_argument("--parts", nargs="+", default=["liquid", "single"], choices=["liquid", "single"])
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    report = {}
+    if "single" in args.parts:
+        report["single_water_energy_std_uev_per_atom"] = {}
+        for model in MODELS:
+            stds = single_water(model)
+            report["single_water_energy_std_uev_per_atom"][model] = stds
+            print(
+                f"one water, O-H stretched 0.12 A, {model}: total energy std (ueV/atom) by timestep {stds}", flush=True
+            )
+    if "liquid" in args.parts:
+        report.update(liquid(args))
+    if args.out:
+        from mlff_distiller.files import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def liquid(args) -> dict:
     start = equilibrated(args.molecules, args.equilibrate_steps)
     print(f"{len(start)} atoms, equilibrated with v1 at 300 K; contacts: {contacts(start)}", flush=True)
     runs = []
@@ -123,13 +162,8 @@ def main(argv=None) -> int:
     for model in MODELS:
         frequencies[model] = top_frequencies(final, model)
         print(f"{model}: highest frequencies of one liquid configuration (cm^-1): {frequencies[model]}", flush=True)
-    if args.out:
-        from mlff_distiller.files import atomic_write_text
-
-        report = {"atoms": len(start), "runs": [{k: v for k, v in r.items() if k != "final"} for r in runs]}
-        atomic_write_text(args.out, json.dumps({**report, "highest_frequencies_cm1": frequencies}, indent=1))
-        print(f"wrote {args.out}")
-    return 0
+    runs = [{k: v for k, v in r.items() if k != "final"} for r in runs]
+    return {"atoms": len(start), "runs": runs, "highest_frequencies_cm1": frequencies}
 
 
 if __name__ == "__main__":
