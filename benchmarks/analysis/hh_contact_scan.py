@@ -1,0 +1,75 @@
+"""The closest intermolecular H...H pair of liquid water equilibrated with v1 (issue 24): its energy
+against the pair's distance under v1, v2 and GFN2-xTB, the rest of the box held fixed.
+
+    python benchmarks/analysis/hh_contact_scan.py [--out FILE.json]
+
+The state is water_nve_roughness.py's (64 waters, 0.5 ps of v1 Langevin at 300 K). The two
+hydrogens move apart or together along their axis about their midpoint; energies are relative to
+the farthest point of the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from water_nve_roughness import MODELS, equilibrated  # noqa: E402
+
+from mlff_distiller.distill.teacher import make_teacher  # noqa: E402
+from mlff_distiller.model.calculator import StudentCalculator  # noqa: E402
+
+DISTANCES = np.round(np.arange(0.8, 2.01, 0.1), 2)
+
+
+def closest_intermolecular_hh(atoms) -> tuple[int, int, float]:
+    d = atoms.get_all_distances(mic=True)
+    hydrogens = [k for k, s in enumerate(atoms.get_chemical_symbols()) if s == "H"]
+    pairs = [(d[a, b], a, b) for a in hydrogens for b in hydrogens if a < b and a // 3 != b // 3]
+    distance, a, b = min(pairs)
+    return a, b, float(distance)
+
+
+def scan(atoms, a: int, b: int, calculators: dict) -> dict:
+    axis = atoms.get_distance(a, b, mic=True, vector=True)
+    midpoint = atoms.positions[a] + axis / 2
+    unit = axis / np.linalg.norm(axis)
+    energies = {name: [] for name in calculators}
+    for distance in DISTANCES:
+        moved = atoms.copy()
+        moved.positions[a] = midpoint - unit * distance / 2
+        moved.positions[b] = midpoint + unit * distance / 2
+        for name, calculator in calculators.items():
+            moved.calc = calculator
+            energies[name].append(moved.get_potential_energy())
+    return {name: (np.array(e) - e[-1]).round(4).tolist() for name, e in energies.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    atoms = equilibrated(64, 1000)
+    a, b, distance = closest_intermolecular_hh(atoms)
+    print(f"closest intermolecular H...H: atoms {a} and {b}, {distance:.3f} A apart")
+    calculators = {name: StudentCalculator(file) for name, file in MODELS.items()}
+    calculators["gfn2-xtb"] = make_teacher("gfn2-xtb")
+    energies = scan(atoms, a, b, calculators)
+    print("d (A)  " + "  ".join(f"{name:>9}" for name in energies) + "   (eV, relative to d = 2.0 A)")
+    for k, distance_k in enumerate(DISTANCES):
+        print(f"{distance_k:5.2f}  " + "  ".join(f"{energies[name][k]:9.3f}" for name in energies))
+    if args.out:
+        from mlff_distiller.files import atomic_write_text
+
+        report = {"pair": [a, b], "distance": distance, "scan_distances": DISTANCES.tolist(), "energies_ev": energies}
+        atomic_write_text(args.out, json.dumps(report, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
