@@ -5,7 +5,8 @@ against the pair's distance under v1, v2 and GFN2-xTB, the rest of the box held 
 
 The state is water_nve_roughness.py's (64 waters, 0.5 ps of v1 Langevin at 300 K). The two
 hydrogens move apart or together along their axis about their midpoint; energies are relative to
-the farthest point of the scan.
+the farthest point of the scan. First, the shortest intermolecular H...H distance of the starting
+boxes ``random_water_box(64, 1.0, seed)`` for seeds 0-11 (seed 0 is ``inputs/water/water192.data``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from water_nve_roughness import MODELS, equilibrated  # noqa: E402
+from water_nve_roughness import MODELS, contacts, equilibrated  # noqa: E402
 
 from mlff_distiller.distill.teacher import make_teacher  # noqa: E402
 from mlff_distiller.model.calculator import StudentCalculator  # noqa: E402
+from mlff_distiller.structures import random_water_box  # noqa: E402
 
 DISTANCES = np.round(np.arange(0.8, 2.01, 0.1), 2)
 
@@ -53,6 +55,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    starting = {seed: round(contacts(random_water_box(64, 1.0, seed=seed))["hh_inter_min"], 3) for seed in range(12)}
+    print(f"shortest intermolecular H...H of random_water_box(64, 1.0, seed), by seed (A): {starting}")
     atoms = equilibrated(64, 1000)
     a, b, distance = closest_intermolecular_hh(atoms)
     print(f"closest intermolecular H...H: atoms {a} and {b}, {distance:.3f} A apart")
@@ -65,7 +69,13 @@ def main(argv=None) -> int:
     if args.out:
         from mlff_distiller.files import atomic_write_text
 
-        report = {"pair": [a, b], "distance": distance, "scan_distances": DISTANCES.tolist(), "energies_ev": energies}
+        report = {
+            "starting_boxes_hh_min": starting,
+            "pair": [a, b],
+            "distance": distance,
+            "scan_distances": DISTANCES.tolist(),
+            "energies_ev": energies,
+        }
         atomic_write_text(args.out, json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0
