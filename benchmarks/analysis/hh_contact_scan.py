@@ -1,11 +1,12 @@
-"""The closest intermolecular H...H pair of liquid water equilibrated with v1 (issue 24): its energy
-against the pair's distance under v1, v2 and GFN2-xTB, the rest of the box held fixed.
+"""The closest intermolecular H...H pair of liquid water equilibrated with v1 (issue 24): the energy
+against the pair's distance under v1, v2 and GFN2-xTB, the second hydrogen's whole molecule moved
+rigidly along the pair's axis, the rest of the box held fixed.
 
     python benchmarks/analysis/hh_contact_scan.py [--out FILE.json]
 
 The state is water_nve_roughness.py's (64 waters, 0.5 ps of v1 Langevin at 300 K). The two
-hydrogens move apart or together along their axis about their midpoint; energies are relative to
-the farthest point of the scan. First, the shortest intermolecular H...H distance of the starting
+molecules stay whole (moving the hydrogens alone would stretch or squeeze their O-H bonds, which
+would swamp the contact); energies are relative to the farthest point of the scan. First, the shortest intermolecular H...H distance of the starting
 boxes ``random_water_box(64, 1.0, seed)`` for seeds 0-11 (seed 0 is ``inputs/water/water192.data``).
 """
 
@@ -37,14 +38,14 @@ def closest_intermolecular_hh(atoms) -> tuple[int, int, float]:
 
 
 def scan(atoms, a: int, b: int, calculators: dict) -> dict:
+    """Energies with atom b's molecule translated so that |r_ab| takes each of ``DISTANCES``."""
     axis = atoms.get_distance(a, b, mic=True, vector=True)
-    midpoint = atoms.positions[a] + axis / 2
     unit = axis / np.linalg.norm(axis)
+    molecule_b = slice(b // 3 * 3, b // 3 * 3 + 3)  # atoms are O H H per molecule
     energies = {name: [] for name in calculators}
     for distance in DISTANCES:
         moved = atoms.copy()
-        moved.positions[a] = midpoint - unit * distance / 2
-        moved.positions[b] = midpoint + unit * distance / 2
+        moved.positions[molecule_b] += unit * (distance - np.linalg.norm(axis))
         for name, calculator in calculators.items():
             moved.calc = calculator
             energies[name].append(moved.get_potential_energy())
