@@ -185,7 +185,6 @@ def test_training_keeps_the_differentiable_eager_path():
     """A tensor that needs a gradient (training on forces) never goes to the fused kernels."""
     x = torch.randn(4, 3)
     assert not fused.applies(x.requires_grad_(True))
-    assert fused.applies(torch.randn(4, 3)) == (fused.UNAVAILABLE["cpu"] is None and fused.ENABLED)
     model = make_model(n_features=16).requires_grad_(True)  # training: the weights need gradients
     g = graph_from_atoms([structures()["ethanol"]], model.elements, model.cutoff)
     with torch.enable_grad():

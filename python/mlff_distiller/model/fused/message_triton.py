@@ -35,11 +35,8 @@ def _filter_rows(rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask,
 
 
 @triton.jit
-def _message_forward_kernel(
-    x_ptr, v_ptr, rbf_ptr, fc_ptr, weight_ptr, bias_ptr, u_ptr, edge_i_ptr, edge_j_ptr, ds_ptr, dv_ptr,
-    n_edges, F,
-    K: tl.constexpr, V_IS_ZERO: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
-):  # fmt: skip
+def _edge_block(edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    """This program's block of edges: their indices and masks, receivers i, senders j, cutoff fc."""
     edges = tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)
     edge_mask = edges < n_edges
     f = tl.arange(0, BLOCK_F)
@@ -48,6 +45,18 @@ def _message_forward_kernel(
     i = tl.load(edge_i_ptr + edges, mask=edge_mask, other=0)
     j = tl.load(edge_j_ptr + edges, mask=edge_mask, other=0)
     fc = tl.load(fc_ptr + edges, mask=edge_mask, other=0.0)
+    return edges, edge_mask, f, f_mask, mask, i, j, fc
+
+
+@triton.jit
+def _message_forward_kernel(
+    x_ptr, v_ptr, rbf_ptr, fc_ptr, weight_ptr, bias_ptr, u_ptr, edge_i_ptr, edge_j_ptr, ds_ptr, dv_ptr,
+    n_edges, F,
+    K: tl.constexpr, V_IS_ZERO: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
+):  # fmt: skip
+    edges, edge_mask, f, f_mask, mask, i, j, fc = _edge_block(
+        edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, BLOCK_E, BLOCK_F
+    )
     x_j = x_ptr + j[:, None] * 3 * F + f[None, :]
     m_s = tl.load(x_j, mask=mask, other=0.0) * _filter_rows(
         rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 0, F, K
@@ -77,14 +86,9 @@ def _message_backward_kernel(
     K: tl.constexpr, V_IS_ZERO: tl.constexpr, INPUT_GRADS: tl.constexpr, BLOCK_E: tl.constexpr,
     BLOCK_F: tl.constexpr,
 ):  # fmt: skip
-    edges = tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)
-    edge_mask = edges < n_edges
-    f = tl.arange(0, BLOCK_F)
-    f_mask = f < F
-    mask = edge_mask[:, None] & f_mask[None, :]
-    i = tl.load(edge_i_ptr + edges, mask=edge_mask, other=0)
-    j = tl.load(edge_j_ptr + edges, mask=edge_mask, other=0)
-    fc = tl.load(fc_ptr + edges, mask=edge_mask, other=0.0)
+    edges, edge_mask, f, f_mask, mask, i, j, fc = _edge_block(
+        edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, BLOCK_E, BLOCK_F
+    )
     x_j = x_ptr + j[:, None] * 3 * F + f[None, :]
     x_s = tl.load(x_j, mask=mask, other=0.0)
     x_vv = tl.load(x_j + F, mask=mask, other=0.0)
