@@ -11,8 +11,10 @@ neighbour list); float32 and float64; methods analytic and autograd; modes:
   reduce-overhead   torch.compile(mode="reduce-overhead") of the same padded call (torch's own
                     CUDA graphs), float32 analytic, to choose between the two by measurement
 plus one CPU core of the same host (eager analytic) and the largest float32 water box whose
-graphed analytic call fits on the card. Every call ends with a device synchronisation, as an MD
-step does when LAMMPS takes the forces back, so the times include launch overhead.
+graphed analytic call fits on the card. ``--profile SYSTEM`` adds where the eager float32 call's
+device time goes, kernel by kernel (torch.profiler), for each method (-> DIR/gpu_profile.json).
+Every call ends with a device synchronisation, as an MD step does when LAMMPS takes the forces
+back, so the times include launch overhead.
 
 Writes DIR/gpu_model.jsonl as it goes (one JSON record per case: system, atoms, edges, device,
 dtype, method, mode, ms_per_call, ...) and DIR/gpu_model.json at the end. Optional parts are
@@ -246,6 +248,40 @@ def compiled_cases(records: Records, atoms_by_name: dict, device, names) -> None
         )
 
 
+PROFILE_TOP = 12
+
+
+def profile_kernels(atoms, device, methods, calls: int = 5) -> list[dict]:
+    """The kernels taking most of an eager float32 call's device time, per method: name, ms per call
+    and share of the call's device time (a graph replay runs the same kernels)."""
+    model = load_model("default", torch.float32).to(device)
+    args = device_inputs(model, atoms, device)
+    rows = []
+    for method in methods:
+        with torch.no_grad():
+            model.energies_and_edge_gradients(*args, None, method)  # Triton's compilation, outside the profile
+            torch.cuda.synchronize(device)
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                for _ in range(calls):
+                    model.energies_and_edge_gradients(*args, None, method)
+                torch.cuda.synchronize(device)
+        events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+        events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+        total = sum(e.self_device_time_total for e in events)
+        print(f"profile {method}: {total / 1e3 / calls:.3f} ms of kernels per call", flush=True)
+        for e in events[:PROFILE_TOP]:
+            row = dict(
+                method=method,
+                kernel=e.key[:120],
+                ms_per_call=round(e.self_device_time_total / 1e3 / calls, 4),
+                share=round(e.self_device_time_total / total, 4),
+                launches_per_call=e.count / calls,
+            )
+            rows.append(row)
+            print(f"  {row['ms_per_call']:8.3f} ms {row['share']:6.1%}  x{row['launches_per_call']:g}  {row['kernel']}")
+    return rows
+
+
 def periodic_edges_cuda(atoms, cutoff: float, device, block: int = 256):
     """Edges of a cubic periodic box (side > 2 cutoffs) by minimum image, on the GPU: ASE's
     neighbour list takes minutes for a few hundred thousand atoms."""
@@ -336,6 +372,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--modes", nargs="+", default=["eager", *MODES], choices=["eager", *MODES])
     parser.add_argument("--no-cpu", action="store_true", help="leave out the one-core CPU cases")
+    parser.add_argument("--profile", metavar="SYSTEM", help="profile the eager float32 call's kernels on SYSTEM")
     args = parser.parse_args(argv)
     deadline = time.perf_counter() + args.deadline_s
     if not torch.cuda.is_available():
@@ -347,6 +384,9 @@ def main(argv=None) -> int:
     records = Records(args.out, torch.cuda.get_device_name(device))
     atoms_by_name = systems()
     chosen = {name: atoms for name, atoms in atoms_by_name.items() if name in args.systems}
+    if args.profile:
+        profile = profile_kernels(atoms_by_name[args.profile], device, args.methods)
+        atomic_write_text(args.out / "gpu_profile.json", json.dumps(profile, indent=1) + "\n")
     gpu_cases(records, chosen, device, args.dtypes, args.methods, args.modes)
     if not args.no_cpu:
         cpu_cases(records, atoms_by_name)
