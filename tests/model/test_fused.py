@@ -47,12 +47,15 @@ def test_setup_built_the_library():
     assert fused.UNAVAILABLE["cpu"] is None
 
 
-def message_case(n_edges: int, dtype, seed: int = 0):
-    """A message block and random inputs: repeated and one-way edges, atoms without edges."""
+def message_case(n_edges: int, dtype, seed: int = 0, by_receiver: bool = False):
+    """A message block and random inputs: repeated and one-way edges, atoms without edges; the
+    edges in random order or, as neighbour lists give them, sorted by receiver."""
     torch.manual_seed(seed)
     msg, edge_filter = Message(F).to(dtype), EdgeFilter(K, CUTOFF, 1, 3 * F).to(dtype)
     msg.requires_grad_(False), edge_filter.requires_grad_(False)
     edge_i, edge_j = torch.randint(0, N - 2, (n_edges,)), torch.randint(0, N, (n_edges,))
+    if by_receiver:
+        edge_i = edge_i.sort().values
     d = torch.rand(n_edges, dtype=dtype) * 5.5 + 0.3  # some beyond the cutoff
     u = torch.nn.functional.normalize(torch.randn(n_edges, 3, dtype=dtype), dim=1)
     x, v = torch.randn(N, 3 * F, dtype=dtype), torch.randn(N, 3, F, dtype=dtype)
@@ -71,9 +74,10 @@ def assert_close(a, b, rtol, atol=0.0):
 @pytest.mark.parametrize("v_is_zero", [False, True])
 @pytest.mark.parametrize("need_input_grads", [True, False])
 @pytest.mark.parametrize("n_edges", [0, 1, 300, 1000])  # CPU tiles of 256 edges: none, part of one, several
-def test_fused_equals_eager(implementation, threads, dtype, rtol, v_is_zero, need_input_grads, n_edges):
+@pytest.mark.parametrize("by_receiver", [False, True])  # Triton sums a block's rows per atom where it can
+def test_fused_equals_eager(implementation, threads, dtype, rtol, v_is_zero, need_input_grads, n_edges, by_receiver):
     forward, backward, device = kernels(implementation)
-    msg, edge_filter, args = message_case(n_edges, dtype)
+    msg, edge_filter, args = message_case(n_edges, dtype, by_receiver=by_receiver)
     if v_is_zero:
         args[1].zero_()
     g_s, g_v = torch.randn(N, F, dtype=dtype), torch.randn(N, 3, F, dtype=dtype)
