@@ -1,17 +1,16 @@
 """The fused message kernels on a GPU, in Triton: ``message_cpu.cpp``'s operators for CUDA tensors.
 
 Same operators, same arithmetic, same shapes (``message_cpu.cpp`` and ``blocks.Message`` have them):
-one program per block of ``BLOCK_EDGES`` edges makes the block's filter rows from the radial basis
-(an unrolled product over the K radial functions, in the inputs' precision: no TF32), its messages,
-and adds them into the receivers (forward) or the senders (backward); the backward projects the
-block's filter-gradient rows on [weight | bias] before it leaves. Nothing [E, 3F] is ever written
-to memory.
+one program per block of ``BLOCK_EDGES`` edges loads the block's radial basis rows once, makes its
+filter rows as one matrix product per channel (``tl.dot``, in the inputs' precision: no TF32), its
+messages, and adds them into the receivers (forward) or the senders (backward); the backward
+projects the block's filter-gradient rows on [weight | bias] with the same products transposed.
+Nothing [E, 3F] is ever written to memory.
 
-The sums are atomic adds, and ``_add_rows`` makes them few: the rows of a block that go to the
-block's first atom, and those that go to its last, are summed in the block first and added once.
-Neighbour lists come sorted by receiver, so the forward's ~50 edges per atom make about two atomic
-rows per block instead of 32; the backward visits the edges in sender order (one sort per call) for
-the same reason. Any order gives the same sums: it only decides how many atomics they take.
+The sums are atomic adds, and ``_add_rows`` makes them few where edges come sorted by receiver, as
+neighbour lists give them: the rows of a block that go to the block's first atom, and those that go
+to its last, are summed in the block first and added once (about two atomic rows per block instead
+of 32 for water's ~50 edges per atom). Any order gives the same sums.
 
 Defined with ``torch.library.triton_op``, so torch.compile and AOTInductor compile the kernels into
 the graph (a CUDA package of ``mliap/aoti`` carries them). Atomic adds make the sums' order, and so
@@ -26,39 +25,44 @@ import triton.language as tl
 from torch import Tensor
 
 BLOCK_EDGES = 32
+# tl.dot's operands have at least 16 rows and columns: smaller feature or radial sizes are padded
+MIN_DOT = 16
 
 
 @triton.jit
-def _filter_rows(rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, channel, F, K: tl.constexpr):
-    """(rbf_e weight_c^T + bias_c) fc_e of channel c (0: s, 1: vv, 2: vs)  ->  [BLOCK_E, BLOCK_F]."""
+def _weight_tile(weight_ptr, f, f_mask, k, k_mask, channel, F, K):
+    """weight_c[f, k] of channel c (0: s, 1: vv, 2: vs)  ->  [BLOCK_F, BLOCK_K] (0 where padded)."""
     rows = channel * F + f
-    acc = tl.load(bias_ptr + rows, mask=f_mask, other=0.0)[None, :] + tl.zeros_like(fc)[:, None]
-    for k in tl.static_range(K):
-        r = tl.load(rbf_ptr + edges * K + k, mask=edge_mask, other=0.0)
-        w = tl.load(weight_ptr + rows * K + k, mask=f_mask, other=0.0)
-        acc += r[:, None] * w[None, :]
-    return acc * fc[:, None]
+    return tl.load(weight_ptr + rows[:, None] * K + k[None, :], mask=f_mask[:, None] & k_mask[None, :], other=0.0)
+
+
+@triton.jit
+def _filter_rows(rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, channel, F, K, PRECISION: tl.constexpr):
+    """(rbf_e weight_c^T + bias_c) fc_e of channel c  ->  [BLOCK_E, BLOCK_F]; ``rbf`` [BLOCK_E, BLOCK_K]."""
+    weight = _weight_tile(weight_ptr, f, f_mask, k, k_mask, channel, F, K)
+    bias = tl.load(bias_ptr + channel * F + f, mask=f_mask, other=0.0)
+    return (tl.dot(rbf, tl.trans(weight), input_precision=PRECISION) + bias[None, :]) * fc[:, None]
 
 
 @triton.jit
 def _edge_block(
-    edge_i_ptr, edge_j_ptr, fc_ptr, order_ptr, n_edges, F,
-    ORDERED: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
+    rbf_ptr, edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, K,
+    BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """This program's block of edges (positions in ``order`` where ORDERED, else in memory): their
-    indices and masks, receivers i, senders j, cutoff fc."""
-    positions = tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)
-    edge_mask = positions < n_edges
-    edges = positions
-    if ORDERED:
-        edges = tl.load(order_ptr + positions, mask=edge_mask, other=0)
+    """This program's block of edges: their indices and masks, feature and radial indices and masks,
+    receivers i, senders j, cutoff fc and radial basis rows [BLOCK_E, BLOCK_K]."""
+    edges = tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)
+    edge_mask = edges < n_edges
     f = tl.arange(0, BLOCK_F)
     f_mask = f < F
+    k = tl.arange(0, BLOCK_K)
+    k_mask = k < K
     mask = edge_mask[:, None] & f_mask[None, :]
     i = tl.load(edge_i_ptr + edges, mask=edge_mask, other=0)
     j = tl.load(edge_j_ptr + edges, mask=edge_mask, other=0)
     fc = tl.load(fc_ptr + edges, mask=edge_mask, other=0.0)
-    return edges, edge_mask, f, f_mask, mask, i, j, fc
+    rbf = tl.load(rbf_ptr + edges[:, None] * K + k[None, :], mask=edge_mask[:, None] & k_mask[None, :], other=0.0)
+    return edges, edge_mask, f, f_mask, k, k_mask, mask, i, j, fc, rbf
 
 
 @triton.jit
@@ -88,24 +92,25 @@ def _add_rows(ptr, atoms, values, edge_mask, f, f_mask, row_stride, BLOCK_E: tl.
 @triton.jit
 def _message_forward_kernel(
     x_ptr, v_ptr, rbf_ptr, fc_ptr, weight_ptr, bias_ptr, u_ptr, edge_i_ptr, edge_j_ptr, ds_ptr, dv_ptr,
-    n_edges, F,
-    K: tl.constexpr, V_IS_ZERO: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
+    n_edges, F, K,
+    V_IS_ZERO: tl.constexpr, PRECISION: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    edges, edge_mask, f, f_mask, mask, i, j, fc = _edge_block(
-        edge_i_ptr, edge_j_ptr, fc_ptr, edge_i_ptr, n_edges, F, False, BLOCK_E, BLOCK_F
+    edges, edge_mask, f, f_mask, k, k_mask, mask, i, j, fc, rbf = _edge_block(
+        rbf_ptr, edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, K, BLOCK_E, BLOCK_F, BLOCK_K
     )
     x_j = x_ptr + j[:, None] * 3 * F + f[None, :]
     m_s = tl.load(x_j, mask=mask, other=0.0) * _filter_rows(
-        rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 0, F, K
+        rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 0, F, K, PRECISION
     )
     _add_rows(ds_ptr, i, m_s, edge_mask, f, f_mask, F, BLOCK_E)
     m_vs = tl.load(x_j + 2 * F, mask=mask, other=0.0) * _filter_rows(
-        rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 2, F, K
+        rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 2, F, K, PRECISION
     )
     m_vv = tl.zeros_like(m_s)
     if not V_IS_ZERO:
         m_vv = tl.load(x_j + F, mask=mask, other=0.0) * _filter_rows(
-            rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 1, F, K
+            rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 1, F, K, PRECISION
         )
     for xyz in tl.static_range(3):
         u = tl.load(u_ptr + edges * 3 + xyz, mask=edge_mask, other=0.0)
@@ -118,22 +123,21 @@ def _message_forward_kernel(
 @triton.jit
 def _message_backward_kernel(
     grad_s_ptr, grad_v_ptr, x_ptr, v_ptr, rbf_ptr, fc_ptr, weight_ptr, bias_ptr, u_ptr, edge_i_ptr, edge_j_ptr,
-    sender_order_ptr, g_x_ptr, g_v_ptr, projected_ptr, g_u_ptr,
-    n_edges, F,
-    K: tl.constexpr, V_IS_ZERO: tl.constexpr, INPUT_GRADS: tl.constexpr, BLOCK_E: tl.constexpr,
-    BLOCK_F: tl.constexpr,
+    g_x_ptr, g_v_ptr, projected_ptr, g_u_ptr,
+    n_edges, F, K,
+    V_IS_ZERO: tl.constexpr, INPUT_GRADS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    # summing into the senders, visit the edges in sender order (see the module's docstring)
-    edges, edge_mask, f, f_mask, mask, i, j, fc = _edge_block(
-        edge_i_ptr, edge_j_ptr, fc_ptr, sender_order_ptr, n_edges, F, INPUT_GRADS, BLOCK_E, BLOCK_F
+    edges, edge_mask, f, f_mask, k, k_mask, mask, i, j, fc, rbf = _edge_block(
+        rbf_ptr, edge_i_ptr, edge_j_ptr, fc_ptr, n_edges, F, K, BLOCK_E, BLOCK_F, BLOCK_K
     )
     x_j = x_ptr + j[:, None] * 3 * F + f[None, :]
     x_s = tl.load(x_j, mask=mask, other=0.0)
     x_vv = tl.load(x_j + F, mask=mask, other=0.0)
     x_vs = tl.load(x_j + 2 * F, mask=mask, other=0.0)
-    f_s = _filter_rows(rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 0, F, K)
-    f_vv = _filter_rows(rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 1, F, K)
-    f_vs = _filter_rows(rbf_ptr, weight_ptr, bias_ptr, fc, edges, edge_mask, f, f_mask, 2, F, K)
+    f_s = _filter_rows(rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 0, F, K, PRECISION)
+    f_vv = _filter_rows(rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 1, F, K, PRECISION)
+    f_vs = _filter_rows(rbf, weight_ptr, bias_ptr, fc, f, f_mask, k, k_mask, 2, F, K, PRECISION)
     gs_i = tl.load(grad_s_ptr + i[:, None] * F + f[None, :], mask=mask, other=0.0)
     m_vs = x_vs * f_vs
     m_vv = x_vv * f_vv
@@ -148,25 +152,36 @@ def _message_backward_kernel(
             g_mvv += gv_i * tl.load(v_ptr + j[:, None] * 3 * F + xyz * F + f[None, :], mask=mask, other=0.0)
             if INPUT_GRADS:
                 _add_rows(g_v_ptr + xyz * F, j, m_vv * gv_i, edge_mask, f, f_mask, 3 * F, BLOCK_E)
-    # the filter gradient's rows (g_m * x_j), projected on [weight | bias] column by column
+    # the filter gradient's rows (g_m * x_j), projected on [weight | bias]
     r_s = gs_i * x_s
     r_vv = g_mvv * x_vv
     r_vs = g_mvs * x_vs
-    for k in tl.static_range(K):
-        w_s = tl.load(weight_ptr + f * K + k, mask=f_mask, other=0.0)
-        w_vv = tl.load(weight_ptr + (F + f) * K + k, mask=f_mask, other=0.0)
-        w_vs = tl.load(weight_ptr + (2 * F + f) * K + k, mask=f_mask, other=0.0)
-        column = r_s * w_s[None, :] + r_vv * w_vv[None, :] + r_vs * w_vs[None, :]
-        tl.store(projected_ptr + edges * (K + 1) + k, tl.sum(column, axis=1), mask=edge_mask)
+    on_weight = tl.dot(r_s, _weight_tile(weight_ptr, f, f_mask, k, k_mask, 0, F, K), input_precision=PRECISION)
+    on_weight += tl.dot(r_vv, _weight_tile(weight_ptr, f, f_mask, k, k_mask, 1, F, K), input_precision=PRECISION)
+    on_weight += tl.dot(r_vs, _weight_tile(weight_ptr, f, f_mask, k, k_mask, 2, F, K), input_precision=PRECISION)
+    rows = projected_ptr + edges[:, None] * (K + 1)
+    tl.store(rows + k[None, :], on_weight, mask=edge_mask[:, None] & k_mask[None, :])
     b_s = tl.load(bias_ptr + f, mask=f_mask, other=0.0)
     b_vv = tl.load(bias_ptr + F + f, mask=f_mask, other=0.0)
     b_vs = tl.load(bias_ptr + 2 * F + f, mask=f_mask, other=0.0)
-    column = r_s * b_s[None, :] + r_vv * b_vv[None, :] + r_vs * b_vs[None, :]
-    tl.store(projected_ptr + edges * (K + 1) + K, tl.sum(column, axis=1), mask=edge_mask)
+    on_bias = tl.sum(r_s * b_s[None, :] + r_vv * b_vv[None, :] + r_vs * b_vs[None, :], axis=1)
+    tl.store(projected_ptr + edges * (K + 1) + K, on_bias, mask=edge_mask)
     if INPUT_GRADS:
         _add_rows(g_x_ptr, j, gs_i * f_s, edge_mask, f, f_mask, 3 * F, BLOCK_E)
         _add_rows(g_x_ptr + F, j, g_mvv * f_vv, edge_mask, f, f_mask, 3 * F, BLOCK_E)
         _add_rows(g_x_ptr + 2 * F, j, g_mvs * f_vs, edge_mask, f, f_mask, 3 * F, BLOCK_E)
+
+
+def _sizes(x: Tensor, weight: Tensor) -> dict:
+    """The kernels' compile-time block sizes and product precision for these inputs."""
+    F, K = x.shape[1] // 3, weight.shape[1]
+    return dict(
+        # float32 products as float32 (no TF32), float64 as float64
+        PRECISION="ieee",
+        BLOCK_E=BLOCK_EDGES,
+        BLOCK_F=max(MIN_DOT, triton.next_power_of_2(F)),
+        BLOCK_K=max(MIN_DOT, triton.next_power_of_2(K)),
+    )
 
 
 def _blocks(n_edges) -> tuple[int]:
@@ -193,8 +208,8 @@ def message_forward(
     torch.library.wrap_triton(_message_forward_kernel)[_blocks(n_edges)](
         x.contiguous(), v.contiguous(), rbf.contiguous(), fc.contiguous(), weight.contiguous(), bias.contiguous(),
         u.contiguous(), edge_i.contiguous(), edge_j.contiguous(), ds, dv,
-        n_edges, F,
-        K=weight.shape[1], V_IS_ZERO=v_is_zero, BLOCK_E=BLOCK_EDGES, BLOCK_F=triton.next_power_of_2(F),
+        n_edges, F, weight.shape[1],
+        V_IS_ZERO=v_is_zero, **_sizes(x, weight),
     )  # fmt: skip
     return ds, dv
 
@@ -222,13 +237,11 @@ def message_backward(
     n_summed = n_atoms if need_input_grads else 0
     g_x, g_v = x.new_zeros(n_summed, 3 * F), x.new_zeros(n_summed, 3, F)
     projected, g_u = x.new_empty(n_edges, K + 1), x.new_empty(n_edges, 3)
-    sender_order = torch.argsort(edge_j) if need_input_grads else edge_j
     torch.library.wrap_triton(_message_backward_kernel)[_blocks(n_edges)](
         grad_s.contiguous(), grad_v.contiguous(), x.contiguous(), v.contiguous(), rbf.contiguous(),
         fc.contiguous(), weight.contiguous(), bias.contiguous(), u.contiguous(), edge_i.contiguous(),
-        edge_j.contiguous(), sender_order, g_x, g_v, projected, g_u,
-        n_edges, F,
-        K=K, V_IS_ZERO=v_is_zero, INPUT_GRADS=need_input_grads, BLOCK_E=BLOCK_EDGES,
-        BLOCK_F=triton.next_power_of_2(F),
+        edge_j.contiguous(), g_x, g_v, projected, g_u,
+        n_edges, F, K,
+        V_IS_ZERO=v_is_zero, INPUT_GRADS=need_input_grads, **_sizes(x, weight),
     )  # fmt: skip
     return g_x, g_v, projected, g_u
