@@ -39,22 +39,63 @@ def water_molecule_geometry() -> np.ndarray:
     )
 
 
+# Closest intermolecular approaches a random box may start with (A): liquid water's own lie above
+# them (H...H from ~1.9, the hydrogen bond's O...H from ~1.6); closer pairs sit on the repulsive wall,
+# where a start-up would fling them apart.
+MIN_INTERMOLECULAR_HH = 1.8
+MIN_INTERMOLECULAR_OH = 1.6
+ORIENTATION_TRIES = 100  # per molecule and sweep
+SWEEPS = 50
+NEIGHBOUR_SITES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+
+
 def random_water_box(n_molecules: int = 27, density_g_cm3: float = 1.0, seed: int = 0) -> Atoms:
     """Periodic cubic box of randomly oriented waters (atom order O H H, O H H, ...).
 
     Oxygens sit on the sites of a simple cubic grid (chosen at random when the grid has more
-    sites than molecules), shifted by a small random jitter; the grid spacing (~3.1 A at
-    1 g/cm^3) keeps molecules from overlapping whatever their orientation. Hydrogens may stick
-    out of the cell: molecules are kept whole, as ASE's TIP3P calculator requires.
+    sites than molecules), shifted by a small random jitter, each molecule turned at random. Then,
+    sweep after sweep, every molecule that comes closer to a molecule of a neighbouring site than
+    ``MIN_INTERMOLECULAR_HH`` (H...H) or ``MIN_INTERMOLECULAR_OH`` (O...H), periodic images
+    included, takes a new jitter and orientation clear of its neighbours (both molecules of a
+    contact are redrawn, so neither blocks the other for good). Hydrogens may stick out of the
+    cell: molecules are kept whole, as ASE's TIP3P calculator requires.
     """
     rng = np.random.default_rng(seed)
     length = water_box_length(n_molecules, density_g_cm3)
     per_edge = int(np.ceil(n_molecules ** (1.0 / 3.0) - 1e-9))
     spacing = length / per_edge
-    grid = np.array([(i, j, k) for i in range(per_edge) for j in range(per_edge) for k in range(per_edge)], dtype=float)
+    grid = np.array([(i, j, k) for i in range(per_edge) for j in range(per_edge) for k in range(per_edge)])
     sites = grid[np.sort(rng.choice(len(grid), size=n_molecules, replace=False))]
     oxygens = (sites + 0.5) * spacing + rng.uniform(-0.2, 0.2, size=sites.shape)
     geometry = water_molecule_geometry()
-    positions = [oxygen + geometry @ random_rotation(rng).T for oxygen in oxygens]
-    atoms = Atoms("OH2" * n_molecules, positions=np.concatenate(positions), cell=[length] * 3, pbc=True)
-    return atoms  # not wrapped: TIP3P needs each molecule's atoms next to each other
+    positions = np.stack([oxygen + geometry @ random_rotation(rng).T for oxygen in oxygens])
+    occupant = np.full((per_edge,) * 3, -1)  # the molecule on each site
+    occupant[tuple(sites.T)] = np.arange(n_molecules)
+    neighbours = []
+    for m, site in enumerate(sites):
+        near = np.unique(occupant[tuple(((site + NEIGHBOUR_SITES) % per_edge).T)])
+        neighbours.append(near[(near >= 0) & (near != m)])
+    for _ in range(SWEEPS):
+        in_contact = [m for m in range(n_molecules) if not _clear_of(positions[m], positions[neighbours[m]], length)]
+        if not in_contact:
+            return Atoms("OH2" * n_molecules, positions=positions.reshape(-1, 3), cell=[length] * 3, pbc=True)
+        for m in in_contact:
+            for _ in range(ORIENTATION_TRIES):
+                oxygen = (sites[m] + 0.5) * spacing + rng.uniform(-0.2, 0.2, size=3)
+                positions[m] = oxygen + geometry @ random_rotation(rng).T
+                if _clear_of(positions[m], positions[neighbours[m]], length):
+                    break
+    raise ValueError(
+        f"random_water_box: {len(in_contact)} of {n_molecules} waters still touch a neighbour after {SWEEPS} "
+        f"sweeps at {density_g_cm3} g/cm^3; use a lower density"
+    )
+
+
+def _clear_of(molecule: np.ndarray, placed: np.ndarray, length: float) -> bool:
+    """Whether a water's atoms [3, 3] (O H H) keep the minimum intermolecular distances from the
+    molecules ``placed`` [M, 3, 3] in a periodic cube of side ``length`` (minimum image)."""
+    d = molecule[:, None, None, :] - placed[None, :, :, :]  # [3, M, 3, 3]
+    r = np.linalg.norm(d - length * np.round(d / length), axis=-1)
+    hh = r[1:, :, 1:]
+    oh = np.concatenate([r[0, :, 1:].ravel(), r[1:, :, 0].ravel()])
+    return bool(hh.min(initial=np.inf) >= MIN_INTERMOLECULAR_HH and oh.min(initial=np.inf) >= MIN_INTERMOLECULAR_OH)

@@ -145,11 +145,11 @@ def test_null_type_under_pair_hybrid(tmp_path):
 
 
 def test_nve_on_2_ranks_matches_1_rank(tmp_path):
-    """500 steps of NVE: the trajectories on 1 and 2 ranks agree within 1e-6 A.
+    """300 steps of NVE: the trajectories on 1 and 2 ranks agree within 1e-6 A.
 
     The ranks sum forces in different orders, so trajectories differ by round-off that the
-    dynamics amplifies: with this random-weight model at 300 K the gap grows ~10x per 50 steps
-    (1e-15 A at step 50, 1.6e-5 A at step 500), at 50 K it stays near 1e-8 A."""
+    dynamics amplifies: with this random-weight model at 50 K the gap grows ~50x per 100 steps
+    (8e-14 A at step 100, 3e-12 at 200, 2e-10 at 300, 2e-5 at 500)."""
     atoms = triclinic_water()
     model_file, _ = make_export(tmp_path, 2)
     md = """
@@ -165,7 +165,7 @@ thermo_modify format float %.15g
         result = run_single_point(
             tmp_path / f"nve{nprocs}",
             atoms,
-            lammps_input(pair_lines(model_file, WATER), extra=md, run="run 500", skin=1.0),
+            lammps_input(pair_lines(model_file, WATER), extra=md, run="run 300", skin=1.0),
             nprocs,
         )
         positions.append(result["positions"])
@@ -177,7 +177,7 @@ thermo_modify format float %.15g
                 if re.match(r"\s+\d+\s+-?\d", line) and len(line.split()) == 4
             ]
         )
-    assert len(etot[0]) == 6
+    assert len(etot[0]) == 4
     assert np.abs(positions[0] - positions[1]).max() < 1e-6
     assert np.abs(np.array(etot[0]) - etot[1]).max() < 1e-9 * abs(etot[0][0])
     assert np.abs(np.array(etot[0]) - etot[0][0]).max() < 1e-3 * len(atoms)  # and energy is kept
