@@ -4,12 +4,7 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
 
-from mlff_distiller.structures import (
-    MIN_INTERMOLECULAR_HH,
-    MIN_INTERMOLECULAR_OH,
-    random_water_box,
-    water_box_length,
-)
+from mlff_distiller.structures import MIN_INTERMOLECULAR_HH, MIN_INTERMOLECULAR_OH, random_water_box, water_box_length
 
 
 def closest_intermolecular(atoms) -> dict:
