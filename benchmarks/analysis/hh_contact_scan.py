@@ -1,6 +1,7 @@
-"""The closest intermolecular H...H pair of liquid water equilibrated with v1 (issue 24): the energy
-against the pair's distance under v1, v2 and GFN2-xTB, the second hydrogen's whole molecule moved
-rigidly along the pair's axis, the rest of the box held fixed.
+"""The closest intermolecular H...H pair of liquid water equilibrated with v1 (issue 24): how hard
+v1, v2 and GFN2-xTB push its two hydrogens apart where they are, and the energy against the pair's
+distance, the second hydrogen's whole molecule moved rigidly along the pair's axis, the rest of the
+box held fixed.
 
     python benchmarks/analysis/hh_contact_scan.py [--out FILE.json]
 
@@ -52,6 +53,20 @@ def scan(atoms, a: int, b: int, calculators: dict) -> dict:
     return {name: (np.array(e) - e[-1]).round(4).tolist() for name, e in energies.items()}
 
 
+def pair_push(atoms, a: int, b: int, calculators: dict) -> dict:
+    """Per calculator, the force pushing hydrogens a and b apart along their axis (eV/A; negative:
+    pulling them together): (F_b - F_a) . u / 2, u the unit vector from a to b."""
+    axis = atoms.get_distance(a, b, mic=True, vector=True)
+    unit = axis / np.linalg.norm(axis)
+    push = {}
+    for name, calculator in calculators.items():
+        probe = atoms.copy()
+        probe.calc = calculator
+        forces = probe.get_forces()
+        push[name] = round(float((forces[b] - forces[a]) @ unit / 2), 4)
+    return push
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out")
@@ -63,6 +78,8 @@ def main(argv=None) -> int:
     print(f"closest intermolecular H...H: atoms {a} and {b}, {distance:.3f} A apart")
     calculators = {name: StudentCalculator(file) for name, file in MODELS.items()}
     calculators["gfn2-xtb"] = make_teacher("gfn2-xtb")
+    push = pair_push(atoms, a, b, calculators)
+    print(f"force pushing the pair apart (eV/A; negative pulls it together): {push}", flush=True)
     energies = scan(atoms, a, b, calculators)
     print("d (A)  " + "  ".join(f"{name:>9}" for name in energies) + "   (eV, relative to d = 2.0 A)")
     for k, distance_k in enumerate(DISTANCES):
@@ -74,6 +91,7 @@ def main(argv=None) -> int:
             "starting_boxes_hh_min": starting,
             "pair": [a, b],
             "distance": distance,
+            "push_apart_ev_per_a": push,
             "scan_distances": DISTANCES.tolist(),
             "energies_ev": energies,
         }

@@ -74,7 +74,7 @@ def assert_close(a, b, rtol, atol=0.0):
 @pytest.mark.parametrize("v_is_zero", [False, True])
 @pytest.mark.parametrize("need_input_grads", [True, False])
 @pytest.mark.parametrize("n_edges", [0, 1, 300, 1000])  # CPU tiles of 256 edges: none, part of one, several
-@pytest.mark.parametrize("by_receiver", [False, True])  # Triton sums a block's rows per atom where it can
+@pytest.mark.parametrize("by_receiver", [False, True])  # neighbour lists come sorted by receiver
 def test_fused_equals_eager(implementation, threads, dtype, rtol, v_is_zero, need_input_grads, n_edges, by_receiver):
     forward, backward, device = kernels(implementation)
     msg, edge_filter, args = message_case(n_edges, dtype, by_receiver=by_receiver)
