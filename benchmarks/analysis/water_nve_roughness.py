@@ -1,8 +1,9 @@
 """Why v2's liquid water does not conserve energy at 0.5 fs where v1 does (issue 24), on a CPU.
 
     python benchmarks/analysis/water_nve_roughness.py [--parts liquid single] [--molecules 64] [--out FILE.json]
+        [--equilibrate-with v1|v2] [--models v1 v2] [--nve-fs FS] [--skip-frequencies]
 
-From one equilibrated state (v1, Langevin at 300 K), short NVE runs of v1 and v2 at 0.5 and 0.25 fs
+From one equilibrated state (v1 or ``--equilibrate-with``, Langevin at 300 K), NVE runs of v1 and v2 (or ``--models``) at 0.5 and 0.25 fs
 (ASE's velocity Verlet, float64 models): the fluctuation of the total energy, which Verlet's error
 makes grow with the timestep squared, for each model. Then where v2's error comes from: the largest
 step-to-step jumps of its total energy at 0.5 fs against the geometry at those steps (the shortest
@@ -33,9 +34,9 @@ from mlff_distiller.structures import random_water_box
 MODELS = {"v1": "default", "v2": "default_v2"}
 
 
-def equilibrated(n_molecules: int, steps: int, seed: int = 0):
+def equilibrated(n_molecules: int, steps: int, seed: int = 0, model: str = "v1"):
     atoms = random_water_box(n_molecules, 1.0, seed=seed)
-    atoms.calc = StudentCalculator(MODELS["v1"])
+    atoms.calc = StudentCalculator(MODELS[model])
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
     Stationary(atoms)
     Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.02, rng=np.random.default_rng(seed)).run(steps)
@@ -119,6 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--nve-fs", type=float, default=200.0, help="length of each NVE run")
     parser.add_argument("--parts", nargs="+", default=["liquid", "single"], choices=["liquid", "single"])
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--equilibrate-with", default="v1", choices=list(MODELS), help="the model of the Langevin run")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="the models run in NVE")
+    parser.add_argument("--skip-frequencies", action="store_true", help="leave out the Hessians (liquid part)")
     args = parser.parse_args(argv)
     report = {}
     if "single" in args.parts:
@@ -140,10 +144,13 @@ def main(argv=None) -> int:
 
 
 def liquid(args) -> dict:
-    start = equilibrated(args.molecules, args.equilibrate_steps)
-    print(f"{len(start)} atoms, equilibrated with v1 at 300 K; contacts: {contacts(start)}", flush=True)
+    start = equilibrated(args.molecules, args.equilibrate_steps, model=args.equilibrate_with)
+    print(
+        f"{len(start)} atoms, equilibrated with {args.equilibrate_with} at 300 K; contacts: {contacts(start)}",
+        flush=True,
+    )
     runs = []
-    for model in MODELS:
+    for model in args.models:
         for dt in (0.5, 0.25):
             run = nve(start, model, dt, args.nve_fs)
             print(
@@ -158,12 +165,17 @@ def liquid(args) -> dict:
             for jump in run["largest_jumps"]:
                 print(f"    {jump}")
     frequencies = {}
-    final = next(r["final"] for r in runs if r["model"] == "v1" and r["dt_fs"] == 0.25)
-    for model in MODELS:
+    final = runs[-1]["final"]  # the last model's run at 0.25 fs
+    for model in [] if args.skip_frequencies else args.models:
         frequencies[model] = top_frequencies(final, model)
         print(f"{model}: highest frequencies of one liquid configuration (cm^-1): {frequencies[model]}", flush=True)
     runs = [{k: v for k, v in r.items() if k != "final"} for r in runs]
-    return {"atoms": len(start), "runs": runs, "highest_frequencies_cm1": frequencies}
+    return {
+        "atoms": len(start),
+        "equilibrated_with": args.equilibrate_with,
+        "runs": runs,
+        "highest_frequencies_cm1": frequencies,
+    }
 
 
 if __name__ == "__main__":
