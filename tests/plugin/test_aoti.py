@@ -143,11 +143,12 @@ thermo_modify format float %.15g
         log = (tmp_path / name / "log.lammps").read_text()
         builds = int(re.search(r"Neighbor list builds = (\d+)", log).group(1))
         assert builds >= 5, (name, builds)
-    # the paths sum in different orders, and MD amplifies that round-off (~1e-8 A after 300 steps);
-    # a pair lost or kept at a rebuild moves atoms by orders of magnitude more
+    # the paths sum in different orders, and MD amplifies that round-off (in this box 1e-8 A and
+    # 1.3e-9 of the energy after 300 steps; bounds 10x above); a pair lost or kept at a rebuild moves
+    # atoms by orders of magnitude more
     for name in ("aoti", "aoti_2_ranks"):
         assert np.abs(runs[name]["positions"] - runs["halo"]["positions"]).max() < 1e-7, name
-        assert abs(runs[name]["energy"] - runs["halo"]["energy"]) < 1e-9 * abs(runs["halo"]["energy"]), name
+        assert abs(runs[name]["energy"] - runs["halo"]["energy"]) < 1e-8 * abs(runs["halo"]["energy"]), name
 
 
 def test_float32_step(tmp_path):
