@@ -6,8 +6,9 @@ float64, on the GPU (when torch sees one) and on one CPU core of the same host
 (OMP_NUM_THREADS=1). With the coupling `aoti` (default: both) every system also runs the analytic
 force step compiled ahead of time through the plugin's `mliap/aoti` (C++, no Python per step); the
 package serves every size, so it is compiled once per model, dtype and device and shared by the
-systems (compile_s: the first system's record holds the compilation, later ones ~0). Every case is one LAMMPS run: a warm-up `run` (compilation, graph capture,
-first neighbour lists) whose time is recorded apart, then the timed `run`.
+systems (compile_s: the first system's record holds the compilation, later ones ~0). Every case
+is one LAMMPS run: a warm-up `run` (compilation, graph capture, first neighbour lists) whose time
+is recorded apart, then the timed `run`.
 
 Writes one JSON record per case (system, atoms, pair_style, device, gpus, ranks, dtype, method,
 ms_per_step, warmup_s, ...) and a plot of ms/step against atoms.
@@ -102,20 +103,19 @@ def run_case(
     start = time.perf_counter()
     # an aoti package serves every size: one per dtype and device in this run, shared by the systems
     shared = pair_style == "mliap/aoti"
-    model_path = (work / f"aoti_{device}_{dtype}" if shared else folder) / "model.mliap"
-    if model_path not in PACKAGES_COMPILED:
-        model_path.parent.mkdir(parents=True, exist_ok=True)
+    model = (work / f"aoti_{device}_{dtype}" if shared else folder) / "model.mliap"
+    if model not in PACKAGES_COMPILED:
+        model.parent.mkdir(parents=True, exist_ok=True)
         export(
             args.model,
-            model_path,
+            model,
             method=method,
             dtype=dtype,
             device="cuda" if device == "gpu" else "cpu",
             format="aoti" if shared else "mliap",
         )
         if shared:
-            PACKAGES_COMPILED.add(model_path)
-    model = model_path
+            PACKAGES_COMPILED.add(model)
     compile_s = time.perf_counter() - start
     pair = {
         "mliap/halo": plugin_lines(str(model), elements.split()),

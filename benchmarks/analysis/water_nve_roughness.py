@@ -165,7 +165,7 @@ def liquid(args) -> dict:
             for jump in run["largest_jumps"]:
                 print(f"    {jump}")
     frequencies = {}
-    final = runs[-1]["final"]  # the last model's run at 0.25 fs
+    final = next(r["final"] for r in runs if r["model"] == args.models[0] and r["dt_fs"] == 0.25)
     for model in [] if args.skip_frequencies else args.models:
         frequencies[model] = top_frequencies(final, model)
         print(f"{model}: highest frequencies of one liquid configuration (cm^-1): {frequencies[model]}", flush=True)
