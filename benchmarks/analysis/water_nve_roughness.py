@@ -1,9 +1,10 @@
 """Why v2's liquid water does not conserve energy at 0.5 fs where v1 does (issue 24), on a CPU.
 
     python benchmarks/analysis/water_nve_roughness.py [--parts liquid single] [--molecules 64] [--out FILE.json]
-        [--equilibrate-with v1|v2] [--models v1 v2] [--nve-fs FS] [--skip-frequencies]
+        [--equilibrate-with v1|v2] [--models v1 v2] [--nve-fs FS] [--skip-frequencies] [--model NAME=FILE]
 
-From one equilibrated state (v1 or ``--equilibrate-with``, Langevin at 300 K), NVE runs of v1 and v2 (or ``--models``) at 0.5 and 0.25 fs
+From one equilibrated state (v1 or ``--equilibrate-with``, Langevin at 300 K), NVE runs of v1 and v2 (or ``--models``;
+``--model NAME=FILE`` names another model file for both options) at 0.5 and 0.25 fs
 (ASE's velocity Verlet, float64 models): the fluctuation of the total energy, which Verlet's error
 makes grow with the timestep squared, for each model. Then where v2's error comes from: the largest
 step-to-step jumps of its total energy at 0.5 fs against the geometry at those steps (the shortest
@@ -120,10 +121,19 @@ def main(argv=None) -> int:
     parser.add_argument("--nve-fs", type=float, default=200.0, help="length of each NVE run")
     parser.add_argument("--parts", nargs="+", default=["liquid", "single"], choices=["liquid", "single"])
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--equilibrate-with", default="v1", choices=list(MODELS), help="the model of the Langevin run")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="the models run in NVE")
+    parser.add_argument("--equilibrate-with", default="v1", help="the model of the Langevin run (default v1)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="the models run in NVE (default v1 v2)")
     parser.add_argument("--skip-frequencies", action="store_true", help="leave out the Hessians (liquid part)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=FILE", help="a model file by name")
     args = parser.parse_args(argv)
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        MODELS[name] = path
+    unknown = sorted({args.equilibrate_with, *args.models} - MODELS.keys())
+    if unknown:
+        parser.error(
+            f"unknown model {', '.join(unknown)}: use one of {', '.join(MODELS)} or name a file with --model NAME=FILE"
+        )
     report = {}
     if "single" in args.parts:
         report["single_water_energy_std_uev_per_atom"] = {}

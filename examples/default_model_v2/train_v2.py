@@ -51,7 +51,9 @@ ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
 # displacements) are left out: the first attempt, with them and a learning rate of 3e-3, diverged
 # to NaN in its 5th epoch.
 MAX_TEACHER_FORCE = 50.0
-MODEL = PaiNNConfig(elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True)
+MODEL = PaiNNConfig(
+    elements=ELEMENTS, n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=True, repulsion_reach=1.0
+)
 TRAINING = TrainConfig(
     epochs=64,
     batch_size=8,
@@ -125,6 +127,12 @@ def parse_args():
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--model-file", type=Path, default=CANDIDATE)
     parser.add_argument("--metrics", type=Path, default=HERE / "candidate_metrics.json")
+    parser.add_argument(
+        "--repulsion-reach",
+        type=float,
+        default=MODEL.repulsion_reach,
+        help=f"where the repulsion ends, a fraction of the covalent sum (default {MODEL.repulsion_reach}, as v2 was made)",
+    )
     return parser.parse_args()
 
 
@@ -143,7 +151,7 @@ def main():
     dtype = getattr(torch, config.dtype)
     train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
     validation_set = GraphDataset(validation, ELEMENTS, MODEL.cutoff, dtype)
-    model = build_model(MODEL, training, SEED, dtype)
+    model = build_model(dataclasses.replace(MODEL, repulsion_reach=args.repulsion_reach), training, SEED, dtype)
     state = train(model, train_set, validation_set, config, checkpoint=args.checkpoint, resume=args.checkpoint.exists())
     metadata = training_metadata(EXTRA_DATA, len(training), len(validation), config, state)
     metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name]

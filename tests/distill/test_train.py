@@ -346,7 +346,14 @@ def test_train_and_active_learn_build_the_shipped_default_models_student_by_defa
     trained = command_student("train", "data.extxyz", "-o", "m.pt")
     assert command_student("active-learn", "--workdir", "al") == trained
     shipped = load_model("default").config
-    assert dataclasses.replace(trained, elements=shipped.elements) == shipped
+    # v1 has no repulsion, so where one would end does not describe it
+    assert dataclasses.replace(trained, elements=shipped.elements, repulsion_reach=1.0) == shipped
+
+
+def test_both_commands_take_the_repulsions_reach():
+    assert command_student("train", "data.extxyz", "-o", "m.pt").repulsion_reach == 0.75
+    for argv in (("train", "data.extxyz", "-o", "m.pt"), ("active-learn", "--workdir", "al")):
+        assert command_student(*argv, "--repulsion", "--repulsion-reach", "0.6").repulsion_reach == 0.6
 
 
 @pytest.mark.parametrize("flag, repulsion", [("--repulsion", True), ("--no-repulsion", False)])

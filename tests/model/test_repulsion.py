@@ -71,6 +71,42 @@ def test_forces_match_finite_differences():
     assert np.abs(fd - f0.reshape(-1)).max() < 1e-7 * np.abs(f0).max()
 
 
+@pytest.mark.parametrize("reach", [0.75, 1.0])
+def test_repulsion_ends_at_its_reach(reach):
+    """The pair's energy with the term minus without it: zero from reach x the covalent sum out,
+    positive just inside, for each reach."""
+    from ase.data import covalent_radii
+
+    with_term, without = repulsive_model(repulsion_reach=reach), make_model(n_features=16)
+    end = reach * (covalent_radii[8] + covalent_radii[1])
+
+    def added(d):
+        pair = Atoms("OH", positions=[[0, 0, 0], [d, 0, 0]])
+        return energy_and_forces(with_term, pair)[0] - energy_and_forces(without, pair)[0]
+
+    assert added(end * 1.001) == 0.0 and added(end * 1.2) == 0.0
+    assert 0.0 < added(end * 0.97) < added(end * 0.9) < added(end * 0.8)
+
+
+def test_a_file_written_before_the_reach_existed_loads_with_reach_1(tmp_path):
+    import torch
+
+    model = repulsive_model()
+    path = save_model(model, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["repulsion_reach"]
+    torch.save(payload, path)
+    loaded = load_model(path)
+    assert loaded.config.repulsion_reach == 1.0
+    atoms = squeezed(structures()["ethanol"], 0.9)
+    assert energy_and_forces(model, atoms)[0] == energy_and_forces(loaded, atoms)[0]
+
+
+def test_a_reach_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="fraction of the covalent radii"):
+        repulsive_model(repulsion_reach=0.0)
+
+
 @pytest.mark.parametrize("pair", ["HH", "CH", "CO", "NO", "OH"])
 def test_atoms_pushed_together_repel(pair):
     """From 60% of the sum of covalent radii down to 0.1 A the energy rises and the force pushes

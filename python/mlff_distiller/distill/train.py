@@ -67,7 +67,9 @@ POSTFIX_SECONDS = 1.0  # a progress bar shows the running metrics this often (re
 # The student that `train`, `active-learn` and `train_from_file` build unless told otherwise: the
 # size of the shipped default model (v1), so that a first model is comparable to the one shipped.
 # No elements: those of the data.
-STUDENT_DEFAULTS = PaiNNConfig(elements=[], n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=False)
+STUDENT_DEFAULTS = PaiNNConfig(
+    elements=[], n_features=64, n_layers=3, n_radial=20, cutoff=5.0, repulsion=False, repulsion_reach=0.75
+)
 
 
 @dataclass
@@ -714,6 +716,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="a ZBL screened nuclear repulsion inside bonding distance, which the network learns the "
         f"teacher minus (default {'on' if d.repulsion else 'off'})",
     )
+    model.add_argument(
+        "--repulsion-reach",
+        type=float,
+        default=d.repulsion_reach,
+        help="where the repulsion ends, as a fraction of the two atoms' covalent radii summed "
+        f"(default {d.repulsion_reach}; 1.0 reaches into bonds, as the shipped default_v2 does)",
+    )
 
 
 def model_config_from_args(args: argparse.Namespace) -> PaiNNConfig:
@@ -725,6 +734,7 @@ def model_config_from_args(args: argparse.Namespace) -> PaiNNConfig:
         n_radial=args.radial,
         cutoff=args.cutoff,
         repulsion=args.repulsion,
+        repulsion_reach=args.repulsion_reach,
     )
 
 

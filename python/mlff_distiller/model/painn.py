@@ -48,6 +48,9 @@ class PaiNNConfig:
     # ZBL screened nuclear repulsion inside bonding distance (``priors.ZBLRepulsion``), added to
     # the network's energy; off in files written before it existed
     repulsion: bool = False
+    # where the repulsion ends, as a fraction of the two atoms' covalent radii summed; files
+    # written before it existed used 1.0, which reaches into every bond (docs/training.md)
+    repulsion_reach: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +84,7 @@ class PaiNN(nn.Module):
         self.messages = nn.ModuleList(Message(F) for _ in range(L))
         self.updates = nn.ModuleList(Update(F, config.epsilon) for _ in range(L))
         self.readout = Readout(F, len(config.elements))
-        self.repulsion = ZBLRepulsion(config.elements) if config.repulsion else None
+        self.repulsion = ZBLRepulsion(config.elements, config.repulsion_reach) if config.repulsion else None
         # bytes of one [chunk, 3F] edge temporary of the analytic path on the CPU: small enough to
         # stay in cache (``edge_chunk`` decides for every device)
         self.chunk_bytes = 1 << 18

@@ -31,23 +31,30 @@ class ZBLRepulsionContext(NamedTuple):
 
 
 class ZBLRepulsion(nn.Module):
-    """Screened nuclear repulsion (ZBL), switched off smoothly at the sum of covalent radii.
+    """Screened nuclear repulsion (ZBL), switched off smoothly inside bonding distance.
 
     Pair energy  e(d) = k Z_i Z_j / d * phi(d / a_ij) * env(d / rmax_ij),
-    a_ij = 0.4685 / (Z_i^0.23 + Z_j^0.23),  rmax_ij = R_cov,i + R_cov,j (ASE's covalent radii),
+    a_ij = 0.4685 / (Z_i^0.23 + Z_j^0.23),  rmax_ij = reach (R_cov,i + R_cov,j) (ASE's covalent radii),
     env(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) for x < 1, else 0 (p = 6:
     value, slope and curvature vanish at rmax). Each pair comes as two directed edges, each
     carrying half of e, so per-atom energies sum to the pair energy and a rank that owns only one
     of the two atoms counts exactly its half. The term has no weights: it only acts inside
     bonding distance, where a network trained on near-equilibrium data has no reason to repel,
-    and the network learns the teacher minus this term.
+    and the network learns the teacher minus this term. With reach 1 it reaches into every bond
+    (bonds sit at about 0.9-1.03 of the covalent sum), where the network has to cancel its steep
+    curvature; a shorter reach keeps it below the distances that MD and the training data visit
+    (docs/training.md, "Short-range repulsion").
 
     forward: d [E], species [N], edge_i [E], edge_j [E] -> half pair energies [E] (eV).
     backward: g [E] -> g_d [E].
     """
 
-    def __init__(self, elements: list[str]):
+    def __init__(self, elements: list[str], reach: float = 1.0):
         super().__init__()
+        if not 0.0 < reach <= 1.5:
+            raise ValueError(
+                f"repulsion reach {reach} is outside (0, 1.5]: it is a fraction of the covalent radii summed"
+            )
         from ase.data import atomic_numbers, covalent_radii
 
         z = torch.tensor([float(atomic_numbers[el]) for el in elements], dtype=torch.float64)
@@ -59,7 +66,9 @@ class ZBLRepulsion(nn.Module):
         self.register_buffer(
             "inv_screening_length", ((screening[:, None] + screening[None, :]) / ZBL_LENGTH).flatten(), persistent=False
         )
-        self.register_buffer("inv_rmax", (1.0 / (radius[:, None] + radius[None, :])).flatten(), persistent=False)
+        self.register_buffer(
+            "inv_rmax", (1.0 / (reach * (radius[:, None] + radius[None, :]))).flatten(), persistent=False
+        )
         self.n_elements = len(elements)
 
     def pair_parameters(self, species: Tensor, edge_i: Tensor, edge_j: Tensor):
