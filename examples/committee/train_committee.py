@@ -8,9 +8,11 @@ from its checkpoint in ``runs/committee/``.
 Each member is a 32-feature, 3-layer PaiNN with the ZBL repulsion, trained on the v1 training
 data (``examples/default_model/data/train.extxyz``) with its own seed: its own initial weights,
 its own 5% validation split and its own batch order, which is what makes members disagree where
-the data do not pin the answer down. Writes ``member<k>.pt`` next to this script (about 200 kB
-each) and prints each member's validation errors. Their disagreement is evaluated with
-``mlff-distiller evaluate MODEL DATA --committee member1.pt member2.pt member3.pt``.
+the data do not pin the answer down. Writes ``member<k>.pt`` (about 200 kB each) into
+``python/mlff_distiller/shipped_models/committees/default/``, the committee that ships with the
+default model and that ``mlff-distiller md`` watches its runs with, and prints each member's
+validation errors. Their disagreement is evaluated with
+``mlff-distiller evaluate MODEL DATA --committee M1 M2 M3``.
 """
 
 import argparse
@@ -19,10 +21,12 @@ from pathlib import Path
 import torch
 
 from mlff_distiller.distill.train import TrainConfig, train_from_file
+from mlff_distiller.model.io import SHIPPED_DIR
 from mlff_distiller.model.painn import PaiNNConfig
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "default_model" / "data" / "train.extxyz"
+OUTPUT = SHIPPED_DIR / "committees" / "default"  # the shipped default's committee: `md` watches with it
 CHECKPOINTS = HERE.parent.parent / "runs" / "committee"  # git-ignored
 SEEDS = (1, 2, 3)
 ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
@@ -46,7 +50,7 @@ def main():
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     torch.set_num_threads(1)
     for seed in SEEDS:
-        output = HERE / f"member{seed}.pt"
+        output = OUTPUT / f"member{seed}.pt"
         if output.exists():
             print(f"{output.name} exists: skipped (delete it to train that member again)")
             continue

@@ -9,7 +9,7 @@ grouped by distortion, then by molecule and distortion), ``<name>.json`` (the sa
 the committee's ranking metrics), ``<name>_per_structure.csv`` (each structure's largest force
 error, force RMSE and committee disagreement) and ``<name>_disagreement.png`` (largest force
 error against disagreement, one colour per distortion). The committee is
-``examples/committee/member{1,2,3}.pt``.
+the one shipped with the default model, ``shipped_committee("default")``.
 """
 
 import argparse
@@ -19,10 +19,11 @@ from pathlib import Path
 
 from mlff_distiller.distill.evaluate import evaluate_file, format_table
 from mlff_distiller.files import atomic_path, atomic_write_text
+from mlff_distiller.model.io import shipped_committee
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "unseen.extxyz"
-COMMITTEE = [HERE.parent / "committee" / f"member{k}.pt" for k in (1, 2, 3)]
+COMMITTEE = shipped_committee("default")
 DEFAULT_MODELS = ["default", str(COMMITTEE[0])]
 
 

@@ -14,7 +14,7 @@ import torch
 from mlff_distiller.lammps.device import DeviceError
 from mlff_distiller.lammps.export import export, read_export, write_export
 from mlff_distiller.lammps.unified import StudentUnified
-from mlff_distiller.model.io import save_model
+from mlff_distiller.model.io import save_model, shipped_committee
 from mlff_distiller.model.replay import COMPILE_MESSAGE
 from mlff_distiller.model.painn import PaiNN, PaiNNConfig
 
@@ -256,7 +256,32 @@ def test_threads_per_rank(tmp_path, model_file, ranks, omp, expect):
     assert [(tmp_path / f"threads{rank}").read_text() for rank in range(ranks)] == [expect] * ranks
 
 
-COMMITTEE = [str(ROOT / "examples" / "committee" / f"member{k}.pt") for k in (1, 2, 3)]
+COMMITTEE = [str(path) for path in shipped_committee("default")]
+
+
+def test_the_default_model_ships_with_a_committee_and_files_have_none(model_file):
+    assert [Path(p).name for p in COMMITTEE] == ["member1.pt", "member2.pt", "member3.pt"]
+    assert shipped_committee("default_v2") == [] and shipped_committee(model_file) == []
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-committee"]])
+def test_md_watches_the_shipped_model_with_its_committee_unless_told_not_to(tmp_path, flag):
+    proc = subprocess.run(
+        CLI
+        + ["md", str(ROOT / "inputs" / "aspirin"), "--steps", "40", "--workdir", str(tmp_path)]
+        + ["--check-every", "20", *flag],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if flag:
+        assert not (tmp_path / "committee.txt").exists() and "committee watch" not in proc.stdout
+    else:
+        assert "committee watch: the 3 models shipped with default" in proc.stdout
+        checks = np.loadtxt(tmp_path / "committee.txt", comments="#", ndmin=2)
+        assert checks[:, 0].tolist() == [20, 40]
+        assert re.search(r"committee: 2 checks, largest force spread", proc.stdout), proc.stdout
 
 
 def test_md_committee_watch_warns_and_reports_its_cost(tmp_path):

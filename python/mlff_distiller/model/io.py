@@ -26,6 +26,15 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.name.startswith("."))
 
 
+def shipped_committee(name_or_path: str | Path) -> list[Path]:
+    """The committee shipped with a shipped model (``shipped_models/committees/<name>/member*.pt``,
+    models trained like it with other seeds, for ``md``'s watch); [] for a model file or a model
+    shipped without one."""
+    if Path(name_or_path).is_file():
+        return []
+    return sorted((SHIPPED_DIR / "committees" / str(name_or_path)).glob("member*.pt"))
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """A path to a model file, or the name of a model shipped with the package (e.g. ``default``)."""
     path = Path(name_or_path)
