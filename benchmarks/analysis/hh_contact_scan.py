@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from water_nve_roughness import MODELS, contacts, equilibrated  # noqa: E402
+from models import MODELS, add_model_option, register_models  # noqa: E402
+from water_nve_roughness import contacts, equilibrated  # noqa: E402
 
 from mlff_distiller.distill.teacher import make_teacher  # noqa: E402
 from mlff_distiller.model.calculator import StudentCalculator  # noqa: E402
@@ -70,13 +71,16 @@ def pair_push(atoms, a: int, b: int, calculators: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="the models compared (default v1 v2)")
+    add_model_option(parser)
     args = parser.parse_args(argv)
+    register_models(parser, args, *args.models)
     starting = {seed: round(contacts(random_water_box(64, 1.0, seed=seed))["hh_inter_min"], 3) for seed in range(12)}
     print(f"shortest intermolecular H...H of random_water_box(64, 1.0, seed), by seed (A): {starting}")
     atoms = equilibrated(64, 1000)
     a, b, distance = closest_intermolecular_hh(atoms)
     print(f"closest intermolecular H...H: atoms {a} and {b}, {distance:.3f} A apart")
-    calculators = {name: StudentCalculator(file) for name, file in MODELS.items()}
+    calculators = {name: StudentCalculator(MODELS[name]) for name in args.models}
     calculators["gfn2-xtb"] = make_teacher("gfn2-xtb")
     push = pair_push(atoms, a, b, calculators)
     print(f"force pushing the pair apart (eV/A; negative pulls it together): {push}", flush=True)

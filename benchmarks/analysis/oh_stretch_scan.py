@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from ase.build import molecule
 from mlff_distiller.distill.teacher import make_teacher
 from mlff_distiller.model.calculator import StudentCalculator
 
-MODELS = {"v1": "default", "v2": "default_v2"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import MODELS, add_model_option, register_models  # noqa: E402
+
 DISTANCES = np.round(np.arange(0.80, 1.1501, 0.005), 3)
 REPORTED = (0.90, 0.93, 0.95, 0.97, 1.00, 1.05)
 LIQUID_RANGE = (0.88, 1.10)
@@ -69,15 +72,12 @@ def plot(curvatures: dict[str, np.ndarray], path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=FILE", help="a model file by name")
     parser.add_argument("--out", type=Path, default=Path("oh_stretch_scan.json"))
+    add_model_option(parser)
     args = parser.parse_args()
-    models = {**MODELS, **dict(spec.partition("=")[::2] for spec in args.model)}
-    unknown = sorted(set(args.models) - models.keys())
-    if unknown:
-        parser.error(f"unknown model {', '.join(unknown)}: use one of {', '.join(models)} or --model NAME=FILE")
+    register_models(parser, args, *args.models)
     energies = {"GFN2-xTB": scan(make_teacher("gfn2-xtb"))}
-    energies.update({name: scan(StudentCalculator(models[name])) for name in args.models})
+    energies.update({name: scan(StudentCalculator(MODELS[name])) for name in args.models})
     curvatures = {name: curvature(e) for name, e in energies.items()}
     inside = (DISTANCES[1:-1] >= LIQUID_RANGE[0]) & (DISTANCES[1:-1] <= LIQUID_RANGE[1])
     at = [int(np.argmin(abs(DISTANCES[1:-1] - d))) for d in REPORTED]
@@ -91,7 +91,7 @@ def main():
         deviation = float(abs(c - curvatures["GFN2-xTB"])[inside].max())
         print(f"{name:9s} " + " ".join(f"{c[k]:6.1f}" for k in at) + f"   {deviation:6.1f}")
         record["models"][name] = {
-            "file": models.get(name, "gfn2-xtb"),
+            "file": MODELS.get(name, "gfn2-xtb"),
             "energies_eV": energies[name].tolist(),
             "largest_curvature_deviation_eV_A2": deviation,
         }

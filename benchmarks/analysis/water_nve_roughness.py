@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from ase import units
@@ -32,7 +33,8 @@ from mlff_distiller.distill.distortions import hessian, vibrational_modes
 from mlff_distiller.model.calculator import StudentCalculator
 from mlff_distiller.structures import random_water_box
 
-MODELS = {"v1": "default", "v2": "default_v2"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import MODELS, add_model_option, register_models  # noqa: E402
 
 
 def equilibrated(n_molecules: int, steps: int, seed: int = 0, model: str = "v1"):
@@ -124,16 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--equilibrate-with", default="v1", help="the model of the Langevin run (default v1)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="the models run in NVE (default v1 v2)")
     parser.add_argument("--skip-frequencies", action="store_true", help="leave out the Hessians (liquid part)")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=FILE", help="a model file by name")
+    add_model_option(parser)
     args = parser.parse_args(argv)
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        MODELS[name] = path
-    unknown = sorted({args.equilibrate_with, *args.models} - MODELS.keys())
-    if unknown:
-        parser.error(
-            f"unknown model {', '.join(unknown)}: use one of {', '.join(MODELS)} or name a file with --model NAME=FILE"
-        )
+    register_models(parser, args, args.equilibrate_with, *args.models)
     report = {}
     if "single" in args.parts:
         report["single_water_energy_std_uev_per_atom"] = {}

@@ -117,19 +117,20 @@ def main():
     parser.add_argument("--ps", type=float, default=2.0, help="picoseconds per run (default 2)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[600.0, 1500.0])
     parser.add_argument("--lammps", action="store_true", help="run the dynamics in LAMMPS instead of ASE")
-    parser.add_argument("--out", default="md_stability.json", help="JSON file name, next to this script")
+    parser.add_argument("--out", default="md_stability.json", help="JSON file (a bare name: next to this script)")
     args = parser.parse_args()
     steps = int(round(args.ps * 2000))
     results = []
     for name in args.models:
         model = load_model(name)
+        label = Path(name).stem  # a shipped name, or a model file's
         if args.lammps:
             import tempfile
 
             from mlff_distiller.lammps.export import export
 
-            workdir = Path(tempfile.mkdtemp(prefix=f"md_stability_{name}_"))
-            export_file = workdir / f"{name}.mliap"
+            workdir = Path(tempfile.mkdtemp(prefix=f"md_stability_{label}_"))
+            export_file = workdir / f"{label}.mliap"
             export(name, export_file, dtype="float32")
         for index, (molecule, smiles) in enumerate(unseen.UNSEEN_MOLECULES.items()):
             for temperature in args.temperatures:
@@ -143,13 +144,13 @@ def main():
                     failed_at, stretch, approach = run(model, atoms, temperature, steps, [index, int(temperature)])
                 verdict = "held" if failed_at is None else f"FAILED at {failed_at * 0.5 / 1000:.2f} ps"
                 print(
-                    f"{name:12s} {molecule:22s} {temperature:6.0f} K  {verdict:20s} largest bond stretch "
+                    f"{label:12s} {molecule:22s} {temperature:6.0f} K  {verdict:20s} largest bond stretch "
                     f"{stretch:.2f}, closest non-bonded {approach:.2f} x radii ({time.perf_counter() - start:.0f} s)",
                     flush=True,
                 )
                 results.append(
                     {
-                        "model": name,
+                        "model": label,
                         "molecule": molecule,
                         "temperature_K": temperature,
                         "ps": args.ps,
