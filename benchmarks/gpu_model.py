@@ -12,7 +12,9 @@ neighbour list); float32 and float64; methods analytic and autograd; modes:
                     CUDA graphs), float32 analytic, to choose between the two by measurement
 plus one CPU core of the same host (eager analytic) and the largest float32 water box whose
 graphed analytic call fits on the card. ``--profile SYSTEM`` adds where the eager float32 call's
-device time goes, kernel by kernel (torch.profiler), for each method (-> DIR/gpu_profile.json).
+device time goes, kernel by kernel (torch.profiler), for each method (-> DIR/gpu_profile.json);
+``--tune SYSTEM`` times that call for each launch setting of the fused Triton kernels (edges per
+program x warps; -> DIR/gpu_tune.json), each result checked against the shipped setting's.
 Every call ends with a device synchronisation, as an MD step does when LAMMPS takes the forces
 back, so the times include launch overhead.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import platform
 import statistics
@@ -282,6 +285,48 @@ def profile_kernels(atoms, device, methods, calls: int = 5) -> list[dict]:
     return rows
 
 
+TUNE_BLOCK_EDGES, TUNE_NUM_WARPS = (16, 32, 64, 128), (1, 2, 4, 8)
+
+
+def tune_kernels(atoms, device) -> list[dict]:
+    """ms per eager float32 analytic call for each launch setting of the fused kernels, and the
+    largest relative difference of its edge gradients from the shipped setting's."""
+    from mlff_distiller.model.fused import message_triton as kernels
+
+    model = load_model("default", torch.float32).to(device)
+    args = device_inputs(model, atoms, device)
+    shipped = (kernels.BLOCK_EDGES, kernels.NUM_WARPS)
+
+    def call():
+        with torch.no_grad():
+            return model.energies_and_edge_gradients(*args, None, "analytic")
+
+    reference = call()
+    rows = []
+    try:
+        for block, warps in itertools.product(TUNE_BLOCK_EDGES, TUNE_NUM_WARPS):
+            kernels.BLOCK_EDGES, kernels.NUM_WARPS = block, warps
+            row = dict(
+                block_edges=block,
+                num_warps=warps,
+                shipped=(block, warps) == shipped,
+                relative_error=relative_error(call(), reference),
+                ms_per_call=round(ms_per_call(call, device), 4),
+            )
+            rows.append(row)
+            print(
+                f"tune: {block:4d} edges x {warps} warps  {row['ms_per_call']:8.3f} ms  error {row['relative_error']:.1e}"
+            )
+    finally:
+        kernels.BLOCK_EDGES, kernels.NUM_WARPS = shipped
+    best = min(rows, key=lambda r: r["ms_per_call"])
+    print(
+        f"tune: fastest {best['block_edges']} edges x {best['num_warps']} warps, {best['ms_per_call']:.3f} ms",
+        flush=True,
+    )
+    return rows
+
+
 def periodic_edges_cuda(atoms, cutoff: float, device, block: int = 256):
     """Edges of a cubic periodic box (side > 2 cutoffs) by minimum image, on the GPU: ASE's
     neighbour list takes minutes for a few hundred thousand atoms."""
@@ -373,6 +418,7 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", nargs="+", default=["eager", *MODES], choices=["eager", *MODES])
     parser.add_argument("--no-cpu", action="store_true", help="leave out the one-core CPU cases")
     parser.add_argument("--profile", metavar="SYSTEM", help="profile the eager float32 call's kernels on SYSTEM")
+    parser.add_argument("--tune", metavar="SYSTEM", help="time the fused kernels' launch settings on SYSTEM")
     args = parser.parse_args(argv)
     deadline = time.perf_counter() + args.deadline_s
     if not torch.cuda.is_available():
@@ -387,6 +433,12 @@ def main(argv=None) -> int:
     if args.profile:
         profile = profile_kernels(atoms_by_name[args.profile], device, args.methods)
         atomic_write_text(args.out / "gpu_profile.json", json.dumps(profile, indent=1) + "\n")
+    if args.tune:
+        tuning = [
+            {"device": records.device_name, "system": args.tune, **row}
+            for row in tune_kernels(atoms_by_name[args.tune], device)
+        ]
+        atomic_write_text(args.out / "gpu_tune.json", json.dumps(tuning, indent=1) + "\n")
     gpu_cases(records, chosen, device, args.dtypes, args.methods, args.modes)
     if not args.no_cpu:
         cpu_cases(records, atoms_by_name)

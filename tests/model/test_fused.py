@@ -102,6 +102,25 @@ def test_fused_equals_eager(implementation, threads, dtype, rtol, v_is_zero, nee
             assert_close(a.cpu(), b, rtol, atol=1e-30)
 
 
+@pytest.mark.parametrize("block_edges, num_warps", [(16, 1), (64, 8), (128, 2)])
+def test_triton_kernels_agree_at_every_launch_setting_tuned(monkeypatch, block_edges, num_warps):
+    """The launch settings `gpu_model.py --tune` times give the eager block's sums and gradients."""
+    forward, backward, device = kernels("triton")
+    from mlff_distiller.model.fused import message_triton
+
+    monkeypatch.setattr(message_triton, "BLOCK_EDGES", block_edges)
+    monkeypatch.setattr(message_triton, "NUM_WARPS", num_warps)
+    msg, edge_filter, args = message_case(300, torch.float64, seed=5)
+    x, v, d, u, edge_i, edge_j = args
+    g_s, g_v = torch.randn(N, F, dtype=torch.float64), torch.randn(N, 3, F, dtype=torch.float64)
+    filt = edge_filter(d)[0][0]
+    sums = msg.message_sums(x, v, filt, u, edge_i, edge_j, False, 7)
+    grads = msg.message_sums_backward(g_s, g_v, x, v, filt, u, edge_i, edge_j, False, True, 7)
+    on = [t.to(device) for t in (g_s, g_v, x, v, *filt, u, edge_i, edge_j)]
+    for a, b in zip((*forward(*on[2:], False), *backward(*on, False, True)), (*sums, *grads)):
+        assert_close(a.cpu(), b, 1e-13, atol=1e-30)
+
+
 @pytest.mark.parametrize("implementation", ["cpu", "triton"])
 @pytest.mark.parametrize("v_is_zero", [False, True])
 def test_fused_backward_is_the_derivative_of_fused_forward(implementation, v_is_zero):

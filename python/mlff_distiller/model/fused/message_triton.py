@@ -19,7 +19,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+# launch settings: edges per program, warps per program (benchmarks/gpu_model.py --tune measures others)
 BLOCK_EDGES = 32
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -158,6 +160,7 @@ def message_forward(
         u.contiguous(), edge_i.contiguous(), edge_j.contiguous(), ds, dv,
         n_edges, F,
         K=weight.shape[1], V_IS_ZERO=v_is_zero, BLOCK_E=BLOCK_EDGES, BLOCK_F=triton.next_power_of_2(F),
+        num_warps=NUM_WARPS,
     )  # fmt: skip
     return ds, dv
 
@@ -191,6 +194,6 @@ def message_backward(
         edge_j.contiguous(), g_x, g_v, projected, g_u,
         n_edges, F,
         K=K, V_IS_ZERO=v_is_zero, INPUT_GRADS=need_input_grads, BLOCK_E=BLOCK_EDGES,
-        BLOCK_F=triton.next_power_of_2(F),
+        BLOCK_F=triton.next_power_of_2(F), num_warps=NUM_WARPS,
     )  # fmt: skip
     return g_x, g_v, projected, g_u
