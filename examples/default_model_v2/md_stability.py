@@ -117,6 +117,9 @@ def main():
     parser.add_argument("--ps", type=float, default=2.0, help="picoseconds per run (default 2)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[600.0, 1500.0])
     parser.add_argument("--lammps", action="store_true", help="run the dynamics in LAMMPS instead of ASE")
+    parser.add_argument(
+        "--trajectory", type=int, default=0, help="another seed for every run (default 0, the published runs')"
+    )
     parser.add_argument("--out", default="md_stability.json", help="JSON file (a bare name: next to this script)")
     args = parser.parse_args()
     steps = int(round(args.ps * 2000))
@@ -138,10 +141,22 @@ def main():
                 start = time.perf_counter()
                 if args.lammps:
                     failed_at, stretch, approach = run_lammps(
-                        export_file, model.elements, atoms, temperature, steps, 1000 * index + int(temperature), workdir
+                        export_file,
+                        model.elements,
+                        atoms,
+                        temperature,
+                        steps,
+                        1000 * index + int(temperature) + 100_000 * args.trajectory,
+                        workdir,
                     )
                 else:
-                    failed_at, stretch, approach = run(model, atoms, temperature, steps, [index, int(temperature)])
+                    failed_at, stretch, approach = run(
+                        model,
+                        atoms,
+                        temperature,
+                        steps,
+                        [index, int(temperature)] + [args.trajectory] * (args.trajectory > 0),
+                    )
                 verdict = "held" if failed_at is None else f"FAILED at {failed_at * 0.5 / 1000:.2f} ps"
                 print(
                     f"{label:12s} {molecule:22s} {temperature:6.0f} K  {verdict:20s} largest bond stretch "
@@ -155,6 +170,7 @@ def main():
                         "temperature_K": temperature,
                         "ps": args.ps,
                         "engine": "lammps" if args.lammps else "ase",
+                        "trajectory": args.trajectory,
                         "failed_at_step": failed_at,
                         "largest_bond_stretch": stretch,
                         "closest_nonbonded_over_radii": approach,
