@@ -317,6 +317,28 @@ def test_md_committee_watch_warns_and_reports_its_cost(tmp_path):
     assert summary and float(summary[1]) == pytest.approx(checks[:, 1].max(), abs=1e-3), proc.stdout
 
 
+def test_md_committee_watch_on_two_ranks(tmp_path):
+    """The watch gathers the whole periodic box from both ranks: 192 waters through the plugin,
+    50 steps of NVT and 50 of NVE, a check every 25 steps across both runs."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(ROOT / "inputs" / "water" / "water192.data", inputs)
+    script = (ROOT / "inputs" / "water" / "in.nvt_nve").read_text()
+    (inputs / "in.nvt_nve").write_text(script.replace("variable nvt_steps index 2000", "variable nvt_steps index 50"))
+    proc = subprocess.run(
+        CLI
+        + ["md", str(inputs / "in.nvt_nve"), "--np", "2", "--steps", "50", "--check-every", "25"]
+        + ["--workdir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    checks = np.loadtxt(tmp_path / "run" / "committee.txt", comments="#", ndmin=2)
+    assert checks[:, 0].tolist() == [25, 50, 75, 100] and (checks[:, 1] > 0.01).all()
+    assert "committee: 4 checks, largest force spread" in proc.stdout
+
+
 def test_md_committee_of_one_is_refused(tmp_path):
     proc = subprocess.run(
         CLI
