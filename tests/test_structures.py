@@ -2,9 +2,17 @@
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from mlff_distiller.structures import MIN_INTERMOLECULAR_HH, MIN_INTERMOLECULAR_OH, random_water_box, water_box_length
+from mlff_distiller.structures import (
+    MIN_INTERMOLECULAR_HH,
+    MIN_INTERMOLECULAR_OH,
+    closest_intermolecular_hh,
+    pair_push,
+    random_water_box,
+    water_box_length,
+)
 
 
 def closest_intermolecular(atoms) -> dict:
@@ -31,3 +39,25 @@ def test_random_water_box_keeps_molecules_apart(n_molecules, seed):
 def test_a_box_too_dense_for_clear_orientations_says_so():
     with pytest.raises(ValueError, match="lower density"):
         random_water_box(64, 3.0, 0)
+
+
+def test_closest_intermolecular_hh_skips_the_molecules_own_pair_and_wraps():
+    atoms = random_water_box(8, 1.0, seed=2)
+    d = atoms.get_all_distances(mic=True)
+    expected = min(
+        d[a, b] for a in range(len(atoms)) for b in range(len(atoms)) if a % 3 and b % 3 and a // 3 != b // 3
+    )
+    a, b, distance = closest_intermolecular_hh(atoms)
+    assert a % 3 and b % 3 and a // 3 != b // 3
+    assert distance == expected == d[a, b]
+
+
+def test_pair_push_is_positive_when_the_forces_part_the_pair():
+    pair = Atoms("HH", positions=[[0, 0, 0], [0.0, 0.0, 1.0]], cell=[10, 10, 10], pbc=True)
+    apart = np.array([[0.0, 0.3, -1.0], [0.0, 0.0, 1.0]])
+    assert pair_push(pair, apart, 0, 1) == 1.0
+    assert pair_push(pair, -apart, 0, 1) == -1.0
+    across = Atoms(
+        "HH", positions=[[0, 0, 0.5], [0, 0, 9.5]], cell=[10, 10, 10], pbc=True
+    )  # 1 A apart, through the wall
+    assert pair_push(across, np.array([[0, 0, 1.0], [0, 0, -1.0]]), 0, 1) == 1.0

@@ -26,17 +26,9 @@ from water_nve_roughness import contacts, equilibrated  # noqa: E402
 
 from mlff_distiller.distill.teacher import make_teacher  # noqa: E402
 from mlff_distiller.model.calculator import StudentCalculator  # noqa: E402
-from mlff_distiller.structures import random_water_box  # noqa: E402
+from mlff_distiller.structures import closest_intermolecular_hh, pair_push, random_water_box  # noqa: E402
 
 DISTANCES = np.round(np.arange(0.8, 2.01, 0.1), 2)
-
-
-def closest_intermolecular_hh(atoms) -> tuple[int, int, float]:
-    d = atoms.get_all_distances(mic=True)
-    hydrogens = [k for k, s in enumerate(atoms.get_chemical_symbols()) if s == "H"]
-    pairs = [(d[a, b], a, b) for a in hydrogens for b in hydrogens if a < b and a // 3 != b // 3]
-    distance, a, b = min(pairs)
-    return a, b, float(distance)
 
 
 def scan(atoms, a: int, b: int, calculators: dict) -> dict:
@@ -54,18 +46,14 @@ def scan(atoms, a: int, b: int, calculators: dict) -> dict:
     return {name: (np.array(e) - e[-1]).round(4).tolist() for name, e in energies.items()}
 
 
-def pair_push(atoms, a: int, b: int, calculators: dict) -> dict:
-    """Per calculator, the force pushing hydrogens a and b apart along their axis (eV/A; negative:
-    pulling them together): (F_b - F_a) . u / 2, u the unit vector from a to b."""
-    axis = atoms.get_distance(a, b, mic=True, vector=True)
-    unit = axis / np.linalg.norm(axis)
-    push = {}
+def pushes(atoms, a: int, b: int, calculators: dict) -> dict:
+    """Per calculator, ``pair_push`` of hydrogens a and b (eV/A, 4 decimals)."""
+    result = {}
     for name, calculator in calculators.items():
         probe = atoms.copy()
         probe.calc = calculator
-        forces = probe.get_forces()
-        push[name] = round(float((forces[b] - forces[a]) @ unit / 2), 4)
-    return push
+        result[name] = round(pair_push(atoms, probe.get_forces(), a, b), 4)
+    return result
 
 
 def main(argv=None) -> int:
@@ -82,7 +70,7 @@ def main(argv=None) -> int:
     print(f"closest intermolecular H...H: atoms {a} and {b}, {distance:.3f} A apart")
     calculators = {name: StudentCalculator(MODELS[name]) for name in args.models}
     calculators["gfn2-xtb"] = make_teacher("gfn2-xtb")
-    push = pair_push(atoms, a, b, calculators)
+    push = pushes(atoms, a, b, calculators)
     print(f"force pushing the pair apart (eV/A; negative pulls it together): {push}", flush=True)
     energies = scan(atoms, a, b, calculators)
     print("d (A)  " + "  ".join(f"{name:>9}" for name in energies) + "   (eV, relative to d = 2.0 A)")

@@ -25,22 +25,12 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from mlff_distiller.distill.evaluate import evaluate_file
 from mlff_distiller.distill.teacher import make_teacher
 from mlff_distiller.model.calculator import StudentCalculator
-from mlff_distiller.structures import random_water_box
+from mlff_distiller.structures import closest_intermolecular_hh, pair_push, random_water_box
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "runs" / "default_model_v3" / "water_contacts.extxyz"
 MODELS = {"v1": "default", "v2": "default_v2", "v3": "default_v3"}
 SEED = 0
-
-
-def closest_intermolecular_hh(atoms) -> tuple[int, int, float]:
-    """(a, b, distance) of the closest pair of hydrogens in different molecules (atoms are O H H)."""
-    d = atoms.get_all_distances(mic=True)
-    hydrogens = np.flatnonzero(atoms.numbers == 1)
-    same = (hydrogens[:, None] // 3) == (hydrogens[None, :] // 3)
-    pair = np.where(same, np.inf, d[np.ix_(hydrogens, hydrogens)])
-    a, b = np.unravel_index(np.argmin(pair), pair.shape)
-    return int(hydrogens[a]), int(hydrogens[b]), float(pair[a, b])
 
 
 def v1_snapshots(count: int) -> list:
@@ -71,12 +61,6 @@ def labelled(count: int) -> list:
             print(f"labelled a snapshot with H...H {snapshot.info['hh_inter_min']:.3f} A", flush=True)
         done = list(ase.io.iread(OUTPUT))
     return done[:count]
-
-
-def pair_push(atoms, forces, a: int, b: int) -> float:
-    """(F_b - F_a) . u / 2, u from a to b: positive pushes the pair apart (eV/A)."""
-    axis = atoms.get_distance(a, b, mic=True, vector=True)
-    return float((forces[b] - forces[a]) @ (axis / np.linalg.norm(axis)) / 2)
 
 
 def main():

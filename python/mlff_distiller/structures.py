@@ -99,3 +99,21 @@ def _clear_of(molecule: np.ndarray, placed: np.ndarray, length: float) -> bool:
     hh = r[1:, :, 1:]
     oh = np.concatenate([r[0, :, 1:].ravel(), r[1:, :, 0].ravel()])
     return bool(hh.min(initial=np.inf) >= MIN_INTERMOLECULAR_HH and oh.min(initial=np.inf) >= MIN_INTERMOLECULAR_OH)
+
+
+def closest_intermolecular_hh(atoms: Atoms) -> tuple[int, int, float]:
+    """(a, b, distance in A) of the closest two hydrogens of different molecules in a water box
+    whose atoms come O H H per molecule (as ``random_water_box`` writes them), minimum image."""
+    d = atoms.get_all_distances(mic=True)
+    hydrogens = np.flatnonzero(atoms.numbers == 1)
+    same_molecule = (hydrogens[:, None] // 3) == (hydrogens[None, :] // 3)
+    pair = np.where(same_molecule, np.inf, d[np.ix_(hydrogens, hydrogens)])
+    a, b = np.unravel_index(np.argmin(pair), pair.shape)
+    return int(hydrogens[a]), int(hydrogens[b]), float(pair[a, b])
+
+
+def pair_push(atoms: Atoms, forces: np.ndarray, a: int, b: int) -> float:
+    """The force pushing atoms a and b apart along their axis, (F_b - F_a) . u / 2 with u the unit
+    vector from a to b, minimum image (eV/A; negative: pulling them together)."""
+    axis = atoms.get_distance(a, b, mic=True, vector=True)
+    return float((forces[b] - forces[a]) @ (axis / np.linalg.norm(axis)) / 2)
