@@ -5,8 +5,8 @@
    1. positions of local and ghost atoms (plus one padding atom, so that no
       size is ever 0) go to the package's device;
    2. when LAMMPS has reneighboured: element indices, each ghost's local owner
-      and the neighbour pairs (on a CPU the pairs within the cutoff are
-      collected every step instead: see Package::pairs_every_step);
+      and every listed neighbour pair; each step the pairs within the cutoff
+      are picked from those on the device (Package::keep_pairs_within);
    3. the package (python/mlff_distiller/lammps/aoti.py, ForceStep) returns
       forces, per-atom energies, energy, virial and per-atom virial; forces
       are added to LAMMPS's, the rest when LAMMPS asks for it. Between layers
@@ -51,13 +51,20 @@ struct PairMLIAPAoti::Package {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   std::unordered_map<std::string, std::string> metadata;
   torch::Device device{torch::kCPU};
-  at::Tensor x, species, pair_i, pair_j, ghosts, owners;
+  at::Tensor x, species, listed_i, listed_j, pair_i, pair_j, ghosts, owners;
 
-  // On a CPU the positions are where the model runs, and pairs in the skin would be ~60% of the
-  // model's edge work (5 A cutoff, 2 A skin): they are dropped on the host every step. On a GPU a
-  // host loop per step is what this style avoids: the whole list goes once per neighbour list
-  // and the package masks the pairs beyond the cutoff (they add exactly zero).
-  bool pairs_every_step() const { return device.is_cpu(); }
+  // The listed pairs reach the cutoff plus LAMMPS's skin: with a 5 A cutoff and a 2 A skin
+  // ~64% of them lie beyond the cutoff, where they would add exactly zero at the full cost of
+  // an edge (a GPU package that got them all took 44 ms per step for 8,232 waters, H200,
+  // 2026-12-05). They are dropped where the positions already are, with no host loop; the order
+  // (by receiver) stays, and the padding atom's pair with itself (distance 0) keeps it non-empty.
+  void keep_pairs_within(double cutoff)
+  {
+    const at::Tensor d = x.index_select(0, listed_j) - x.index_select(0, listed_i);
+    const at::Tensor kept = (d.square().sum(1) < cutoff * cutoff).nonzero().squeeze(1);
+    pair_i = listed_i.index_select(0, kept);
+    pair_j = listed_j.index_select(0, kept);
+  }
 
   at::Tensor on_device(std::vector<int64_t> &values) const
   { return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong).to(device); }
@@ -271,22 +278,23 @@ void PairMLIAPAoti::compute(int eflag, int vflag)
   Package &p = *package;    // a rank without atoms runs it too: the exchanges are collective
 
   const bool rebuilt = neighbor->ago == 0 || (int64_t) species.size() != ntotal + 1;
-  if (rebuilt) collect_neighbours();
-  if (rebuilt || p.pairs_every_step()) {
-    collect_pairs(p.pairs_every_step());
-    p.pair_i = p.on_device(pair_i);
-    p.pair_j = p.on_device(pair_j);
+  if (rebuilt) {
+    collect_neighbours();
+    collect_pairs();
+    p.listed_i = p.on_device(pair_i);
+    p.listed_j = p.on_device(pair_j);
   }
   // the padding row (last) keeps the zeros it got at collect_neighbours
   p.x.narrow(0, 0, ntotal).copy_(torch::from_blob(atom->x[0], {ntotal, 3}, torch::kDouble));
 
   try {
+    p.keep_pairs_within(cutoff);
     add_outputs();
   } catch (const c10::Error &e) {
-    error->one(FLERR, "Pair style mliap/aoti: the model failed on {} atoms and {} pairs: {}",
+    error->one(FLERR, "Pair style mliap/aoti: the model failed on {} atoms and {} listed pairs: {}",
                ntotal, pair_i.size() - 1, e.what_without_backtrace());
   } catch (const std::exception &e) {
-    error->one(FLERR, "Pair style mliap/aoti: the model failed on {} atoms and {} pairs: {}",
+    error->one(FLERR, "Pair style mliap/aoti: the model failed on {} atoms and {} listed pairs: {}",
                ntotal, pair_i.size() - 1, e.what());
   }
 }
@@ -329,41 +337,26 @@ void PairMLIAPAoti::collect_neighbours()
 }
 
 /* ----------------------------------------------------------------------
-   the pairs of LAMMPS's full list (i receives from j), those within the
-   cutoff only or all of them, plus the padding atom's pair with itself
+   every pair of LAMMPS's full list (i receives from j) whose receiver has an
+   element, plus the padding atom's pair with itself
 ------------------------------------------------------------------------- */
 
-void PairMLIAPAoti::collect_pairs(bool within_cutoff)
+void PairMLIAPAoti::collect_pairs()
 {
-  const double *x = atom->x[0];
-  const double cutsq_model = within_cutoff ? cutoff * cutoff : INFINITY;
-  const int inum = list->inum;
-  size_t listed = 0;
-  for (int ii = 0; ii < inum; ii++) listed += list->numneigh[list->ilist[ii]];
-  pair_i.resize(listed + 1);
-  pair_j.resize(listed + 1);
-  size_t n = 0;
-  for (int ii = 0; ii < inum; ii++) {
+  pair_i.clear();
+  pair_j.clear();
+  for (int ii = 0; ii < list->inum; ii++) {
     const int i = list->ilist[ii];
     if (species[i] < 0) continue;
     const int *jlist = list->firstneigh[i];
-    const int jnum = list->numneigh[i];
-    // every neighbour is written and kept or overwritten by the next: which are inside the
-    // cutoff is unpredictable, and a branch would stall
-    for (int jj = 0; jj < jnum; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[3 * j] - x[3 * i], dy = x[3 * j + 1] - x[3 * i + 1],
-                   dz = x[3 * j + 2] - x[3 * i + 2];
-      pair_i[n] = i;
-      pair_j[n] = j;
-      n += dx * dx + dy * dy + dz * dz < cutsq_model;
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      pair_i.push_back(i);
+      pair_j.push_back(jlist[jj] & NEIGHMASK);
     }
   }
   const int64_t pad = (int64_t) species.size() - 1;
-  pair_i[n] = pad;
-  pair_j[n] = pad;
-  pair_i.resize(n + 1);
-  pair_j.resize(n + 1);
+  pair_i.push_back(pad);
+  pair_j.push_back(pad);
 }
 
 /* ----------------------------------------------------------------------

@@ -4,9 +4,9 @@
    Runs the whole force step of a student model compiled ahead of time with
    AOTInductor (`mlff-distiller export MODEL -o FILE.mliap --format aoti`
    writes FILE.pt2) through libtorch, from C++: no Python on the step path.
-   Positions go to the model's device each step, the neighbour pairs when they
-   change; pair vectors, the cutoff, forces, energies and the virial are
-   computed there, and forces (energies, virial when asked) come back.
+   Positions go to the model's device each step, the listed neighbour pairs
+   when they change; the pairs within the cutoff, pair vectors, forces,
+   energies and the virial are computed there, and forces (energies, virial when asked) come back.
 
    Ghost features after each layer: the package calls the operator
    mlff_plugin::halo_exchange, implemented here. On one MPI rank every ghost
@@ -52,13 +52,13 @@ class PairMLIAPAoti : public StudentPair {
   struct Package;                      // the loaded package and its device tensors (libtorch)
   std::unique_ptr<Package> package;    // kept out of this header: LAMMPS sources need no torch
 
-  // host copies of what the package gets, rebuilt when LAMMPS reneighbours (pairs: see compute)
+  // host copies of what the package gets, rebuilt when LAMMPS reneighbours (pairs: all listed)
   std::vector<int64_t> species, ghosts, owners, pair_i, pair_j;
 
   void read_package_metadata();
   void load_package();
   void collect_neighbours();
-  void collect_pairs(bool within_cutoff);
+  void collect_pairs();
   void add_outputs();
 };
 
