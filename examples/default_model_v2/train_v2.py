@@ -5,7 +5,7 @@
     python examples/default_model_v2/active_learn_v2.py --device cuda      # then: the shipped v2
 (run it again after an interruption: it continues from runs/default_model_v2/checkpoint.pt;
 ``--device cuda`` trains on a GPU, ``--epochs``/``--batch-size`` change the schedule, ``--model-file``
-and ``--metrics`` write elsewhere)
+and ``--metrics`` write elsewhere, ``--extra-data`` adds labelled files)
 
 Data: v1's ``examples/default_model/data/train.extxyz`` split exactly as v1 split it (same test
 set, so held-out errors compare directly) plus ``runs/default_model_v2/extra.extxyz`` split the
@@ -76,9 +76,10 @@ def evaluate(model, structures, name, group_key="molecule"):
     return metrics
 
 
-def data_splits() -> tuple[list, list, dict]:
-    """(training, validation, test sets): v1's data split exactly as v1 split it and the extra data
-    split the same way; test sets by name, each with the info key its errors are grouped by."""
+def data_splits(more_data: list[Path] = ()) -> tuple[list, list, dict]:
+    """(training, validation, test sets): v1's data split exactly as v1 split it, the extra data and
+    each file of ``more_data`` split the same way; test sets by name (a file's: its name + "_test"),
+    each with the info key its errors are grouped by."""
     v1_test, v1_validation, v1_training = split_structures(
         read_structures(V1_DATA), [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule"
     )
@@ -92,7 +93,14 @@ def data_splits() -> tuple[list, list, dict]:
         "phenacetin": (read_structures(HELDOUT_DATA), "molecule"),
         "unseen": (read_structures(UNSEEN_DATA), "distortion"),
     }
-    return v1_training + extra_training, v1_validation + extra_validation, tests
+    training, validation = v1_training + extra_training, v1_validation + extra_validation
+    for path in more_data:
+        test, more_validation, more_training = split_structures(
+            read_structures(path), [TEST_FRACTION, VALIDATION_FRACTION], SEED, group_key="molecule"
+        )
+        training, validation = training + more_training, validation + more_validation
+        tests[f"{path.stem}_test"] = (test, "sampler")
+    return training, validation, tests
 
 
 def compare_with_v1(model, tests: dict) -> dict:
@@ -133,6 +141,13 @@ def parse_args():
         default=MODEL.repulsion_reach,
         help=f"where the repulsion ends, a fraction of the covalent sum (default {MODEL.repulsion_reach}, as v2 was made)",
     )
+    parser.add_argument(
+        "--extra-data",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="more labelled extxyz files, split like the rest (e.g. runs/default_model_v3/hh_contacts.extxyz)",
+    )
     return parser.parse_args()
 
 
@@ -146,7 +161,7 @@ def main():
         early_stopping_patience=args.epochs,
     )
     torch.set_num_threads(1)
-    training, validation, tests = data_splits()
+    training, validation, tests = data_splits(args.extra_data)
     print(f"{len(training)} training, {len(validation)} validation structures", flush=True)
     dtype = getattr(torch, config.dtype)
     train_set = GraphDataset(training, ELEMENTS, MODEL.cutoff, dtype)
@@ -154,7 +169,7 @@ def main():
     model = build_model(dataclasses.replace(MODEL, repulsion_reach=args.repulsion_reach), training, SEED, dtype)
     state = train(model, train_set, validation_set, config, checkpoint=args.checkpoint, resume=args.checkpoint.exists())
     metadata = training_metadata(EXTRA_DATA, len(training), len(validation), config, state)
-    metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name]
+    metadata["training"]["data"] = [V1_DATA.name, EXTRA_DATA.name] + [path.name for path in args.extra_data]
     save_with_metrics(model, metadata, compare_with_v1(model, tests), args.model_file, args.metrics)
 
 

@@ -12,6 +12,7 @@ from mlff_distiller.distill.distortions import (
     compressed_water,
     contact_pairs,
     hessian,
+    hydrogen_contacts,
     normal_mode_samples,
     random_displacements,
     relax,
@@ -134,3 +135,27 @@ def test_compressed_water_keeps_molecules_and_scales_the_density():
         assert oo[oo > 0].min() < box[0::3].get_all_distances(mic=True)[oo > 0].min()
     with pytest.raises(ValueError, match="ordered O H H"):
         compressed_water(box[1:], [1.2])
+
+
+def test_hydrogen_contacts_bring_one_pair_of_hydrogens_to_each_distance():
+    box = random_water_box(27, 1.0, seed=3)
+    box.info["molecule"] = "water27"
+    distances = [0.9, 1.1, 1.4]
+    samples = hydrogen_contacts(box, distances, np.random.default_rng(0))
+    for sample, distance in zip(samples, distances):
+        a, b = sample.info["hh_pair"]
+        assert sample.numbers[a] == sample.numbers[b] == 1 and a // 3 != b // 3
+        assert sample.get_distance(a, b, mic=True) == pytest.approx(distance, abs=1e-12)
+        moved = np.flatnonzero(np.abs(sample.positions - box.positions).max(axis=1) > 1e-12)
+        assert moved.tolist() == [b // 3 * 3, b // 3 * 3 + 1, b // 3 * 3 + 2]  # b's molecule, rigidly
+        shift = sample.positions[moved] - box.positions[moved]
+        assert np.allclose(shift, shift[0], atol=1e-12)
+        others = sample.get_all_distances(mic=True)
+        others[[a, b], [b, a]] = np.inf
+        molecule = np.arange(len(sample)) // 3
+        assert others[molecule[:, None] != molecule[None, :]].min() >= 0.9
+        assert sample.info["sampler"] == "hh_contact" and sample.info["molecule"] == "water27"
+    with pytest.raises(ValueError, match="ordered O H H"):
+        hydrogen_contacts(box[1:], [1.0], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no two hydrogens"):
+        hydrogen_contacts(box, [1.0], np.random.default_rng(0), reach=0.5)

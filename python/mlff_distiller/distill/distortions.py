@@ -191,17 +191,23 @@ def contact_pairs(
 
 
 # ----------------------------------------------------------------------------------------------
-# Compressed water
+# Compressed water, close hydrogens
 # ----------------------------------------------------------------------------------------------
+def check_water_order(box: Atoms, needed_by: str) -> None:
+    """ValueError unless the box's atoms come O H H per molecule (molecule k: atoms 3k..3k+2)."""
+    symbols = box.get_chemical_symbols()
+    if len(box) % 3 or any(symbols[k : k + 3] != ["O", "H", "H"] for k in range(0, len(box), 3)):
+        raise ValueError(
+            f"{needed_by} needs a water box ordered O H H, O H H, ... (as structures.random_water_box makes it)"
+        )
+
+
 def compressed_water(box: Atoms, density_factors: Sequence[float]) -> list[Atoms]:
     """A periodic water box (atoms ordered O H H, molecules whole) at ``density_factor`` times its
     density: cell and oxygens scaled by factor^(-1/3), each hydrogen kept at its place relative to
     its oxygen, so molecules come closer without their bonds being squeezed.
     Provenance: ``sampler="compressed"``, ``density_factor``."""
-    if len(box) % 3 or any(box.get_chemical_symbols()[k] != "O" for k in range(0, len(box), 3)):
-        raise ValueError(
-            "compressed_water needs a water box ordered O H H, O H H, ... (as structures.random_water_box makes it)"
-        )
+    check_water_order(box, "compressed_water")
     samples = []
     for factor in density_factors:
         scale = factor ** (-1.0 / 3.0)
@@ -211,4 +217,42 @@ def compressed_water(box: Atoms, density_factors: Sequence[float]) -> list[Atoms
         squeezed.positions = (oxygens[:, None, :] * scale + offsets).reshape(-1, 3)
         squeezed.set_cell(box.cell * scale, scale_atoms=False)
         samples.append(squeezed)
+    return samples
+
+
+def hydrogen_contacts(
+    box: Atoms, distances: Sequence[float], rng: np.random.Generator, reach: float = 3.0, clearance: float = 0.9
+) -> list[Atoms]:
+    """For each distance, the water box (atoms O H H per molecule) with one pair of hydrogens of
+    different molecules, drawn among those closer than ``reach``, brought to that distance by
+    moving the second hydrogen's whole molecule along the pair's axis (minimum image); a draw that
+    brings two other atoms of different molecules closer than ``clearance`` is drawn again.
+
+    Student liquids reach such contacts (v1's came to 1.02 A) where the teacher pushes the two
+    hydrogens apart, and nothing else in the data shows it. Moving whole molecules keeps the O-H
+    bonds as they were, so the contact is the only thing out of the ordinary.
+    Provenance: ``sampler="hh_contact"``, ``hh_distance``, ``hh_pair`` (the two atoms' indices)."""
+    check_water_order(box, "hydrogen_contacts")
+    d = box.get_all_distances(mic=True)
+    molecule = np.arange(len(box)) // 3
+    hydrogens = np.flatnonzero(box.numbers == 1)
+    pairs = [(a, b) for a in hydrogens for b in hydrogens if molecule[a] < molecule[b] and d[a, b] < reach]
+    if not pairs:
+        raise ValueError(f"no two hydrogens of different molecules are closer than {reach} A in this box")
+    samples = []
+    for distance in distances:
+        for _ in range(100):
+            a, b = pairs[rng.integers(len(pairs))]
+            axis = box.get_distance(a, b, mic=True, vector=True)
+            moved = provenance_copy(box, "hh_contact", hh_distance=float(distance), hh_pair=[int(a), int(b)])
+            moved.positions[molecule == molecule[b]] += axis * (distance / np.linalg.norm(axis) - 1.0)
+            others = moved.get_all_distances(mic=True)
+            others[[a, b], [b, a]] = np.inf
+            if others[molecule[:, None] != molecule[None, :]].min() >= clearance:
+                samples.append(moved)
+                break
+        else:
+            raise RuntimeError(
+                f"no pair of this box reaches {distance} A without other atoms closer than {clearance} A"
+            )
     return samples
