@@ -53,6 +53,14 @@ struct PairMLIAPAoti::Package {
   torch::Device device{torch::kCPU};
   at::Tensor x, species, listed_i, listed_j, pair_i, pair_j, ghosts, owners;
 
+  // On several ranks an exchange moves only the rows LAMMPS's communication touches, through a
+  // host stage: the local rows it sends (sent_local, on the device) and the ghost rows. stage_row:
+  // each LAMMPS row's row in the stage (StudentPair::exchange_staged). Made at the first exchange
+  // after each neighbour-list build (staged_at: that build, Neighbor::ncalls, the same on all ranks).
+  at::Tensor sent_local;
+  std::vector<int> stage_row;
+  bigint staged_at = -1;
+
   // The listed pairs reach the cutoff plus LAMMPS's skin: with a 5 A cutoff and a 2 A skin
   // ~64% of them lie beyond the cutoff, where they would add exactly zero at the full cost of
   // an edge (a GPU package that got them all took 44 ms per step for 8,232 waters, H200,
@@ -66,8 +74,12 @@ struct PairMLIAPAoti::Package {
     pair_j = listed_j.index_select(0, kept);
   }
 
+  // a copy on the package's device (never a view of the vector, also on a CPU)
   at::Tensor on_device(std::vector<int64_t> &values) const
-  { return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong).to(device); }
+  {
+    return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong)
+        .to(device, /*non_blocking=*/false, /*copy=*/true);
+  }
 };
 
 /* ----------------------------------------------------------------------
@@ -423,20 +435,55 @@ at::Tensor PairMLIAPAoti::exchange_rows(const at::Tensor &rows, const at::Tensor
       return rows.index_add(0, owners, rows.index_select(0, ghosts)).index_fill(0, ghosts, 0);
     return rows.index_copy(0, ghosts, rows.index_select(0, owners));
   }
-  // LAMMPS's communication on a host copy of the atoms' rows (the padding row stays as it is)
+  // LAMMPS's communication on a host stage of the rows it touches (the padding row stays as it is)
   if (rows.dim() != 2 || (rows.scalar_type() != at::kDouble && rows.scalar_type() != at::kFloat))
     throw std::runtime_error(
         "mlff_plugin::halo_exchange takes [atoms, width] float64 or float32 rows");
-  const int ntotal = atom->nlocal + atom->nghost;
+  Package &p = *package;
+  if (p.staged_at != neighbor->ncalls) stage_rows();
+  const int nlocal = atom->nlocal, nghost = atom->nghost;
+  const int64_t n_sent = p.sent_local.size(0), width = rows.size(1);
+  // pinned when the rows are on a GPU: copies from and to page-locked memory are the fast ones
+  at::Tensor stage = at::empty({n_sent + nghost, width},
+                               rows.options().device(at::kCPU).pinned_memory(rows.is_cuda()));
   at::Tensor out = rows.contiguous().clone();
-  at::Tensor host = out.is_cpu() ? out : out.to(at::kCPU);
   const int dtype = rows.scalar_type() == at::kDouble ? MLFFHalo::FLOAT64 : MLFFHalo::FLOAT32;
-  const int status = exchange(host.data_ptr(), host.data_ptr(), ntotal, (int) rows.size(1), dtype,
-                              reverse ? 1 : 0);
+  if (!reverse) {
+    stage.narrow(0, 0, n_sent).copy_(out.index_select(0, p.sent_local));
+  } else {
+    stage.narrow(0, 0, n_sent).zero_();
+    stage.narrow(0, n_sent, nghost).copy_(out.narrow(0, nlocal, nghost));
+  }
+  const int status =
+      exchange_staged(stage.data_ptr(), p.stage_row.data(), (int) width, dtype, reverse ? 1 : 0);
   if (status != MLFFHalo::OK)
     throw std::runtime_error(fmt::format("halo exchange failed with status {}", status));
-  if (!out.is_cpu()) out.copy_(host);
+  if (!reverse) {
+    out.narrow(0, nlocal, nghost).copy_(stage.narrow(0, n_sent, nghost));
+  } else {
+    out.index_add_(0, p.sent_local, stage.narrow(0, 0, n_sent).to(out.device()));
+    out.narrow(0, nlocal, nghost).zero_();
+  }
   return out;
+}
+
+/* ----------------------------------------------------------------------
+   the host stage of the exchanges on several ranks: the local rows that
+   LAMMPS's forward communication sends, then every ghost row
+------------------------------------------------------------------------- */
+
+void PairMLIAPAoti::stage_rows()
+{
+  Package &p = *package;
+  const int nlocal = atom->nlocal, ntotal = nlocal + atom->nghost;
+  std::vector<int64_t> sent_local;
+  for (const int row : sent_rows())
+    if (row < nlocal) sent_local.push_back(row);
+  p.stage_row.assign(ntotal, -1);
+  for (size_t k = 0; k < sent_local.size(); k++) p.stage_row[sent_local[k]] = (int) k;
+  for (int g = nlocal; g < ntotal; g++) p.stage_row[g] = (int) sent_local.size() + g - nlocal;
+  p.sent_local = p.on_device(sent_local);
+  p.staged_at = neighbor->ncalls;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -60,6 +60,7 @@ class PairMLIAPAoti : public StudentPair {
   void collect_neighbours();
   void collect_pairs();
   void add_outputs();
+  void stage_rows();
 };
 
 }    // namespace LAMMPS_NS

@@ -13,6 +13,7 @@
 #include "memory.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <cstring>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -145,7 +146,35 @@ int StudentPair::exchange(void *src, void *dst, long long nrows, int width, int 
   if (ntotal > 0 && (!src || !dst)) return MLFFHalo::NULL_DATA;
   if (ntotal > 0 && src != dst) memcpy(dst, src, (size_t) ntotal * width * elsize);
 
-  xbuf = dst;
+  communicate(dst, nullptr, width, dtype, reverse);
+  if (reverse && ntotal > nlocal)
+    memset((char *) dst + (size_t) nlocal * width * elsize, 0,
+           (size_t) (ntotal - nlocal) * width * elsize);
+  return MLFFHalo::OK;
+}
+
+/* ---------------------------------------------------------------------- */
+
+int StudentPair::exchange_staged(void *stage, const int *stage_row, int width, int dtype,
+                                 int reverse)
+{
+  if (width <= 0) return MLFFHalo::BAD_WIDTH;
+  if (dtype != MLFFHalo::FLOAT64 && dtype != MLFFHalo::FLOAT32) return MLFFHalo::BAD_DTYPE;
+  if (atom->nlocal + atom->nghost > 0 && (!stage || !stage_row)) return MLFFHalo::NULL_DATA;
+  communicate(stage, stage_row, width, dtype, reverse);
+  return MLFFHalo::OK;
+}
+
+/* ----------------------------------------------------------------------
+   LAMMPS's forward (reverse) communication of every row of an array, in
+   slices that fit its buffer
+------------------------------------------------------------------------- */
+
+void StudentPair::communicate(void *array, const int *stage_row, int width, int dtype, int reverse)
+{
+  const size_t elsize = dtype == MLFFHalo::FLOAT64 ? sizeof(double) : sizeof(float);
+  xbuf = array;
+  xrow = stage_row;
   xwidth = width;
   xdouble = dtype == MLFFHalo::FLOAT64;
   const int slice = EXCHANGE_SLICE * (int) (sizeof(double) / elsize);
@@ -157,12 +186,21 @@ int StudentPair::exchange(void *src, void *dst, long long nrows, int width, int 
     else
       comm->forward_comm(this, doubles_per_atom);
   }
-
-  if (reverse && ntotal > nlocal)
-    memset((char *) dst + (size_t) nlocal * width * elsize, 0,
-           (size_t) (ntotal - nlocal) * width * elsize);
   xbuf = nullptr;
-  return MLFFHalo::OK;
+  xrow = nullptr;
+}
+
+/* ---------------------------------------------------------------------- */
+
+std::vector<int> StudentPair::sent_rows()
+{
+  std::vector<int> rows;
+  recording = &rows;
+  comm->forward_comm(this, 1);
+  recording = nullptr;
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -190,13 +228,15 @@ namespace {
 enum class Move { ROWS_TO_BUFFER, BUFFER_TO_ROWS, BUFFER_ADDED_TO_ROWS };
 
 template <typename T, Move move, typename RowOf>
-int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of, double *buf)
+int move_rows(void *array, const int *stage_row, int width, int offset, int count, int n,
+              RowOf row_of, double *buf)
 {
   T *a = static_cast<T *>(array);
   char *bytes = reinterpret_cast<char *>(buf);
   const size_t row_bytes = (size_t) count * sizeof(T);
   for (int k = 0; k < n; k++, bytes += row_bytes) {
-    T *row = a + (size_t) row_of(k) * width + offset;
+    const int r = row_of(k);
+    T *row = a + (size_t) (stage_row ? stage_row[r] : r) * width + offset;
     if constexpr (move == Move::ROWS_TO_BUFFER) {
       memcpy(bytes, row, row_bytes);
     } else if constexpr (move == Move::BUFFER_TO_ROWS) {
@@ -213,19 +253,23 @@ int move_rows(void *array, int width, int offset, int count, int n, RowOf row_of
 }
 
 template <Move move, typename RowOf>
-int move_exchange_rows(bool is_double, void *array, int width, int offset, int count, int n,
-                       RowOf row_of, double *buf)
+int move_exchange_rows(bool is_double, void *array, const int *stage_row, int width, int offset,
+                       int count, int n, RowOf row_of, double *buf)
 {
-  return is_double ? move_rows<double, move>(array, width, offset, count, n, row_of, buf)
-                   : move_rows<float, move>(array, width, offset, count, n, row_of, buf);
+  return is_double ? move_rows<double, move>(array, stage_row, width, offset, count, n, row_of, buf)
+                   : move_rows<float, move>(array, stage_row, width, offset, count, n, row_of, buf);
 }
 
 }    // namespace
 
 int StudentPair::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
+  if (recording) {
+    recording->insert(recording->end(), list, list + n);
+    return n;
+  }
   return move_exchange_rows<Move::ROWS_TO_BUFFER>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      xdouble, xbuf, xrow, xwidth, xoffset, xcount, n,
       [list](int k) {
         return list[k];
       },
@@ -234,8 +278,9 @@ int StudentPair::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag
 
 void StudentPair::unpack_forward_comm(int n, int first, double *buf)
 {
+  if (recording) return;
   move_exchange_rows<Move::BUFFER_TO_ROWS>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      xdouble, xbuf, xrow, xwidth, xoffset, xcount, n,
       [first](int k) {
         return first + k;
       },
@@ -245,7 +290,7 @@ void StudentPair::unpack_forward_comm(int n, int first, double *buf)
 int StudentPair::pack_reverse_comm(int n, int first, double *buf)
 {
   return move_exchange_rows<Move::ROWS_TO_BUFFER>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      xdouble, xbuf, xrow, xwidth, xoffset, xcount, n,
       [first](int k) {
         return first + k;
       },
@@ -255,7 +300,7 @@ int StudentPair::pack_reverse_comm(int n, int first, double *buf)
 void StudentPair::unpack_reverse_comm(int n, int *list, double *buf)
 {
   move_exchange_rows<Move::BUFFER_ADDED_TO_ROWS>(
-      xdouble, xbuf, xwidth, xoffset, xcount, n,
+      xdouble, xbuf, xrow, xwidth, xoffset, xcount, n,
       [list](int k) {
         return list[k];
       },

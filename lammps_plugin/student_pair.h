@@ -36,6 +36,16 @@ class StudentPair : public Pair {
   // dtype and the returned status: halo_protocol.h
   int exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse);
 
+  // exchange() on a staging array that holds only the rows the communication touches: LAMMPS's
+  // row r is the stage's row stage_row[r] (every row of sent_rows() and every ghost row must be
+  // held). No copy first, and reverse leaves the ghost rows as they are: the caller holds them.
+  int exchange_staged(void *stage, const int *stage_row, int width, int dtype, int reverse);
+
+  // the rows LAMMPS's forward communication sends (local atoms, and ghosts where it relays them),
+  // sorted, recorded by one forward communication that moves no data: with the ghost rows, all
+  // that an exchange reads or writes. Valid until LAMMPS reneighbours. Collective.
+  std::vector<int> sent_rows();
+
   // on one rank, where every ghost is a periodic image of a local atom: the local atom that each
   // atom copies (itself for a local atom), by one forward exchange of the local indices
   std::vector<int> local_owners();
@@ -54,9 +64,14 @@ class StudentPair : public Pair {
 
   void allocate();
 
-  // the slice of a feature array being exchanged
+  // the slice of a feature array being exchanged, and where LAMMPS's rows are in it (nullptr: at
+  // their own index)
   void *xbuf;
   int xwidth, xoffset, xcount, xdouble;
+  const int *xrow = nullptr;
+  std::vector<int> *recording = nullptr;    // sent_rows(): the forward lists go here
+
+  void communicate(void *array, const int *stage_row, int width, int dtype, int reverse);
 };
 
 }    // namespace LAMMPS_NS
