@@ -55,7 +55,7 @@ struct PairMLIAPAoti::Package {
 
   // On several ranks an exchange moves only the rows LAMMPS's communication touches, through a
   // host stage: the local rows it sends (sent_local, on the device) and the ghost rows. stage_row:
-  // each LAMMPS row's row in the stage (StudentPair::exchange_staged). Made at the first exchange
+  // each LAMMPS row's row in the stage (StudentPair::communicate). Made at the first exchange
   // after each neighbour-list build (staged_at: that build, Neighbor::ncalls, the same on all ranks).
   at::Tensor sent_local;
   std::vector<int> stage_row;
@@ -436,9 +436,10 @@ at::Tensor PairMLIAPAoti::exchange_rows(const at::Tensor &rows, const at::Tensor
     return rows.index_copy(0, ghosts, rows.index_select(0, owners));
   }
   // LAMMPS's communication on a host stage of the rows it touches (the padding row stays as it is)
-  if (rows.dim() != 2 || (rows.scalar_type() != at::kDouble && rows.scalar_type() != at::kFloat))
+  if (rows.dim() != 2 || rows.size(1) == 0 ||
+      (rows.scalar_type() != at::kDouble && rows.scalar_type() != at::kFloat))
     throw std::runtime_error(
-        "mlff_plugin::halo_exchange takes [atoms, width] float64 or float32 rows");
+        "mlff_plugin::halo_exchange takes [atoms, width > 0] float64 or float32 rows");
   Package &p = *package;
   if (p.staged_at != neighbor->ncalls) stage_rows();
   const int nlocal = atom->nlocal, nghost = atom->nghost;
@@ -454,10 +455,7 @@ at::Tensor PairMLIAPAoti::exchange_rows(const at::Tensor &rows, const at::Tensor
     stage.narrow(0, 0, n_sent).zero_();
     stage.narrow(0, n_sent, nghost).copy_(out.narrow(0, nlocal, nghost));
   }
-  const int status =
-      exchange_staged(stage.data_ptr(), p.stage_row.data(), (int) width, dtype, reverse ? 1 : 0);
-  if (status != MLFFHalo::OK)
-    throw std::runtime_error(fmt::format("halo exchange failed with status {}", status));
+  communicate(stage.data_ptr(), p.stage_row.data(), (int) width, dtype, reverse ? 1 : 0);
   if (!reverse) {
     out.narrow(0, nlocal, nghost).copy_(stage.narrow(0, n_sent, nghost));
   } else {

@@ -153,21 +153,11 @@ int StudentPair::exchange(void *src, void *dst, long long nrows, int width, int 
   return MLFFHalo::OK;
 }
 
-/* ---------------------------------------------------------------------- */
-
-int StudentPair::exchange_staged(void *stage, const int *stage_row, int width, int dtype,
-                                 int reverse)
-{
-  if (width <= 0) return MLFFHalo::BAD_WIDTH;
-  if (dtype != MLFFHalo::FLOAT64 && dtype != MLFFHalo::FLOAT32) return MLFFHalo::BAD_DTYPE;
-  if (atom->nlocal + atom->nghost > 0 && (!stage || !stage_row)) return MLFFHalo::NULL_DATA;
-  communicate(stage, stage_row, width, dtype, reverse);
-  return MLFFHalo::OK;
-}
-
 /* ----------------------------------------------------------------------
    LAMMPS's forward (reverse) communication of every row of an array, in
-   slices that fit its buffer
+   slices that fit its buffer; LAMMPS's row r is the array's row stage_row[r]
+   (nullptr: row r), so a caller may hold only the rows the communication
+   touches (the rows of sent_rows() and the ghost rows)
 ------------------------------------------------------------------------- */
 
 void StudentPair::communicate(void *array, const int *stage_row, int width, int dtype, int reverse)

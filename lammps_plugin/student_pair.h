@@ -36,11 +36,6 @@ class StudentPair : public Pair {
   // dtype and the returned status: halo_protocol.h
   int exchange(void *src, void *dst, long long nrows, int width, int dtype, int reverse);
 
-  // exchange() on a staging array that holds only the rows the communication touches: LAMMPS's
-  // row r is the stage's row stage_row[r] (every row of sent_rows() and every ghost row must be
-  // held). No copy first, and reverse leaves the ghost rows as they are: the caller holds them.
-  int exchange_staged(void *stage, const int *stage_row, int width, int dtype, int reverse);
-
   // the rows LAMMPS's forward communication sends (local atoms, and ghosts where it relays them),
   // sorted, recorded by one forward communication that moves no data: with the ghost rows, all
   // that an exchange reads or writes. Valid until LAMMPS reneighbours. Collective.
@@ -71,6 +66,8 @@ class StudentPair : public Pair {
   const int *xrow = nullptr;
   std::vector<int> *recording = nullptr;    // sent_rows(): the forward lists go here
 
+  // the communication behind exchange(), with no copy first and no ghost rows zeroed after: on
+  // an array of all rows (stage_row nullptr) or a stage of some (see student_pair.cpp)
   void communicate(void *array, const int *stage_row, int width, int dtype, int reverse);
 };
 
