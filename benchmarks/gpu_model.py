@@ -288,9 +288,10 @@ def profile_kernels(atoms, device, methods, calls: int = 5) -> list[dict]:
 TUNE_BLOCK_EDGES, TUNE_NUM_WARPS = (16, 32, 64, 128), (1, 2, 4, 8)
 
 
-def tune_kernels(atoms, device) -> list[dict]:
+def tune_kernels(atoms, device, keep) -> list[dict]:
     """ms per eager float32 analytic call for each launch setting of the fused kernels, and the
-    largest relative difference of its edge gradients from the shipped setting's."""
+    largest relative difference of its edge gradients from the shipped setting's; ``keep(rows)``
+    after each setting, so that a sweep cut short keeps what it measured."""
     from mlff_distiller.model.fused import message_triton as kernels
 
     model = load_model("default", torch.float32).to(device)
@@ -314,6 +315,7 @@ def tune_kernels(atoms, device) -> list[dict]:
                 ms_per_call=round(ms_per_call(call, device), 4),
             )
             rows.append(row)
+            keep(rows)
             print(
                 f"tune: {block:4d} edges x {warps} warps  {row['ms_per_call']:8.3f} ms  error {row['relative_error']:.1e}"
             )
@@ -434,11 +436,12 @@ def main(argv=None) -> int:
         profile = profile_kernels(atoms_by_name[args.profile], device, args.methods)
         atomic_write_text(args.out / "gpu_profile.json", json.dumps(profile, indent=1) + "\n")
     if args.tune:
-        tuning = [
-            {"device": records.device_name, "system": args.tune, **row}
-            for row in tune_kernels(atoms_by_name[args.tune], device)
-        ]
-        atomic_write_text(args.out / "gpu_tune.json", json.dumps(tuning, indent=1) + "\n")
+
+        def keep(rows):
+            tuning = [{"device": records.device_name, "system": args.tune, **row} for row in rows]
+            atomic_write_text(args.out / "gpu_tune.json", json.dumps(tuning, indent=1) + "\n")
+
+        tune_kernels(atoms_by_name[args.tune], device, keep)
     gpu_cases(records, chosen, device, args.dtypes, args.methods, args.modes)
     if not args.no_cpu:
         cpu_cases(records, atoms_by_name)
