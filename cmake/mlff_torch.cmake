@@ -1,6 +1,7 @@
 # libtorch of the Python that runs mlff-distiller (Python_EXECUTABLE): its wheel ships headers and
 # CMake files, so what links here (the plugin, the fused kernels) and the torch that compiles and
-# loads packages are one version. Sets MLFF_TORCH_VERSION (e.g. 2.11.0) and TORCH_LIBRARIES.
+# loads packages are one version. Sets MLFF_TORCH_VERSION (e.g. 2.11.0), TORCH_LIBRARIES and
+# MLFF_TORCH_CUDA (torch built with CUDA: its CUDA headers and libraries are there to use).
 if(NOT Python_EXECUTABLE)
   find_package(Python REQUIRED COMPONENTS Interpreter)
 endif()
@@ -17,3 +18,8 @@ list(GET _torch_info 1 MLFF_TORCH_VERSION)
 list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
 find_package(Torch REQUIRED CONFIG)
 message(STATUS "mlff-distiller: libtorch ${MLFF_TORCH_VERSION} from ${_torch_prefix}")
+if(TORCH_CUDA_LIBRARIES)
+  set(MLFF_TORCH_CUDA TRUE)
+else()
+  set(MLFF_TORCH_CUDA FALSE)
+endif()

@@ -34,10 +34,19 @@
 #include <torch/library.h>
 #include <torch/torch.h>
 
+#ifdef MLFF_CUDA_GRAPHS
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <fstream>
+#include <list>
 
 using namespace LAMMPS_NS;
 
@@ -80,7 +89,128 @@ struct PairMLIAPAoti::Package {
     return torch::from_blob(values.data(), {(int64_t) values.size()}, torch::kLong)
         .to(device, /*non_blocking=*/false, /*copy=*/true);
   }
+
+  // On one MPI rank on a GPU the step is a CUDA graph replayed: launching the compiled step's
+  // kernels one by one cost a fixed ~1.1 ms per step (21 and 336 atoms, H200, 2026-12-05). A
+  // graph holds fixed sizes, so the inputs are padded to a series of sizes (padding atoms join
+  // only themselves, which the package drops) and one graph is captured per padded size. On
+  // several ranks the exchanges between layers go through the host: no graph.
+  bool graphs = false;
+  std::vector<at::Tensor> run(const std::vector<at::Tensor> &inputs);
+
+#ifdef MLFF_CUDA_GRAPHS
+  // one captured step: its padded inputs (in the package's order) and outputs, both in place
+  struct Replay {
+    std::vector<at::Tensor> inputs, outputs;
+    at::cuda::CUDAGraph graph;
+    bool captured = false;
+  };
+  using Sizes = std::array<int64_t, 4>;    // local atoms, ghost rows, pairs, ghost list
+  static constexpr size_t MAX_REPLAYS = 3;
+  std::list<std::pair<Sizes, std::unique_ptr<Replay>>> replays;    // most recently used first
+
+  Replay &replay_for(const std::vector<at::Tensor> &inputs);
+  void capture(Replay &r);
+#endif
 };
+
+/* ----------------------------------------------------------------------
+   the package's call: a graph replayed, or the compiled step launched
+------------------------------------------------------------------------- */
+
+namespace {
+
+#ifdef MLFF_CUDA_GRAPHS
+// the padded size for n: of the series 64, 72, 81, ... (each ~1/8 larger, a multiple of 16), as
+// the Python step's buckets (python/mlff_distiller/model/replay.py)
+int64_t padded_size(int64_t n)
+{
+  int64_t size = 64;
+  while (size < n) size = (size + size / 8 + 15) / 16 * 16;
+  return size;
+}
+
+// rows of src at the front of dst, the rest filled with value
+void copy_padded(at::Tensor &dst, const at::Tensor &src, double value)
+{
+  const int64_t n = src.size(0);
+  dst.narrow(0, 0, n).copy_(src);
+  if (dst.size(0) > n) dst.narrow(0, n, dst.size(0) - n).fill_(value);
+}
+#endif
+
+}    // namespace
+
+std::vector<at::Tensor> PairMLIAPAoti::Package::run(const std::vector<at::Tensor> &inputs)
+{
+#ifdef MLFF_CUDA_GRAPHS
+  if (graphs) {
+    Replay &r = replay_for(inputs);
+    if (!r.captured) capture(r);
+    r.graph.replay();
+    return r.outputs;
+  }
+#endif
+  return loader->run(inputs);
+}
+
+#ifdef MLFF_CUDA_GRAPHS
+// the replay for the inputs' padded sizes (a new one, not yet captured, where none is kept), with
+// the inputs copied in: x_local, x_ghost, species, pair_i, pair_j, ghosts, owners
+PairMLIAPAoti::Package::Replay &
+PairMLIAPAoti::Package::replay_for(const std::vector<at::Tensor> &inputs)
+{
+  const Sizes sizes{inputs[0].size(0), padded_size(inputs[1].size(0)),
+                    padded_size(inputs[3].size(0)), padded_size(inputs[5].size(0))};
+  auto kept = replays.begin();
+  while (kept != replays.end() && kept->first != sizes) ++kept;
+  if (kept != replays.end()) {
+    replays.splice(replays.begin(), replays, kept);
+  } else {
+    auto r = std::make_unique<Replay>();
+    const auto positions = torch::TensorOptions(torch::kDouble).device(device);
+    const auto indices = torch::TensorOptions(torch::kLong).device(device);
+    r->inputs = {torch::empty({sizes[0], 3}, positions),
+                 torch::zeros({sizes[1], 3}, positions),
+                 torch::zeros({sizes[0] + sizes[1]}, indices),
+                 torch::empty({sizes[2]}, indices),
+                 torch::empty({sizes[2]}, indices),
+                 torch::empty({sizes[3]}, indices),
+                 torch::empty({sizes[3]}, indices)};
+    replays.emplace_front(sizes, std::move(r));
+    if (replays.size() > MAX_REPLAYS) replays.pop_back();
+  }
+  Replay &r = *replays.front().second;
+  // padding atoms: the last rows, at the origin, of element 0; padding pairs and ghost-list
+  // entries join the last of them to itself
+  const double last = (double) (sizes[0] + sizes[1] - 1);
+  r.inputs[0].copy_(inputs[0]);
+  copy_padded(r.inputs[1], inputs[1], 0.0);
+  copy_padded(r.inputs[2], inputs[2], 0.0);
+  for (int k = 3; k < 7; k++) copy_padded(r.inputs[k], inputs[k], last);
+  return r;
+}
+
+void PairMLIAPAoti::Package::capture(Replay &r)
+{
+  torch::cuda::synchronize(device.index());    // the inputs' copies, made on the current stream
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device.index());
+  try {
+    c10::cuda::CUDAStreamGuard on_side(side);
+    loader->run(r.inputs);    // once outside the graph: lazy initialisations stay out of it
+    side.synchronize();
+    r.graph.capture_begin();
+    r.outputs = loader->run(r.inputs);
+    r.graph.capture_end();
+  } catch (const std::exception &e) {
+    throw std::runtime_error(fmt::format(
+        "capturing the step as a CUDA graph failed ({}); MLFF_CUDA_GRAPHS=0 in the environment "
+        "runs it without graphs",
+        utils::split_lines(e.what())[0]));
+  }
+  r.captured = true;
+}
+#endif
 
 /* ----------------------------------------------------------------------
    the operator the packages call between layers (its Python twin, for export
@@ -251,9 +381,16 @@ void PairMLIAPAoti::load_package()
                  model_file, problem);
   }
   const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
+#ifdef MLFF_CUDA_GRAPHS
+  const char *graphs_setting = std::getenv("MLFF_CUDA_GRAPHS");
+  package->graphs = package->device.is_cuda() && comm->nprocs == 1 &&
+      !(graphs_setting && std::string(graphs_setting) == "0");
+#endif
   try {
+    // single-threaded runs: the runner then waits on no event of its own, which a capture forbids
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        model_file, model, false, 1, package->device.is_cuda() ? package->device.index() : -1);
+        model_file, model, package->graphs, 1,
+        package->device.is_cuda() ? package->device.index() : -1);
   } catch (const std::exception &e) {
     // may fail on some ranks only (their GPU): error->one, so that no rank waits for them
     error->one(FLERR,
@@ -265,7 +402,7 @@ void PairMLIAPAoti::load_package()
   auto &meta = package->metadata;
   const std::string where = package->device.is_cpu()
       ? fmt::format("cpu ({} thread(s), fixed at export)", meta["cpu_threads"])
-      : package->device.str();
+      : package->device.str() + (package->graphs ? ", CUDA graphs" : "");
   if (comm->me == 0)
     utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", model_file,
                    meta["method"], meta["dtype"], meta["elements"], cutoff, where);
@@ -384,8 +521,8 @@ void PairMLIAPAoti::add_outputs()
   {
     Stepping running(this);
     // local and ghost rows as two views of one buffer: the package skips the ghosts' updates
-    out = p.loader->run({p.x.narrow(0, 0, nlocal), p.x.narrow(0, nlocal, atom->nghost + 1),
-                         p.species, p.pair_i, p.pair_j, p.ghosts, p.owners});
+    out = p.run({p.x.narrow(0, 0, nlocal), p.x.narrow(0, nlocal, atom->nghost + 1), p.species,
+                 p.pair_i, p.pair_j, p.ghosts, p.owners});
   }
   if (out.size() != MLFFAoti::NOUTPUTS)
     error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})", model_file,

@@ -43,6 +43,33 @@ def test_dropped_pairs_add_exactly_nothing():
         assert torch.equal(a, b)
 
 
+def test_inputs_padded_as_for_a_cuda_graph_add_exactly_nothing():
+    """The padding of pair_mliap_aoti.cpp's graph replays: more ghost rows at the origin, of element
+    0, joined to nothing; the pair and ghost lists lengthened with the last of them joined to itself.
+    The real rows' outputs stay exactly as they were."""
+    step = ForceStep(small_model())
+    x_local, x_ghost, species, pair_i, pair_j, ghosts, owners = example_inputs(step.model, "cpu")
+    base = step(x_local, x_ghost, species, pair_i, pair_j, ghosts, owners)
+    rows, extra = x_local.shape[0] + x_ghost.shape[0], 5
+    last = torch.tensor([rows + extra - 1])
+
+    def padded(index, more):
+        return torch.cat((index, last.repeat(more)))
+
+    padded_call = step(
+        x_local,
+        torch.cat((x_ghost, x_ghost.new_zeros(extra, 3))),
+        torch.cat((species, species.new_zeros(extra))),
+        padded(pair_i, 7),
+        padded(pair_j, 7),
+        padded(ghosts, 3),
+        padded(owners, 3),
+    )
+    for a, b in zip(base, padded_call):
+        b = b[:rows] if b.dim() and b.shape[0] == rows + extra else b
+        assert torch.equal(a, b)
+
+
 @pytest.mark.slow
 def test_compiled_package_equals_the_eager_step(tmp_path):
     model = small_model()

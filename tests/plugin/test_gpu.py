@@ -72,6 +72,25 @@ def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype):
         assert max(errors.values()) < TOLERANCE[dtype], (name, errors)
 
 
+def test_cuda_package_replays_graphs_through_neighbour_rebuilds(tmp_path):
+    """`mliap/aoti` on one rank on the GPU replays a CUDA graph per padded size: 300 NVE steps with a
+    thin skin (the list rebuilt whenever an atom moved, so pairs and ghosts change size) follow the
+    same package run without graphs (MLFF_CUDA_GRAPHS=0), float64."""
+    model_file, _ = make_export(tmp_path, 3, dtype="float64", device="cuda", format="aoti")
+    md = f"{nve(300)}\nneigh_modify every 1 delay 0 check yes\nthermo 50"
+    runs = {}
+    for name, graphs in (("graphs", "1"), ("launched", "0")):
+        lines = pair_lines(package_path(model_file), WATER, style="mliap/aoti")
+        script = lammps_input(lines, extra=md, run="run 300", skin=0.1)
+        runs[name] = run_single_point(tmp_path / name, triclinic_water(), script, 1, env={"MLFF_CUDA_GRAPHS": graphs})
+        log = (tmp_path / name / "log.lammps").read_text()
+        assert int(re.search(r"Neighbor list builds = (\d+)", log).group(1)) >= 5
+        assert ("CUDA graphs" in runs[name]["output"]) == (graphs == "1")
+    # as test_aoti.py's MD test: sums in other orders only, amplified by 300 steps
+    assert np.abs(runs["graphs"]["positions"] - runs["launched"]["positions"]).max() < 1e-7
+    assert abs(runs["graphs"]["energy"] - runs["launched"]["energy"]) < 1e-8 * abs(runs["launched"]["energy"])
+
+
 def test_cuda_export_through_stock_mliap_matches_python(tmp_path):
     atoms = molecule_in_vacuum()
     elements = ["H", "C", "N", "O"]
