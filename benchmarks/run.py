@@ -4,6 +4,7 @@
     model-cpu   the model alone on one CPU thread: analytic vs autograd vs schnetpack (model_cpu.py)
     model-gpu   the model alone on a GPU: eager, CUDA graphs, compiled graphs (gpu_model.py)
     coupling    where a LAMMPS step's time goes, with the model or a zero-cost stand-in (coupling.py)
+    step-profile    where the compiled C++ step's time goes (mliap/aoti), against LAMMPS alone (step_profile.py)
     plugin          the plugin's step against the model in Python, 2 ranks against 1 (plugin_benchmark.py)
     plugin-memory   LAMMPS's memory figure and peak RSS of the plugin against atoms (plugin_memory.py)
     plugin-scaling  the plugin over 1..N ranks, prepared here and run anywhere (plugin_scaling.py)
@@ -24,6 +25,7 @@ SUITES = {
     "model-cpu": "model_cpu",
     "model-gpu": "gpu_model",
     "coupling": "coupling",
+    "step-profile": "step_profile",
     "plugin": "plugin_benchmark",
     "plugin-memory": "plugin_memory",
     "plugin-scaling": "plugin_scaling",

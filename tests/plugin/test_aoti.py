@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -263,3 +264,31 @@ def test_export_refuses_what_it_cannot_compile(tmp_path):
     with pytest.raises(ValueError, match="one CPU thread or more"):
         aoti.compile_package(model_bytes, tmp_path / "m.pt2", "analytic", "float64", "cpu", threads=0)
     assert not list(tmp_path.glob("*.pt2"))
+
+
+def test_step_profile_splits_the_step_from_lammps_alone(tmp_path, compiled):
+    """`benchmarks/run.py step-profile` on an MD input through mliap/aoti: the step, the same box
+    with `pair_style zero` at the package's cutoff (LAMMPS alone), and the profiled step's
+    operations, the fused kernels among them where they are built."""
+    model_file, _ = compiled
+    ortho_water().write(tmp_path / "structure.data", format="lammps-data", specorder=WATER, masses=True)
+    script = tmp_path / "in.md"
+    script.write_text(
+        "units metal\natom_style atomic\nboundary p p p\nnewton on\nread_data structure.data\n"
+        f"{aoti_lines(model_file)}\nvelocity all create 300.0 1 mom yes\nfix nve all nve\nrun 10\n"
+    )
+    out = tmp_path / "profile.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "step-profile", str(script), "--steps", "6"]
+    proc = subprocess.run([*command, "--warmup", "2", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    step, alone, profile = json.loads(out.read_text())
+    assert (step["kind"], alone["kind"], profile["kind"]) == ("step", "lammps_alone", "profile")
+    assert step["atoms"] == alone["atoms"] == len(ortho_water())
+    assert (step["dtype"], step["method"]) == ("float64", "analytic")
+    assert alone["sections_ms_per_step"]["Pair"] < 0.1 * step["sections_ms_per_step"]["Pair"]
+    assert alone["ms_per_step"] < step["ms_per_step"]
+    names = [op["name"] for op in profile["operations"]]
+    assert len(names) > 5 and all(op["calls_per_step"] > 0 for op in profile["operations"])
+    if fused.serves("cpu"):
+        assert "mlff_fused::message_backward" in names
+    assert (tmp_path / "profile.txt").read_text().count("Self CPU") >= 1

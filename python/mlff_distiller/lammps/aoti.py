@@ -250,7 +250,7 @@ def compile_package(
         "cpp.threads": threads,
         # the GPU kernels inside the compiled library: as separate files, the plugin's loader did not
         # find them ("CUDA driver error: file not found" in every CUDA package's first step, H200,
-        # 2026-12-05, results/h200_2026-12-05/); not yet run on a GPU with this setting
+        # 2026-12-05, results/h200_2026-12-05/; embedded, they run: results/h200_2026-12-05d/)
         "aot_inductor.embed_kernel_binary": device.startswith("cuda"),
     }
     with torch.no_grad(), warnings.catch_warnings():
