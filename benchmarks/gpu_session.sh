@@ -15,7 +15,8 @@
 #   unfused  the gpu stage's cases without the fused Triton kernels (MLFF_TRITON=0: the eager
 #            message block; -> OUT/lammps_md_unfused.json)
 #   largest  the largest float32 water box that fits on the GPU
-#   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json)
+#   profile  the step's parts with the model on the GPU, 1,029 and 8,232 waters (-> OUT/coupling_*.json);
+#            the mliap/aoti cases the gpu stage ran, against LAMMPS alone (-> OUT/step_profile.json)
 #   f64      the GPU cases in float64
 #   cpu      every case on one CPU core of the same host (CPU_JOBS cases at once, each on its core)
 #   cpu-model  the model alone on one core: analytic, compiled, autograd and schnetpack's PaiNN (its
@@ -66,6 +67,10 @@ if stage profile; then
     "$PY" benchmarks/run.py coupling --model real --device cuda --method $method --steps 100 \
       --systems water_343 water_2744 --out "$OUT/coupling_cuda_float32_$method.json" | cut -c1-600
   done
+  aoti_inputs=(runs/bench_lammps/*_mliap_aoti_gpu_float32_analytic/in.bench)
+  if [ -e "${aoti_inputs[0]}" ]; then
+    "$PY" benchmarks/run.py step-profile "${aoti_inputs[@]}" --out "$OUT/step_profile.json" | cut -c1-300
+  fi
 fi
 if stage f64; then
   "${BENCH[@]}" --devices gpu --dtypes float64 ${F64_ARGS:---systems aspirin water_1k water_8k} | cut -c1-400
