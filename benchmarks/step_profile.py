@@ -8,7 +8,8 @@ lines are dropped) and runs each in this process through LAMMPS's Python module,
   timed steps: ms per step and LAMMPS's own sections per step (Pair holds the whole plugin step:
   pairs, the package's call, host copies; Neigh the neighbour lists; Comm the ghost atoms);
 - ``lammps_alone``: the same box with `pair_style zero` at the package's cutoff and the same
-  full neighbour list: what LAMMPS costs without any model (lists, ghosts, integration);
+  full neighbour list: what LAMMPS costs without any model (lists, ghosts, integration), over at
+  least 200 steps so that its lists' rebuilds count;
 - ``profile``: torch.profiler over --steps steps without CUDA graphs (a replay hides its
   kernels): the operations that take most of the step, per step, by device time on a GPU and by
   CPU time on a CPU.
@@ -35,6 +36,7 @@ PACKAGE_LINE = re.compile(
     r"^mliap/aoti: .* \((?P<method>\w+) (?P<dtype>\w+), elements .*, cutoff (?P<cutoff>[0-9.]+) A\)", re.M
 )
 TOP_OPERATIONS = 25
+ALONE_STEPS = 200  # LAMMPS alone is cheap: enough steps for its neighbour lists' rebuilds to count
 
 
 def sections_per_step(log: str, steps: int) -> dict:
@@ -155,7 +157,8 @@ def profile_input(path: Path, warmup: int, steps: int) -> tuple[list[dict], str]
     try:
         step = timed_run(script, path.parent / "log.step", warmup, steps)
         package = PACKAGE_LINE.search((path.parent / "log.step").read_text())
-        alone = timed_run(lammps_alone(script, float(package["cutoff"])), path.parent / "log.alone", warmup, steps)
+        alone_script = lammps_alone(script, float(package["cutoff"]))
+        alone = timed_run(alone_script, path.parent / "log.alone", warmup, max(steps, ALONE_STEPS))
         operations, tables = profiled_run(script, path.parent / "log.profile", warmup, steps)
     finally:
         os.chdir(previous)
