@@ -372,13 +372,14 @@ void PairMLIAPAoti::load_package()
 {
   register_halo_exchange_operator();
   if (package->metadata[MLFFAoti::FUSED_KERNELS_KEY] == "1") {
-    const std::string problem = load_fused_kernels();
-    if (!problem.empty())    // error->one: a file system may fail some ranks only
-      error->one(FLERR,
-                 "Pair style mliap/aoti: {} calls the fused kernels of mlff-distiller, but {}: "
-                 "run `make setup` (it installs them beside the plugin), or re-export the package "
-                 "with MLFF_FUSED=0 in the environment",
-                 model_file, problem);
+    std::string problem = load_fused_kernels();
+    if (!problem.empty())
+      problem = fmt::format(
+          "Pair style mliap/aoti: {} calls the fused kernels of mlff-distiller, but {}: run "
+          "`make setup` (it installs them beside the plugin), or re-export the package with "
+          "MLFF_FUSED=0 in the environment",
+          model_file, problem);
+    stop_on(problem);    // a file system may fail some ranks only
   }
   const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
 #ifdef MLFF_CUDA_GRAPHS
@@ -386,19 +387,19 @@ void PairMLIAPAoti::load_package()
   package->graphs = package->device.is_cuda() && comm->nprocs == 1 &&
       !(graphs_setting && std::string(graphs_setting) == "0");
 #endif
+  std::string problem;
   try {
     // single-threaded runs: the runner then waits on no event of its own, which a capture forbids
     package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
         model_file, model, package->graphs, 1,
         package->device.is_cuda() ? package->device.index() : -1);
   } catch (const std::exception &e) {
-    // may fail on some ranks only (their GPU): error->one, so that no rank waits for them
-    error->one(FLERR,
-               "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this "
-               "machine with `{}`",
-               model_file, package->device.str(), utils::split_lines(e.what())[0],
-               MLFFAoti::EXPORT_COMMAND);
+    problem = fmt::format(
+        "Pair style mliap/aoti: cannot load {} on {} ({}): re-export it on this machine with `{}`",
+        model_file, package->device.str(), utils::split_lines(e.what())[0],
+        MLFFAoti::EXPORT_COMMAND);
   }
+  stop_on(problem);    // may fail on some ranks only (their GPU)
   auto &meta = package->metadata;
   const std::string where = package->device.is_cpu()
       ? fmt::format("cpu ({} thread(s), fixed at export)", meta["cpu_threads"])
@@ -406,6 +407,20 @@ void PairMLIAPAoti::load_package()
   if (comm->me == 0)
     utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", model_file,
                    meta["method"], meta["dtype"], meta["elements"], cutoff, where);
+}
+
+/* ----------------------------------------------------------------------
+   stop LAMMPS where a rank has a problem (not empty): with error->all where every
+   rank has it, so that rank 0 prints it and every rank exits (an MPI abort can lose
+   the message to mpirun), with error->one on the ranks that have it otherwise
+------------------------------------------------------------------------- */
+
+void PairMLIAPAoti::stop_on(const std::string &problem)
+{
+  int here = problem.empty() ? 0 : 1, everywhere = 0;
+  MPI_Allreduce(&here, &everywhere, 1, MPI_INT, MPI_MIN, world);
+  if (everywhere) error->all(FLERR, "{}", problem);
+  if (here) error->one(FLERR, "{}", problem);
 }
 
 /* ---------------------------------------------------------------------- */
