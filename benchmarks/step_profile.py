@@ -27,26 +27,16 @@ import os
 import re
 from pathlib import Path
 
+from coupling import lammps_sections
+from lammps_md import LOOP_TIME, cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
-LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on")
-SECTIONS = ("Pair", "Neigh", "Comm", "Output", "Modify", "Other")
-SECTION_LINE = re.compile(r"^(\w+)\s*\|(.*)$", re.M)
 # the plugin's line at pair_style (pair_mliap_aoti.cpp): what the package is
 PACKAGE_LINE = re.compile(
     r"^mliap/aoti: .* \((?P<method>\w+) (?P<dtype>\w+), elements .*, cutoff (?P<cutoff>[0-9.]+) A\)", re.M
 )
 TOP_OPERATIONS = 25
 ALONE_STEPS = 200  # LAMMPS alone is cheap: enough steps for its neighbour lists' rebuilds to count
-
-
-def sections_per_step(log: str, steps: int) -> dict:
-    """LAMMPS's timing breakdown of the log's last run, ms per step (its avg column)."""
-    table = log[log.rindex("MPI task timing breakdown") :]
-    sections = {}
-    for name, columns in SECTION_LINE.findall(table.split("\n\n")[0]):
-        if name in SECTIONS:  # min | avg | max | %varavg | %total (Other: its avg only)
-            sections[name] = 1e3 * float(columns.split("|")[1]) / steps
-    return sections
 
 
 def neighbour_builds(log: str) -> int:
@@ -89,8 +79,8 @@ def timed_run(script: str, log: Path, warmup: int, steps: int) -> dict:
         "atoms": atoms,
         "cuda_graphs": "CUDA graphs" in text,  # the plugin's line at pair_style
         "steps": steps,
-        "ms_per_step": 1e3 * float(LOOP_TIME.findall(text)[-1]) / steps,
-        "sections_ms_per_step": sections_per_step(text, steps),
+        "ms_per_step": 1e3 * float(LOOP_TIME.findall(text)[-1][0]) / steps,
+        "sections_ms_per_step": lammps_sections(text, steps),
         "neighbour_builds": neighbour_builds(text),
     }
 
@@ -142,8 +132,6 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    from lammps_md import cpu_name
-
     return cpu_name()
 
 
