@@ -137,7 +137,9 @@ class ForceStep(nn.Module):
         forces = forces_from_edge_gradients(pair_i, pair_j, fij, x.shape[0])
         v = -0.5 * r_ij.index_select(1, self.virial_rows) * fij.index_select(1, self.virial_columns)  # [P,6], half each
         vatom = x.new_zeros(x.shape[0], 6).index_add(0, pair_i, v).index_add(0, pair_j, v)
-        return forces, eatoms, eatoms.sum(), 2.0 * v.sum(0), vatom
+        # summed over atoms, not pairs: inductor fused a sum over the pairs into the scatter's
+        # kernel, which then ran on 6 programs, 6 ms of a 19 ms step (8,232 waters, H100, 2026-12-05)
+        return forces, eatoms, eatoms.sum(), vatom.sum(0), vatom
 
     def pair_vectors(self, x: Tensor, known: Tensor, pair_i: Tensor, pair_j: Tensor) -> Tensor:
         """r_ij = x_j - x_i [P,3] for the pairs the model sees, ``far`` for the others (beyond the
