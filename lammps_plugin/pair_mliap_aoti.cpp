@@ -42,6 +42,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
@@ -61,6 +62,7 @@ struct PairMLIAPAoti::Package {
   std::unordered_map<std::string, std::string> metadata;
   torch::Device device{torch::kCPU};
   at::Tensor x, species, listed_i, listed_j, pair_i, pair_j, ghosts, owners;
+  int64_t neighbour_lists = 0;    // how many times species, ghosts and owners were set
 
   // On several ranks an exchange moves only the rows LAMMPS's communication touches, through a
   // host stage: the local rows it sends (sent_local, on the device) and the ghost rows. stage_row:
@@ -104,6 +106,7 @@ struct PairMLIAPAoti::Package {
     std::vector<at::Tensor> inputs, outputs;
     at::cuda::CUDAGraph graph;
     bool captured = false;
+    int64_t neighbour_list = -1;    // the one whose species, ghosts and owners the inputs hold
   };
   using Sizes = std::array<int64_t, 4>;    // local atoms, ghost rows, pairs, ghost list
   static constexpr size_t MAX_REPLAYS = 3;
@@ -186,8 +189,14 @@ PairMLIAPAoti::Package::replay_for(const std::vector<at::Tensor> &inputs)
   const double last = (double) (sizes[0] + sizes[1] - 1);
   r.inputs[0].copy_(inputs[0]);
   copy_padded(r.inputs[1], inputs[1], 0.0);
-  copy_padded(r.inputs[2], inputs[2], 0.0);
-  for (int k = 3; k < 7; k++) copy_padded(r.inputs[k], inputs[k], last);
+  copy_padded(r.inputs[3], inputs[3], last);
+  copy_padded(r.inputs[4], inputs[4], last);
+  if (r.neighbour_list != neighbour_lists) {    // they change only when LAMMPS reneighbours
+    copy_padded(r.inputs[2], inputs[2], 0.0);
+    copy_padded(r.inputs[5], inputs[5], last);
+    copy_padded(r.inputs[6], inputs[6], last);
+    r.neighbour_list = neighbour_lists;
+  }
   return r;
 }
 
@@ -497,6 +506,7 @@ void PairMLIAPAoti::collect_neighbours()
   p.species = p.on_device(species);
   p.ghosts = p.on_device(ghosts);
   p.owners = p.on_device(owners);
+  p.neighbour_lists++;
   p.x = torch::zeros({ntotal + 1, 3}, torch::TensorOptions(torch::kDouble).device(p.device));
 }
 
@@ -535,9 +545,13 @@ void PairMLIAPAoti::add_outputs()
   std::vector<at::Tensor> out;
   {
     Stepping running(this);
-    // local and ghost rows as two views of one buffer: the package skips the ghosts' updates
-    out = p.run({p.x.narrow(0, 0, nlocal), p.x.narrow(0, nlocal, atom->nghost + 1), p.species,
-                 p.pair_i, p.pair_j, p.ghosts, p.owners});
+    // local and ghost rows as two views of one buffer, the ghosts' copied where they do not start
+    // on 16 bytes: the package was compiled for aligned inputs (it would copy them itself, warning
+    // at every step)
+    at::Tensor x_ghost = p.x.narrow(0, nlocal, atom->nghost + 1);
+    if (reinterpret_cast<uintptr_t>(x_ghost.data_ptr()) % 16) x_ghost = x_ghost.clone();
+    out = p.run({p.x.narrow(0, 0, nlocal), x_ghost, p.species, p.pair_i, p.pair_j, p.ghosts,
+                 p.owners});
   }
   if (out.size() != MLFFAoti::NOUTPUTS)
     error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})", model_file,
