@@ -550,8 +550,8 @@ void PairMLIAPAoti::add_outputs()
     // at every step)
     at::Tensor x_ghost = p.x.narrow(0, nlocal, atom->nghost + 1);
     if (reinterpret_cast<uintptr_t>(x_ghost.data_ptr()) % 16) x_ghost = x_ghost.clone();
-    out = p.run({p.x.narrow(0, 0, nlocal), x_ghost, p.species, p.pair_i, p.pair_j, p.ghosts,
-                 p.owners});
+    out = p.run(
+        {p.x.narrow(0, 0, nlocal), x_ghost, p.species, p.pair_i, p.pair_j, p.ghosts, p.owners});
   }
   if (out.size() != MLFFAoti::NOUTPUTS)
     error->one(FLERR, "Pair style mliap/aoti: {} returned {} outputs, expected {} ({})", model_file,
