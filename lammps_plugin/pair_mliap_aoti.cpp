@@ -388,7 +388,7 @@ void PairMLIAPAoti::load_package()
           "`make setup` (it installs them beside the plugin), or re-export the package with "
           "MLFF_FUSED=0 in the environment",
           model_file, problem);
-    stop_on(problem);    // a file system may fail some ranks only
+    stop_on_problems(problem, ranks_with_problem(!problem.empty()));    // a file system's, maybe
   }
   const char *model = comm->nprocs == 1 ? MLFFAoti::ONE_RANK_MODEL : MLFFAoti::RANKS_MODEL;
 #ifdef MLFF_CUDA_GRAPHS
@@ -408,7 +408,7 @@ void PairMLIAPAoti::load_package()
         model_file, package->device.str(), utils::split_lines(e.what())[0],
         MLFFAoti::EXPORT_COMMAND);
   }
-  stop_on(problem);    // may fail on some ranks only (their GPU)
+  stop_on_problems(problem, ranks_with_problem(!problem.empty()));    // some ranks' GPU, maybe
   auto &meta = package->metadata;
   const std::string where = package->device.is_cpu()
       ? fmt::format("cpu ({} thread(s), fixed at export)", meta["cpu_threads"])
@@ -416,20 +416,6 @@ void PairMLIAPAoti::load_package()
   if (comm->me == 0)
     utils::logmesg(lmp, "mliap/aoti: {} ({} {}, elements {}, cutoff {} A) on {}\n", model_file,
                    meta["method"], meta["dtype"], meta["elements"], cutoff, where);
-}
-
-/* ----------------------------------------------------------------------
-   stop LAMMPS where a rank has a problem (not empty): with error->all where every
-   rank has it, so that rank 0 prints it and every rank exits (an MPI abort can lose
-   the message to mpirun), with error->one on the ranks that have it otherwise
-------------------------------------------------------------------------- */
-
-void PairMLIAPAoti::stop_on(const std::string &problem)
-{
-  int here = problem.empty() ? 0 : 1, everywhere = 0;
-  MPI_Allreduce(&here, &everywhere, 1, MPI_INT, MPI_MIN, world);
-  if (everywhere) error->all(FLERR, "{}", problem);
-  if (here) error->one(FLERR, "{}", problem);
 }
 
 /* ---------------------------------------------------------------------- */

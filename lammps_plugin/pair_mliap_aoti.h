@@ -57,7 +57,6 @@ class PairMLIAPAoti : public StudentPair {
 
   void read_package_metadata();
   void load_package();
-  void stop_on(const std::string &problem);
   void collect_neighbours();
   void collect_pairs();
   void add_outputs();

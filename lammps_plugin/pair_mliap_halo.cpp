@@ -137,21 +137,19 @@ void PairMLIAPHalo::python_failure(const std::string &what, bool all_ranks)
 
 /* ----------------------------------------------------------------------
    a set-up step that may fail on some ranks only (a GPU that one rank cannot
-   use): collective, so that no rank goes on to wait for one that stopped.
-   Failed everywhere: one error->all. Failed on some: those stop the run with
-   their own message (error->one), the others with a pointer to it.
+   use), its Python error as the problem of StudentPair::stop_on_problems
 ------------------------------------------------------------------------- */
 
 void PairMLIAPHalo::stop_if_any_rank_failed(bool failed, const std::string &what)
 {
-  int mine = failed ? 1 : 0, count = 0;
-  MPI_Allreduce(&mine, &count, 1, MPI_INT, MPI_SUM, world);
-  if (failed) python_failure(what, count == comm->nprocs);
-  if (count) {
-    PyGILState_Release((PyGILState_STATE) gil_state);
-    error->all(FLERR, "Pair style mliap/halo: {} on {} of {} ranks (their message is above)", what,
-               count, comm->nprocs);
-  }
+  const int ranks = ranks_with_problem(failed);
+  if (!ranks) return;
+  std::string problem;
+  if (failed)    // where every rank fails alike (loading the model): one traceback, rank 0's
+    problem = "Pair style mliap/halo: " + what + ": " +
+        take_python_error(ranks < comm->nprocs || comm->me == 0);
+  PyGILState_Release((PyGILState_STATE) gil_state);    // the caller's PyGILState_Ensure
+  stop_on_problems(problem, ranks);
 }
 
 /* ----------------------------------------------------------------------

@@ -62,6 +62,25 @@ StudentPair::StudentPair(LAMMPS *lmp, const char *style) :
 
 /* ---------------------------------------------------------------------- */
 
+int StudentPair::ranks_with_problem(bool here)
+{
+  int mine = here ? 1 : 0, ranks = 0;
+  MPI_Allreduce(&mine, &ranks, 1, MPI_INT, MPI_SUM, world);
+  return ranks;
+}
+
+void StudentPair::stop_on_problems(const std::string &problem, int ranks)
+{
+  if (!ranks) return;
+  if (ranks == comm->nprocs) error->all(FLERR, "{}", problem);
+  if (!problem.empty()) error->one(FLERR, "{}", problem);
+  error->all(FLERR,
+             "Pair style {}: stopped by a problem on {} of {} ranks (their message is above)",
+             style, ranks, comm->nprocs);
+}
+
+/* ---------------------------------------------------------------------- */
+
 StudentPair::~StudentPair()
 {
   if (copymode) return;

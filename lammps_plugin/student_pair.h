@@ -59,6 +59,15 @@ class StudentPair : public Pair {
 
   void allocate();
 
+  // Set-up problems that may hit some ranks only (a file system, a GPU), handled collectively so
+  // that no rank goes on to wait for one that stopped: ranks_with_problem(here) counts the ranks
+  // that have one; stop_on_problems then stops LAMMPS where any has (problem: this rank's, empty
+  // where none) with error->all where every rank has it (rank 0 prints it, every rank exits: an
+  // MPI abort can lose the message to mpirun), else error->one on the ranks that have it and
+  // error->all, pointing to their message, on the others. Both collective.
+  int ranks_with_problem(bool here);
+  void stop_on_problems(const std::string &problem, int ranks);
+
   // the slice of a feature array being exchanged, and where LAMMPS's rows are in it (nullptr: at
   // their own index)
   void *xbuf;
