@@ -9,7 +9,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from torch._inductor.package import load_package
 
+from mlff_distiller.lammps.aoti import PACKAGE_MODELS, example_inputs
 from mlff_distiller.lammps.export import package_path
 
 from plugin_support import (
@@ -52,9 +54,10 @@ def test_cuda_export_through_the_plugin_matches_python(tmp_path, dtype, method):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype):
+def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype, exchange_operator_calls):
     """The force step compiled for the GPU and run from C++ (`mliap/aoti`): periodic water and a
-    molecule in vacuum against the Python model on the CPU."""
+    molecule in vacuum against the Python model on the CPU. The package's one-rank model gathers
+    the ghosts' features inside the compiled code: it never calls the exchange operator."""
     model_file, model = make_export(
         tmp_path, 3, elements=["H", "C", "N", "O"], dtype=dtype, device="cuda", format="aoti"
     )
@@ -70,6 +73,9 @@ def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype):
         assert "on cuda" in result["output"]
         errors = relative_errors(result, reference(model, atoms))
         assert max(errors.values()) < TOLERANCE[dtype], (name, errors)
+    one_rank = load_package(str(package_path(model_file)), PACKAGE_MODELS["gather"])
+    one_rank(*example_inputs(model, "cuda"))
+    assert not exchange_operator_calls
 
 
 def test_cuda_package_replays_graphs_through_neighbour_rebuilds(tmp_path):
