@@ -15,7 +15,7 @@ namespace LAMMPS_NS {
 namespace MLFFAoti {
 
   constexpr const char *FORMAT = "mlff-distiller-aoti";
-  constexpr const char *FORMAT_VERSION = "1";
+  constexpr const char *FORMAT_VERSION = "2";
 
   // the package's call: inputs and outputs in order (metadata keys "inputs", "outputs")
   constexpr const char *INPUTS = "x_local,x_ghost,species,pair_i,pair_j,ghosts,owners";
@@ -23,9 +23,10 @@ namespace MLFFAoti {
   enum Output { FORCES = 0, EATOMS = 1, ENERGY = 2, VIRIAL = 3, VATOM = 4, NOUTPUTS = 5 };
 
   // the two models of a package (Python: PACKAGE_MODELS): one MPI rank (ghost features gathered
-  // inside the compiled code), several ranks (through the operator mlff_plugin::halo_exchange)
-  constexpr const char *ONE_RANK_MODEL = "model";
-  constexpr const char *RANKS_MODEL = "model_ranks";
+  // inside the compiled code), several ranks (through the operator mlff_plugin::halo_exchange);
+  // neither name begins with the other (torch 2.11's loader matches names as path prefixes)
+  constexpr const char *ONE_RANK_MODEL = "one_rank";
+  constexpr const char *RANKS_MODEL = "ranks";
 
   // metadata key (Python: FUSED_KERNELS_KEY) that is "1" when the package calls the operators
   // mlff_fused::*, and the library that registers them, relative to the plugin's folder (Python:

@@ -325,8 +325,10 @@ void PairMLIAPAoti::read_package_metadata()
         model_file, MLFFAoti::ONE_RANK_MODEL);
   } catch (const std::exception &e) {
     error->all(FLERR,
-               "Pair style mliap/aoti: {} is not an AOTInductor package ({}): write one with `{}`",
-               model_file, utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
+               "Pair style mliap/aoti: {} is not an AOTInductor package of format {}, with a "
+               "model '{}' ({}): write one with `{}`",
+               model_file, MLFFAoti::FORMAT_VERSION, MLFFAoti::ONE_RANK_MODEL,
+               utils::split_lines(e.what())[0], MLFFAoti::EXPORT_COMMAND);
   }
   auto value = [&meta](const char *key) {
     auto found = meta.find(key);

@@ -48,13 +48,15 @@ from ..model.painn import DTYPES, EXPORTED_MAX_EDGES, METHODS, PaiNN
 from ..model.replay import PADDING_DISTANCE
 
 AOTI_FORMAT = "mlff-distiller-aoti"
-AOTI_VERSION = 1
+AOTI_VERSION = 2  # 2: the models renamed (PACKAGE_MODELS)
 PACKAGE_SUFFIX = ".pt2"
 # The package's call, in order: the contract with lammps_plugin/aoti_protocol.h (tests check both)
 PACKAGE_INPUTS = ("x_local", "x_ghost", "species", "pair_i", "pair_j", "ghosts", "owners")
 PACKAGE_OUTPUTS = ("forces", "eatoms", "energy", "virial", "vatom")
-# the models in a package, by the exchange they use: one MPI rank, several ranks
-PACKAGE_MODELS = {"gather": "model", "operator": "model_ranks"}
+# the models in a package, by the exchange they use: one MPI rank, several ranks. Neither name may
+# begin with the other: torch 2.11's package loader takes every file whose path begins with
+# data/aotinductor/<name>, and so loaded "model_ranks" for "model" (H100 profiles, 2026-12-05)
+PACKAGE_MODELS = {"gather": "one_rank", "operator": "ranks"}
 # metadata key: "1" when the package calls the fused kernels (model/fused), which the plugin then loads
 FUSED_KERNELS_KEY = "fused_kernels"
 # LAMMPS's virial order (xx, yy, zz, xy, xz, yz): the components of r (x) fij that it sums
