@@ -55,9 +55,10 @@ def test_cuda_export_through_the_plugin_matches_python(tmp_path, dtype, method):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype, exchange_operator_calls):
-    """The force step compiled for the GPU and run from C++ (`mliap/aoti`): periodic water and a
-    molecule in vacuum against the Python model on the CPU. The package's one-rank model gathers
-    the ghosts' features inside the compiled code: it never calls the exchange operator."""
+    """The force step compiled for the GPU and run from C++ (`mliap/aoti`): periodic water on 1 rank
+    and on 2 ranks sharing the GPU (the exchange through pinned host stages), and a molecule in
+    vacuum, against the Python model on the CPU. The package's one-rank model gathers the ghosts'
+    features inside the compiled code: it never calls the exchange operator."""
     model_file, model = make_export(
         tmp_path, 3, elements=["H", "C", "N", "O"], dtype=dtype, device="cuda", format="aoti"
     )
@@ -65,11 +66,13 @@ def test_cuda_package_through_mliap_aoti_matches_python(tmp_path, dtype, exchang
         elements: pair_lines(package_path(model_file), elements, style="mliap/aoti")
         for elements in (tuple(WATER), ("H", "C", "N", "O"))
     }
-    for name, atoms, elements, boundary in (
-        ("water", triclinic_water(), tuple(WATER), "p p p"),
-        ("molecule", molecule_in_vacuum(), ("H", "C", "N", "O"), "f f f"),
+    for name, atoms, elements, boundary, nprocs in (
+        ("water", triclinic_water(), tuple(WATER), "p p p", 1),
+        ("water_2_ranks", triclinic_water(), tuple(WATER), "p p p", 2),
+        ("molecule", molecule_in_vacuum(), ("H", "C", "N", "O"), "f f f", 1),
     ):
-        result = run_single_point(tmp_path / name, atoms, lammps_input(lines[elements], boundary), 1, list(elements))
+        script = lammps_input(lines[elements], boundary)
+        result = run_single_point(tmp_path / name, atoms, script, nprocs, list(elements))
         assert "on cuda" in result["output"]
         errors = relative_errors(result, reference(model, atoms))
         assert max(errors.values()) < TOLERANCE[dtype], (name, errors)
