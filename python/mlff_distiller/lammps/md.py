@@ -98,7 +98,8 @@ def prepare_run(
     for item in input_path.parent.iterdir():
         if item.is_file():
             shutil.copy2(item, workdir / item.name)
-    atomic_write_text(workdir / input_path.name, script)
+    if aoti:
+        atomic_write_text(workdir / input_path.name, script)
     export(model, workdir / EXPORT_NAME, method=method, dtype=dtype, format="aoti" if aoti else "mliap")
     return workdir, workdir / input_path.name
 
