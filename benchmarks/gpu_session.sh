@@ -28,7 +28,9 @@
 #            (default about 64,000 and 200,000 atoms), each step's parts and its halo exchange
 #            (-> OUT/coupling_gpus_<ranks>.json; MULTI_RANKS: the rank counts, default 1 2)
 # Environment: CASE_TIMEOUT (s per LAMMPS case), TEST_TIMEOUT, TEST_ARGS, GPU_ARGS, PROFILE_METHODS,
-# F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS, CPU_MODELS, SCALING_RANKS, MULTI_*.
+# F64_ARGS, LARGEST_ARGS, CPU_JOBS, CPU_ARGS, CPU_MODELS, SCALING_RANKS, MULTI_*; PACK=1 leaves OUT
+# holding one archive of all it wrote, session.tgz (the device tool returns at most 8 files of OUT:
+# the rest, the LAMMPS outputs in OUT/stdout/ among them, would stay behind).
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder for the results}
 PREFIX=$(realpath -m "${PREFIX:-build/gpu-session}")
@@ -37,6 +39,8 @@ export PYTHONUNBUFFERED=1
 # the device machine runs us as root; Open MPI's mpirun refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 T0=$(date +%s)
+pack() { tar czf /tmp/gpu_session.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/gpu_session.tgz "$OUT/session.tgz"; }
+[ "${PACK:-0}" = 1 ] && trap pack EXIT
 stage() { [[ " $STAGES " == *" $1 "* ]] && echo "=== $1 at $(( $(date +%s) - T0 )) s"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; lscpu | grep -E "^(Model name|Thread|Core|Socket|NUMA node\(s\)|L3)"; python3 -V
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } >"$OUT/machine.txt" 2>&1
