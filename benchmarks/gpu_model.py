@@ -31,7 +31,6 @@ import argparse
 import gc
 import itertools
 import json
-import platform
 import statistics
 import sys
 import time
@@ -50,15 +49,10 @@ from mlff_distiller.model.io import load_model  # noqa: E402
 from mlff_distiller.model.painn import DTYPES, METHODS  # noqa: E402
 from mlff_distiller.model.replay import GraphReplay  # noqa: E402
 
+from lammps_md import cpu_name  # noqa: E402
+
 MODES = {"graphs": False, "graphs-compiled": True}  # mode: GraphReplay's fuse
 WATER = {"water_1029": 343, "water_8232": 2744}  # molecules
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
 
 
 def systems() -> dict:

@@ -29,8 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mlff_distiller.lammps.md import LOOP_TIME  # LAMMPS's loop-time line, as `mlff-distiller md` reads it
+
 ROOT = Path(__file__).resolve().parent.parent
-LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
 WATER_SIZES = {"water_1k": 343, "water_8k": 2744}  # molecules: 1,029 and 8,232 atoms
 LARGEST_TRIES = (21952, 42875, 85184, 110592, 140608)  # molecules: 66k to 422k atoms
 

@@ -28,7 +28,9 @@ import re
 from pathlib import Path
 
 from coupling import lammps_sections
-from lammps_md import LOOP_TIME, cpu_name
+from lammps_md import cpu_name, gpu_name
+
+from mlff_distiller.lammps.md import LOOP_TIME
 
 ROOT = Path(__file__).resolve().parent.parent
 # the plugin's line at pair_style (pair_mliap_aoti.cpp): what the package is
@@ -127,14 +129,6 @@ def profiled_run(script: str, log: Path, warmup: int, steps: int) -> tuple[list[
     return operations, tables
 
 
-def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return cpu_name()
-
-
 def profile_input(path: Path, warmup: int, steps: int) -> tuple[list[dict], str]:
     """The three runs of one input (run in its own folder, as `run.py lammps` runs it)."""
     import torch
@@ -156,7 +150,7 @@ def profile_input(path: Path, warmup: int, steps: int) -> tuple[list[dict], str]
     common = {
         "input": str(path),
         "system": path.parent.name.split("_mliap")[0],
-        "device": device_name(),
+        "device": gpu_name() or cpu_name(),
         "torch": torch.__version__,
         "dtype": package["dtype"],
         "method": package["method"],

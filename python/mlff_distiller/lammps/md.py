@@ -85,9 +85,10 @@ def prepare_run(
         input_path = candidates[0]
     if not input_path.is_file():
         raise FileNotFoundError(f"no LAMMPS input {input_path}")
-    script = input_path.read_text()
-    if aoti:  # before anything is written or compiled
-        script = with_compiled_step(script, input_path.name, package_path(EXPORT_NAME).name)
+    # the run copy of the input, where --aoti changes it: made before anything is written or compiled
+    compiled = (
+        with_compiled_step(input_path.read_text(), input_path.name, package_path(EXPORT_NAME).name) if aoti else None
+    )
     workdir = Path(workdir) if workdir else Path.cwd() / "runs" / input_path.parent.name
     if workdir.resolve() == input_path.parent:
         raise ValueError(f"--workdir {workdir} is the input folder itself: choose another folder")
@@ -98,8 +99,8 @@ def prepare_run(
     for item in input_path.parent.iterdir():
         if item.is_file():
             shutil.copy2(item, workdir / item.name)
-    if aoti:
-        atomic_write_text(workdir / input_path.name, script)
+    if compiled is not None:
+        atomic_write_text(workdir / input_path.name, compiled)
     export(model, workdir / EXPORT_NAME, method=method, dtype=dtype, format="aoti" if aoti else "mliap")
     return workdir, workdir / input_path.name
 
